@@ -1,0 +1,186 @@
+package msgdir
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func TestParseKeepsEveryFieldAndCanonicalisesFormatting(t *testing.T) {
+	a, err := Parse([]byte(`{"msgid":"m1","body":"hi","n":1.50,"remote_uri":"bob@example.com"}`), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Parse([]byte("{\n  \"remote_uri\": \"bob@example.com\",\n  \"n\": 1.50,\n  \"body\": \"hi\",\n  \"msgid\": \"m1\"\n}\n"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(a.Canonical), `{"body":"hi","msgid":"m1","n":1.50,"remote_uri":"bob@example.com"}`; got != want {
+		t.Errorf("canonical = %s, want %s", got, want)
+	}
+	if a.Hash != b.Hash {
+		t.Errorf("same message formatted differently hashed %s and %s", a.Hash, b.Hash)
+	}
+	if a.MsgID != "m1" || a.RemoteURI != "bob@example.com" {
+		t.Errorf("msgid, remote = %q, %q", a.MsgID, a.RemoteURI)
+	}
+}
+
+func TestParseRejectsEachInvalidFileWithItsReason(t *testing.T) {
+	long := strings.Repeat("x", MaxMsgIDBytes+1)
+	for _, tc := range []struct {
+		name, data string
+		max        int64
+		want       error
+	}{
+		{"not json", `{"msgid":`, 100, ErrNotJSON},
+		{"array", `[{"msgid":"a"}]`, 100, ErrNotJSON},
+		{"null", `null`, 100, ErrNotJSON},
+		{"two objects", `{"msgid":"a"}{"msgid":"b"}`, 100, ErrNotJSON},
+		{"binary", "\x00\x01\xff", 100, ErrNotJSON},
+		{"no msgid", `{"body":"x"}`, 100, ErrNoMsgID},
+		{"empty msgid", `{"msgid":""}`, 100, ErrNoMsgID},
+		{"numeric msgid", `{"msgid":12}`, 100, ErrNoMsgID},
+		{"long msgid", `{"msgid":"` + long + `"}`, 1000, ErrNoMsgID},
+		{"too large", `{"msgid":"a","body":"0123456789"}`, 20, ErrTooLarge},
+	} {
+		_, err := Parse([]byte(tc.data), tc.max)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestIgnoredFollowsTheStoreRules(t *testing.T) {
+	for name, want := range map[string]bool{
+		"m1.json": false, "a.b.json": false,
+		".m1.json": true, ".m1.tmp": true, "m1.tmp": true, "m1.json.part": true,
+		"m1.json.swp": true, "m1.json~": true, "m1.txt": true, "m1": true,
+	} {
+		if got := Ignored(name); got != want {
+			t.Errorf("Ignored(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestSafeNameKeepsPlainNamesAndHashesTheRest(t *testing.T) {
+	for in, want := range map[string]string{
+		"bob@example.com": "bob@example.com",
+		"m-1_2+3.x":       "m-1_2+3.x",
+	} {
+		if got := SafeName(in); got != want {
+			t.Errorf("SafeName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, in := range []string{"", "../etc/passwd", "a/b", `a\b`, ".hidden", "con", "LPT1.txt", "trail.", "é", strings.Repeat("a", 200), "a b"} {
+		got := SafeName(in)
+		if !strings.HasPrefix(got, "h-") || len(got) != 34 {
+			t.Errorf("SafeName(%q) = %q, want a hashed name", in, got)
+		}
+		if SafeName(in) != got {
+			t.Errorf("SafeName(%q) is not deterministic", in)
+		}
+	}
+	if SafeName("a/b") == SafeName("a\\b") {
+		t.Error("different unsafe names hashed to the same name")
+	}
+}
+
+func TestIncomingPathUsesConversationAndMsgid(t *testing.T) {
+	got := IncomingPath(Message{MsgID: "m1", RemoteURI: "sip:bob@example.com"})
+	if want := filepath.Join("bob@example.com", "m1.json"); got != want {
+		t.Errorf("IncomingPath = %q, want %q", got, want)
+	}
+	got = IncomingPath(Message{MsgID: "../../x"})
+	if dir := filepath.Dir(got); dir != "unknown" || strings.Contains(got, "..") {
+		t.Errorf("IncomingPath of unsafe msgid without remote = %q", got)
+	}
+}
+
+func TestWriteAtomicCreatesDirectoriesAndReplacesContent(t *testing.T) {
+	root := t.TempDir()
+	rel := filepath.Join("bob@example.com", "m1.json")
+	if err := WriteAtomic(root, rel, []byte(`{"msgid":"m1","v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteAtomic(root, rel, []byte(`{"msgid":"m1","v":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(root, rel))
+	if err != nil || string(got) != `{"msgid":"m1","v":2}` {
+		t.Fatalf("content = %q, %v", got, err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "bob@example.com"))
+	if len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want 1 (no temporary file left behind)", len(entries))
+	}
+	if runtime.GOOS != "windows" {
+		fi, _ := os.Stat(filepath.Join(root, rel))
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("mode = %v, want 0600", fi.Mode().Perm())
+		}
+	}
+}
+
+func TestWriteAndRemoveNeverLeaveTheStore(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("symbolic links need privileges on Windows")
+	}
+	root := t.TempDir()
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "victim.json"), []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{"../escape.json", "/abs.json", filepath.Join("link", "x.json")} {
+		if err := WriteAtomic(root, rel, []byte("{}")); !errors.Is(err, ErrUnsafePath) {
+			t.Errorf("WriteAtomic(%q) err = %v, want ErrUnsafePath", rel, err)
+		}
+	}
+	if err := Remove(root, filepath.Join("link", "victim.json")); !errors.Is(err, ErrUnsafePath) {
+		t.Errorf("Remove through a link err = %v, want ErrUnsafePath", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(outside, "victim.json")); string(b) != "keep" {
+		t.Errorf("file outside the store changed: %q", b)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+		t.Errorf("outside dir has %d entries, want 1", len(entries))
+	}
+}
+
+func TestRemoveDeletesFileAndToleratesMissing(t *testing.T) {
+	root := t.TempDir()
+	if err := WriteAtomic(root, "c/m.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(root, "c/m.json"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "c", "m.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("file still there: %v", err)
+	}
+	if err := Remove(root, "c/m.json"); err != nil {
+		t.Errorf("second Remove = %v, want nil", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"msgid":"m1","body":"hi"}`))
+	f.Add([]byte(`{"msgid":"m1","n":1e400}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Parse(data, 1<<16)
+		if err != nil {
+			return
+		}
+		again, err := Parse(m.Canonical, 1<<17)
+		if err != nil || again.Hash != m.Hash {
+			t.Fatalf("canonical form does not parse to itself: %v", err)
+		}
+	})
+}

@@ -1,0 +1,5 @@
+package msgdir
+
+// syncDir is a no-op on Windows, where directories cannot be opened for
+// syncing and NTFS journals the rename itself.
+func syncDir(dir string) error { return nil }
