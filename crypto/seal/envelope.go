@@ -1,0 +1,333 @@
+package seal
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/nacl/secretbox"
+)
+
+// Format constants.
+const (
+	// formatV1 is the envelope prefix of format version 1.
+	formatV1 = "cs1"
+
+	// MaxEnvelopeSize is the largest envelope, in bytes, that Open accepts
+	// and Seal produces. Open checks it before decoding anything.
+	MaxEnvelopeSize = 4 << 20
+
+	// MaxMsgIDLen is the largest msgid, in bytes.
+	MaxMsgIDLen = 256
+
+	nonceSize  = 24
+	keyIDLen   = 8
+	minPayload = nonceSize + secretbox.Overhead
+	entryV1    = 1
+	timeLayout = "2006-01-02T15:04:05.000000000Z07:00" // RFC 3339 with nanoseconds
+	urnUUID    = "urn:uuid:"
+)
+
+// Op is the operation an entry carries.
+type Op string
+
+// Operations.
+const (
+	OpPut    Op = "put"    // create or replace the message
+	OpDelete Op = "delete" // remove the message
+)
+
+// Entry is the plaintext of one journal entry.
+type Entry struct {
+	Op      Op
+	MsgID   string          // the message id; never empty, at most MaxMsgIDLen bytes
+	Account string          // the account address the entry belongs to
+	Device  string          // the writing device, "urn:uuid:<uuid>"
+	Time    time.Time       // when the writing device recorded the change
+	Message json.RawMessage // the message object for OpPut; nil for OpDelete
+}
+
+// wireEntry is the JSON form of Entry inside the box.
+type wireEntry struct {
+	V       int             `json:"v"`
+	Op      Op              `json:"op"`
+	MsgID   string          `json:"msgid"`
+	Account string          `json:"account"`
+	Device  string          `json:"device"`
+	Time    string          `json:"time"`
+	Message json.RawMessage `json:"message,omitempty"`
+}
+
+// Seal encrypts e with the newest key and returns the envelope
+//
+//	cs1.<keyid>.<base64(nonce || secretbox(json))>
+//
+// using a fresh random nonce. It returns an error matching ErrBadEntry if e
+// is not valid (see Open for the rules) and ErrTooLarge if the envelope
+// would exceed MaxEnvelopeSize.
+func (k *Keyring) Seal(e Entry) (string, error) {
+	if k == nil || len(k.keys) == 0 {
+		return "", errors.New("seal: empty keyring; load one with LoadKeyring")
+	}
+	if err := validate(&e); err != nil {
+		return "", err
+	}
+	w := wireEntry{
+		V:       entryV1,
+		Op:      e.Op,
+		MsgID:   e.MsgID,
+		Account: e.Account,
+		Device:  e.Device,
+		Time:    e.Time.UTC().Format(timeLayout),
+		Message: e.Message,
+	}
+	if e.Op == OpDelete {
+		w.Message = nil
+	}
+	plain, err := json.Marshal(&w)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadEntry, err)
+	}
+	defer clear(plain)
+	return k.sealRaw(plain)
+}
+
+// sealRaw seals plaintext bytes as they are. Tests use it to make
+// authentic envelopes with invalid contents.
+func (k *Keyring) sealRaw(plain []byte) (string, error) {
+	rk := &k.keys[len(k.keys)-1]
+	boxLen := nonceSize + len(plain) + secretbox.Overhead
+	if total := len(rk.header) + base64.StdEncoding.EncodedLen(boxLen); total > MaxEnvelopeSize {
+		return "", fmt.Errorf("%w: entry would seal to %d bytes, limit %d", ErrTooLarge, total, MaxEnvelopeSize)
+	}
+	var nonce [nonceSize]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return "", fmt.Errorf("seal: read nonce: %w", err)
+	}
+	box := make([]byte, nonceSize, boxLen)
+	copy(box, nonce[:])
+	box = secretbox.Seal(box, plain, &nonce, &rk.entryKey)
+	return rk.header + base64.StdEncoding.EncodeToString(box), nil
+}
+
+// Open decrypts and checks an envelope made by Seal, in this order:
+//
+//   - size at most MaxEnvelopeSize (ErrTooLarge), before any decoding;
+//   - prefix "cs1." (ErrUnsupportedVersion) and an 8-hex-digit key id
+//     (ErrBadFormat);
+//   - the key id is in the keyring (*UnknownKeyError, ErrUnknownKey);
+//   - payload is padded standard base64 with no white space (ErrBadBase64)
+//     holding at least a nonce and an authenticator (ErrTruncated);
+//   - the box authenticates (ErrAuth);
+//   - the plaintext is a version 1 entry: valid JSON, "v" is 1, op is put or
+//     delete, msgid non-empty and at most MaxMsgIDLen bytes, account
+//     non-empty, device "urn:uuid:<uuid>", time RFC 3339, and message a JSON
+//     object for put and absent for delete (ErrBadEntry);
+//   - the entry's account equals account under SameAccount
+//     (*ForeignAccountError, ErrForeignAccount).
+//
+// Every error matches exactly one of ErrBadFormat, ErrUnknownKey, ErrAuth,
+// ErrBadEntry and ErrForeignAccount.
+func (k *Keyring) Open(envelope string, account string) (Entry, error) {
+	if len(envelope) > MaxEnvelopeSize {
+		return Entry{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(envelope), MaxEnvelopeSize)
+	}
+	version, rest, ok := strings.Cut(envelope, ".")
+	if !ok {
+		return Entry{}, fmt.Errorf("%w: no \"cs1.\" prefix", ErrBadFormat)
+	}
+	if version != formatV1 {
+		if !isFormatName(version) {
+			return Entry{}, fmt.Errorf("%w: no \"cs1.\" prefix", ErrBadFormat)
+		}
+		return Entry{}, fmt.Errorf("%w %q (this chatsync reads %q; upgrade it if another device is newer)", ErrUnsupportedVersion, version, formatV1)
+	}
+	id, payload, ok := strings.Cut(rest, ".")
+	if !ok || !isKeyID(id) {
+		return Entry{}, fmt.Errorf("%w: key id must be %d lowercase hex digits", ErrBadFormat, keyIDLen)
+	}
+	if k == nil || len(k.keys) == 0 {
+		return Entry{}, &UnknownKeyError{KeyID: id}
+	}
+	rk := k.lookup(id)
+	if rk == nil {
+		return Entry{}, &UnknownKeyError{KeyID: id}
+	}
+	if len(payload)%4 != 0 {
+		return Entry{}, fmt.Errorf("%w: payload length %d is not a multiple of 4", ErrTruncated, len(payload))
+	}
+	// DecodeString skips CR and LF; the grammar forbids them, so check the
+	// alphabet first.
+	if i := strings.IndexFunc(payload, func(r rune) bool { return !isStdBase64(r) }); i >= 0 {
+		return Entry{}, fmt.Errorf("%w: invalid character at payload offset %d", ErrBadBase64, i)
+	}
+	box, err := base64.StdEncoding.Strict().DecodeString(payload)
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrBadBase64, err)
+	}
+	if len(box) < minPayload {
+		return Entry{}, fmt.Errorf("%w: payload holds %d bytes, need at least %d", ErrTruncated, len(box), minPayload)
+	}
+	var nonce [nonceSize]byte
+	copy(nonce[:], box[:nonceSize])
+	plain, ok := secretbox.Open(nil, box[nonceSize:], &nonce, &rk.entryKey)
+	if !ok {
+		return Entry{}, fmt.Errorf("%w (key id %s)", ErrAuth, id)
+	}
+	defer clear(plain)
+	e, err := parseEntry(plain)
+	if err != nil {
+		return Entry{}, err
+	}
+	if !SameAccount(e.Account, account) {
+		return Entry{}, &ForeignAccountError{Got: e.Account, Want: account}
+	}
+	return e, nil
+}
+
+func parseEntry(plain []byte) (Entry, error) {
+	var w wireEntry
+	if err := json.Unmarshal(plain, &w); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return Entry{}, fmt.Errorf("%w: plaintext is not JSON (offset %d)", ErrBadEntry, se.Offset)
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return Entry{}, fmt.Errorf("%w: field %q has the wrong type", ErrBadEntry, te.Field)
+		}
+		return Entry{}, fmt.Errorf("%w: plaintext is not an entry object", ErrBadEntry)
+	}
+	if w.V != entryV1 {
+		return Entry{}, fmt.Errorf("%w: entry version %d, want %d", ErrBadEntry, w.V, entryV1)
+	}
+	t, err := time.Parse(time.RFC3339Nano, w.Time)
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: time is not RFC 3339", ErrBadEntry)
+	}
+	e := Entry{
+		Op:      w.Op,
+		MsgID:   w.MsgID,
+		Account: w.Account,
+		Device:  w.Device,
+		Time:    t,
+		Message: w.Message,
+	}
+	if err := validate(&e); err != nil {
+		return Entry{}, err
+	}
+	if e.Op == OpPut {
+		// Unmarshal copies RawMessage, but keep the entry independent of
+		// the plaintext buffer that Open clears.
+		e.Message = bytes.Clone(e.Message)
+	}
+	return e, nil
+}
+
+// validate checks the rules shared by Seal and Open.
+func validate(e *Entry) error {
+	switch e.Op {
+	case OpPut:
+		if len(e.Message) == 0 {
+			return fmt.Errorf("%w: put without a message", ErrBadEntry)
+		}
+		m := bytes.TrimLeft(e.Message, " \t\r\n")
+		if len(m) == 0 || m[0] != '{' || !json.Valid(m) {
+			return fmt.Errorf("%w: message is not a JSON object", ErrBadEntry)
+		}
+	case OpDelete:
+		if len(e.Message) != 0 && string(e.Message) != "null" {
+			return fmt.Errorf("%w: delete carries a message", ErrBadEntry)
+		}
+		e.Message = nil
+	default:
+		if len(e.Op) > 16 || !isPrintableASCII(string(e.Op)) {
+			return fmt.Errorf("%w: unknown op", ErrBadEntry)
+		}
+		return fmt.Errorf("%w: unknown op %q, want %q or %q", ErrBadEntry, e.Op, OpPut, OpDelete)
+	}
+	if e.MsgID == "" {
+		return fmt.Errorf("%w: empty msgid", ErrBadEntry)
+	}
+	if len(e.MsgID) > MaxMsgIDLen {
+		return fmt.Errorf("%w: msgid is %d bytes, limit %d", ErrBadEntry, len(e.MsgID), MaxMsgIDLen)
+	}
+	if strings.TrimSpace(e.Account) == "" {
+		return fmt.Errorf("%w: empty account", ErrBadEntry)
+	}
+	if !isURNUUID(e.Device) {
+		return fmt.Errorf("%w: device is not \"urn:uuid:<uuid>\"", ErrBadEntry)
+	}
+	if e.Time.IsZero() {
+		return fmt.Errorf("%w: zero time", ErrBadEntry)
+	}
+	return nil
+}
+
+func isKeyID(s string) bool {
+	if len(s) != keyIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// isFormatName reports whether s looks like a format prefix, "cs" and 1 to 4
+// digits, so that a future "cs2" envelope is reported as a newer version.
+func isFormatName(s string) bool {
+	if len(s) < 3 || len(s) > 6 || s[:2] != "cs" {
+		return false
+	}
+	for i := 2; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isStdBase64(r rune) bool {
+	return 'A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '+' || r == '/' || r == '='
+}
+
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// isURNUUID reports whether s is "urn:uuid:" followed by a UUID in the
+// 8-4-4-4-12 hex form (either case).
+func isURNUUID(s string) bool {
+	if len(s) != len(urnUUID)+36 || !strings.EqualFold(s[:len(urnUUID)], urnUUID) {
+		return false
+	}
+	u := s[len(urnUUID):]
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
