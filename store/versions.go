@@ -1,0 +1,278 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Version is the version of a message that this device holds.
+type Version struct {
+	MsgID string
+	// JournalID is the journal row of this version: pushed by this device or
+	// applied from another. 0 means it is not (or, after ResetAccount, no
+	// longer known to be) on the server.
+	JournalID int64
+	Hash      string
+	Deleted   bool // a tombstone: the message was deleted
+}
+
+type versionRecord struct {
+	JournalID int64  `json:"journal_id"`
+	Hash      string `json:"hash,omitempty"`
+	Deleted   bool   `json:"deleted,omitempty"`
+}
+
+func (r versionRecord) version(msgid string) Version {
+	return Version{MsgID: msgid, JournalID: r.JournalID, Hash: r.Hash, Deleted: r.Deleted}
+}
+
+// Applied is a remote version that the engine has decided to apply and has
+// already written to (or removed from) the message store.
+type Applied struct {
+	MsgID     string
+	JournalID int64
+	Hash      string
+	Deleted   bool
+	// Path, Size and MTime describe the file as written (relative,
+	// slash-separated path). For a delete, Path is the file that was removed
+	// (it may be empty if there was none).
+	Path  string
+	Size  int64
+	MTime time.Time
+}
+
+// Cursor returns the highest journal id of acct applied so far; polling
+// continues with after_id = Cursor (minus any overlap the engine keeps).
+func (db *DB) Cursor(acct string) (int64, error) {
+	var c int64
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		c = getI64(readAccount(tx, acct).state, keyCursor)
+		return nil
+	})
+	return c, err
+}
+
+// Version returns the version of msgid that this device holds.
+func (db *DB) Version(acct, msgid string) (Version, bool, error) {
+	var v Version
+	var ok bool
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		var rec versionRecord
+		var err error
+		ok, err = getJSON(readAccount(tx, acct).versions, []byte(msgid), &rec)
+		v = rec.version(msgid)
+		return err
+	})
+	return v, ok, err
+}
+
+// ApplyRemote records, in ONE transaction, a page of remote versions that
+// the engine has already written to the message store: the held versions,
+// the file index, and the cursor, which moves to cursor (it never moves
+// backwards; a lower value leaves it where it is). The engine writes the
+// files first and calls ApplyRemote after, so a crash in between makes it
+// apply the same page again, which is idempotent. A put moves the msgid's
+// index entry to Path (dropping the entry of the old path, whose file the
+// engine removed or replaced); a delete removes the msgid's index entry and
+// leaves a tombstone version.
+func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied) error {
+	for _, ap := range applied {
+		if ap.MsgID == "" || ap.JournalID <= 0 {
+			return fmt.Errorf("apply remote: bad version %q journal id %d", ap.MsgID, ap.JournalID)
+		}
+		if !ap.Deleted && ap.Path == "" {
+			return fmt.Errorf("apply remote %s: no path", ap.MsgID)
+		}
+	}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		a, err := writeAccount(tx, acct)
+		if err != nil {
+			return err
+		}
+		high := cursor
+		for _, ap := range applied {
+			v := versionRecord{JournalID: ap.JournalID, Hash: ap.Hash, Deleted: ap.Deleted}
+			if err := putJSON(a.versions, []byte(ap.MsgID), v); err != nil {
+				return err
+			}
+			if ap.Deleted {
+				err = unindexMsgID(a, ap.MsgID, ap.Path)
+			} else {
+				err = indexFile(a, FileRecord{Path: ap.Path, MsgID: ap.MsgID, Hash: ap.Hash, Size: ap.Size, MTime: ap.MTime}, true)
+			}
+			if err != nil {
+				return err
+			}
+			high = max(high, ap.JournalID)
+		}
+		if err := raiseI64(a.state, keyCursor, cursor); err != nil {
+			return err
+		}
+		return raiseI64(a.state, keyHighwater, high)
+	})
+	if err != nil {
+		return fmt.Errorf("apply remote: %w", err)
+	}
+	return nil
+}
+
+// ResetAccount handles a server whose journal went backwards (reset or
+// restore), in one transaction:
+//   - the cursor and the watermark go back to 0, so the whole new journal is
+//     read again (the engine dedupes what it reads by msgid and hash against
+//     the held versions);
+//   - every held version forgets its journal id (hash and tombstone flag are
+//     kept), and the token → journal id mappings are dropped;
+//   - an in-flight batch stays in flight with watermark 0, so its
+//     reconciliation searches the whole new journal;
+//   - the outbox and the file index are kept; local files are never deleted.
+//
+// Re-queueing: the store cannot seal, so it does not enqueue by itself. The
+// engine then walks Unpushed, which yields every held message (files and
+// tombstones) that is not on the server and has no queued entry, seals each
+// and enqueues it with EnqueueMany. A crash in between is harmless: a walk
+// after restart yields only what was not enqueued yet.
+func (db *DB) ResetAccount(acct string) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		a, err := writeAccount(tx, acct)
+		if err != nil {
+			return err
+		}
+		if err := putI64(a.state, keyCursor, 0); err != nil {
+			return err
+		}
+		if err := putI64(a.state, keyHighwater, 0); err != nil {
+			return err
+		}
+		if r, err := readInFlight(a); err != nil {
+			return err
+		} else if r != nil {
+			r.Watermark = 0
+			if err := putJSON(a.state, keyInFlight, r); err != nil {
+				return err
+			}
+		}
+		ab := tx.Bucket(bucketV1).Bucket(bucketAccounts).Bucket([]byte(acct))
+		if err := ab.DeleteBucket(bucketSent); err != nil {
+			return err
+		}
+		if _, err := ab.CreateBucket(bucketSent); err != nil {
+			return err
+		}
+		// A Put invalidates the cursor: re-seek after each one.
+		c := a.versions.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var rec versionRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("version %q: %w", k, err)
+			}
+			if rec.JournalID == 0 {
+				continue
+			}
+			rec.JournalID = 0
+			key := bytes.Clone(k)
+			if err := putJSON(a.versions, key, rec); err != nil {
+				return err
+			}
+			c.Seek(key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reset account: %w", err)
+	}
+	return nil
+}
+
+// Unpushed is a held message that is not on the server and not queued.
+type Unpushed struct {
+	Version
+	Path string // its file in the index; empty for a tombstone or a missing file
+}
+
+// Unpushed yields, in msgid order, every held version with no journal id and
+// no outbox entry: after ResetAccount, what the engine must seal and
+// enqueue again. It reads in pages of its own transactions and yields
+// outside them, so the loop body may call any DB method; entries changed
+// during the walk may or may not be seen.
+func (db *DB) Unpushed(acct string) iter.Seq2[Unpushed, error] {
+	return scan(db, acct, func(a *account) *bolt.Bucket { return a.versions },
+		func(a *account, k, v []byte) (Unpushed, bool, error) {
+			var rec versionRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return Unpushed{}, false, fmt.Errorf("version %q: %w", k, err)
+			}
+			if rec.JournalID != 0 {
+				return Unpushed{}, false, nil
+			}
+			if _, queued := pendingSeq(a, string(k)); queued {
+				return Unpushed{}, false, nil
+			}
+			u := Unpushed{Version: rec.version(string(k))}
+			if p := a.filemsg.Get(k); p != nil {
+				u.Path = string(p)
+			}
+			return u, true, nil
+		})
+}
+
+// pageSize is how many keys a paged walk reads per transaction.
+const pageSize = 512
+
+// scan walks one bucket of acct in key order, pageSize keys per read
+// transaction, and yields what decode keeps outside the transactions.
+// decode must copy whatever it keeps from k and v.
+func scan[T any](db *DB, acct string, bucket func(*account) *bolt.Bucket, decode func(a *account, k, v []byte) (T, bool, error)) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var after []byte
+		for {
+			var page []T
+			n := 0
+			err := db.bolt.View(func(tx *bolt.Tx) error {
+				a := readAccount(tx, acct)
+				b := bucket(a)
+				if b == nil {
+					return nil
+				}
+				c := b.Cursor()
+				k, v := c.First()
+				if after != nil {
+					k, v = c.Seek(after)
+					if bytes.Equal(k, after) {
+						k, v = c.Next()
+					}
+				}
+				for ; k != nil && n < pageSize; k, v = c.Next() {
+					n++
+					after = bytes.Clone(k)
+					t, keep, err := decode(a, k, v)
+					if err != nil {
+						return err
+					}
+					if keep {
+						page = append(page, t)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				var zero T
+				yield(zero, err)
+				return
+			}
+			for _, t := range page {
+				if !yield(t, nil) {
+					return
+				}
+			}
+			if n < pageSize {
+				return
+			}
+		}
+	}
+}
