@@ -1,0 +1,47 @@
+// Package accountserver is chatsync-server: our own implementation of the
+// SIP Account API that AG Projects' cdrtool serves as settings.phtml
+// (see PROTOCOL.md). It exists so the daemon can be tested, demonstrated
+// and self-hosted against a server that behaves like the real one.
+//
+// # What it reproduces
+//
+//   - HTTP Digest authentication exactly as the real page does it:
+//     realm from the realm parameter, a stateless nonce
+//     base64(T ":" md5hex(T ":" key)) valid for 300 s, the 200 replies for
+//     malformed headers and unknown domains, 401 with an empty body
+//     otherwise, and the three ways of choosing HA1 (web password, stored
+//     ha1, clear-text password).
+//   - Every action of the seed with PROTOCOL.md's reply shapes, including
+//     the stray "Key K changed V" text of set_call_forwarding and the HTML
+//     header printed before "invalid action" for action names without an
+//     API marker.
+//   - JSON written like PHP's json_encode: "\/", \uXXXX for non-ASCII,
+//     journal ids as strings.
+//   - The client_journal table: one global increasing id, second-resolution
+//     UTC timestamps, ORDER BY timestamp with a 5000 row cap, put that is
+//     not idempotent.
+//
+// # Where it differs by default
+//
+// The real server is broken in three places (PROTOCOL §8). By default this
+// server does what was intended; Options.StrictCompat (--strict-compat)
+// reproduces the real behaviour:
+//
+//	limit 0<limit<5000      default: honoured      strict: no rows (LIMIT 0)
+//	delete_journal_entries  default: deletes       strict: {"error_message":"database error"}
+//	get_monthly_usage       default: calls, price  strict: HTTP 500, empty body
+//
+// Journal timestamps never go backwards: a row gets the clock's time, or
+// the newest timestamp already stored if the clock stepped back. So id
+// order is timestamp order, and a page is a bbolt cursor scan from
+// after_id+1 that never holds more than one page in memory.
+//
+// # Storage
+//
+// The data directory holds nonce.key (the digest nonce secret, 0600, kept
+// so nonces survive a restart) and chatsync-server.db, a bbolt file whose
+// layout is documented in store.go. Read actions answer from the
+// accounts.toml seed; write actions (add_alias, set_call_forwarding,
+// set_dnd_on/off, set_privacy_on/off) store the fields they change in the
+// database, and stored fields win over the seed.
+package accountserver

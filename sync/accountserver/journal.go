@@ -1,0 +1,220 @@
+package accountserver
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxJournalRows is the real server's cap on one get_journal_entries page.
+const maxJournalRows = 5000
+
+type journalRow struct {
+	ID        string `json:"id"`
+	Source    string `json:"source"`
+	Timestamp string `json:"timestamp"`
+	Account   string `json:"account"`
+	UUID      string `json:"uuid"`
+	IPAddress string `json:"ip_address"`
+	Data      string `json:"data"`
+}
+
+type getReply struct {
+	Success      bool         `json:"success"`
+	ErrorMessage *string      `json:"error_message"`
+	Results      []journalRow `json:"results"`
+	Rows         int          `json:"rows"`
+}
+
+// afterTimestamp turns the after_timestamp parameter into the form stored
+// rows are compared with. MySQL compares a DATETIME with a string by
+// converting the string; "0" and "" mean the zero date (no filter). A
+// value that is not a date is compared as a string.
+func afterTimestamp(v string) string {
+	v = strings.TrimSpace(v)
+	if v == "" || v == "0" {
+		return ""
+	}
+	for _, layout := range []string{timeLayout, "2006-01-02T15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.Format(timeLayout)
+		}
+	}
+	return v
+}
+
+func (q *request) getJournalEntries() {
+	limit := maxJournalRows
+	if l := phpIntval(q.p.get("limit")); l > 0 && l < maxJournalRows {
+		if q.s.opts.StrictCompat {
+			limit = 0 // the real LIMIT 0 bug
+		} else {
+			limit = int(l)
+		}
+	}
+	rows, err := q.s.queryJournal(journalQuery{
+		account:        q.acct.Address,
+		exceptUUID:     q.p.get("except_uuid"),
+		afterID:        phpIntval(q.p.get("after_id")),
+		afterTimestamp: afterTimestamp(q.p.get("after_timestamp")),
+		limit:          limit,
+	})
+	if err != nil {
+		q.s.log.Error("journal query failed", "account", q.acct.Address, "err", err)
+		msg := "Database Failure"
+		q.ok(getReply{false, &msg, []journalRow{}, 0})
+		return
+	}
+	out := make([]journalRow, len(rows))
+	for i, e := range rows {
+		out[i] = journalRow{strconv.FormatUint(e.ID, 10), "default", e.Timestamp, e.Account, e.UUID, e.IPAddress, e.Data}
+	}
+	q.ok(getReply{true, nil, out, len(out)})
+}
+
+type putResult struct {
+	ID        json.RawMessage `json:"id"`
+	JournalID *string         `json:"journal_id"`
+	Source    string          `json:"source"`
+}
+
+type putReply struct {
+	Results []putResult `json:"results"`
+	Success bool        `json:"success"`
+}
+
+type putFailure struct {
+	Results      []putResult `json:"results"`
+	Success      bool        `json:"success"`
+	ErrorMessage string      `json:"error_message"`
+}
+
+func (q *request) putFail(msg string) { q.ok(putFailure{[]putResult{}, false, msg}) }
+
+// putJournalEntries implements PROTOCOL §4.3 and the §11.1 cases: the
+// elements are inserted in one transaction; an element whose data is an
+// array or object stops the request with a 500 after the rows before it
+// were stored, like the real server's TypeError.
+func (q *request) putJournalEntries() {
+	uuid := q.p.get("uuid")
+	if !phpTruthy(uuid) {
+		q.putFail("Missing uuid")
+		return
+	}
+	data := q.p.get("data")
+	if !phpTruthy(data) {
+		q.putFail("Missing data")
+		return
+	}
+	raw, err := phpDecodeRaw(data)
+	if err != nil || !phpTruthyJSON(raw) {
+		q.putFail("Json decode error")
+		return
+	}
+	elems, _ := collection(raw) // a truthy scalar: foreach visits nothing
+	var ids []json.RawMessage
+	var values []string
+	failed := false
+	for _, el := range elems {
+		if t := bytes.TrimSpace(el); len(t) == 0 || t[0] != '{' {
+			continue // not an object: $entry->data is null
+		}
+		members, err := objectMembers(el)
+		if err != nil {
+			continue
+		}
+		var id, d json.RawMessage
+		for _, m := range members {
+			switch m.Key {
+			case "id":
+				id = m.Value
+			case "data":
+				d = m.Value
+			}
+		}
+		if d == nil || bytes.Equal(bytes.TrimSpace(d), []byte("null")) {
+			continue // no data: skipped, no result row
+		}
+		s, ok := phpScalarString(d)
+		if !ok {
+			failed = true // addslashes(stdClass|array): TypeError
+			break
+		}
+		if id == nil {
+			id = json.RawMessage("null")
+		} else if c, err := canonicalJSON(id); err == nil {
+			id = c
+		}
+		ids = append(ids, id)
+		values = append(values, s)
+	}
+	jids, err := q.s.putRows(q.acct.Address, uuid, q.ip, values)
+	if err != nil {
+		// A failed INSERT shows as journal_id null under success:true.
+		q.s.log.Error("journal put failed", "account", q.acct.Address, "rows", len(values), "err", err)
+	}
+	if failed {
+		fatal(q.w)
+		return
+	}
+	results := make([]putResult, len(ids))
+	for i, id := range ids {
+		results[i] = putResult{ID: id, Source: "default"}
+		if i < len(jids) {
+			s := strconv.FormatUint(jids[i], 10)
+			results[i].JournalID = &s
+		}
+	}
+	q.ok(putReply{results, true})
+}
+
+// deleteJournalEntries implements PROTOCOL §4.5. The default deletes the
+// account's rows; StrictCompat reproduces the real server, whose SQL is
+// always invalid.
+func (q *request) deleteJournalEntries() {
+	var list []json.RawMessage
+	if data, ok := q.p.lookup("data"); ok && phpTruthy(data) {
+		raw, err := phpDecodeRaw(data)
+		if err != nil || !phpTruthyJSON(raw) {
+			q.ok(result{false, "No journal entries provided"})
+			return
+		}
+		els, isColl := collection(raw)
+		if !isColl {
+			els = []json.RawMessage{raw}
+		}
+		list = els
+	} else if jid := q.p.get("journal_id"); phpTruthy(jid) {
+		b, _ := json.Marshal(jid)
+		list = []json.RawMessage{b}
+	} else {
+		q.ok(result{false, "Missing data"})
+		return
+	}
+	if q.s.opts.StrictCompat {
+		q.ok(struct {
+			ErrorMessage string `json:"error_message"`
+		}{"database error"})
+		return
+	}
+	ids := make([]int64, 0, len(list))
+	for _, el := range list {
+		s, ok := phpScalarString(el)
+		if !ok {
+			continue
+		}
+		ids = append(ids, phpIntval(s))
+	}
+	if err := q.s.deleteRows(q.acct.Address, ids); err != nil {
+		q.s.log.Error("journal delete failed", "account", q.acct.Address, "err", err)
+		q.ok(struct {
+			ErrorMessage string `json:"error_message"`
+		}{"database error"})
+		return
+	}
+	q.ok(struct {
+		Success bool `json:"success"`
+	}{true})
+}

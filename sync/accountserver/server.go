@@ -1,0 +1,355 @@
+package accountserver
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DefaultMaxBody is the request body limit when Options.MaxBody is 0.
+const DefaultMaxBody = 16 << 20
+
+// Path is the only URL path the server answers.
+const Path = "/settings.phtml"
+
+const (
+	contentTypeHTML = "text/html; charset=UTF-8"
+	dbFileName      = "chatsync-server.db"
+	nonceKeyFile    = "nonce.key"
+)
+
+// Options configure a Server.
+type Options struct {
+	// DataDir holds the bbolt database and the nonce key. It is created
+	// (mode 0700) if missing. Required.
+	DataDir string
+	// Accounts are the served accounts (see LoadAccounts). Required.
+	Accounts []Account
+	// StrictCompat reproduces the real server's bugs where the default
+	// implements the intended behaviour: limit < 5000 returns no rows,
+	// delete_journal_entries deletes nothing, get_monthly_usage fails.
+	StrictCompat bool
+	// MaxBody limits request bodies in bytes; 0 means DefaultMaxBody.
+	MaxBody int64
+	// Now is the clock for journal timestamps, nonces and monthly usage;
+	// nil means time.Now. Tests set it to put many rows into one second or
+	// to expire nonces.
+	Now func() time.Time
+	// Logger receives operational logs; nil discards them. Passwords and
+	// journal data are never logged.
+	Logger *slog.Logger
+	// Intercept, if set, is called after authentication and before the
+	// action runs. If it returns true it has written the reply and the
+	// action is skipped. It lets tests inject faults (errors, delays,
+	// dropped connections) for a given account and action.
+	Intercept func(w http.ResponseWriter, r *http.Request, account, action string) bool
+}
+
+// Server implements the SIP Account API (settings.phtml) of PROTOCOL.md on
+// top of a bbolt file. It is an http.Handler and safe for concurrent use.
+type Server struct {
+	opts     Options
+	db       *bolt.DB
+	nonceKey string
+	accounts map[string]*Account // by address
+	domains  map[string]bool
+	log      *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens (or creates) the data directory and returns a Server. Close
+// it to release the database.
+func New(opts Options) (*Server, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("accountserver: no data directory given")
+	}
+	if len(opts.Accounts) == 0 {
+		return nil, errors.New("accountserver: no accounts given")
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		opts:     opts,
+		accounts: map[string]*Account{},
+		domains:  map[string]bool{},
+		log:      opts.Logger,
+	}
+	for i := range opts.Accounts {
+		a := opts.Accounts[i] // copy: the server owns its accounts
+		if err := a.normalize(); err != nil {
+			return nil, fmt.Errorf("accountserver: account %s: %w", a.Address, err)
+		}
+		s.accounts[a.Address] = &a
+		s.domains[a.domain()] = true
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("accountserver: %w", err)
+	}
+	key, err := loadNonceKey(filepath.Join(opts.DataDir, nonceKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("accountserver: nonce key: %w", err)
+	}
+	s.nonceKey = key
+	dbPath := filepath.Join(opts.DataDir, dbFileName)
+	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("accountserver: %s is locked: is another chatsync-server using this data directory?", dbPath)
+		}
+		return nil, fmt.Errorf("accountserver: open %s: %w", dbPath, err)
+	}
+	if err := initDB(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("accountserver: %s: %w", dbPath, err)
+	}
+	s.db = db
+	return s, nil
+}
+
+// Close closes the database; later calls do nothing. Requests still
+// running fail.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	return s.closeErr
+}
+
+// loadNonceKey reads the digest nonce key, creating a random one (mode
+// 0600) on first use, so nonces stay valid across restarts.
+func loadNonceKey(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		k := strings.TrimSpace(string(b))
+		if len(k) < 32 {
+			return "", fmt.Errorf("%s is too short; delete it to make a new one", path)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	k := hex.EncodeToString(raw[:])
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) { // lost a race with another opener
+			return loadNonceKey(path)
+		}
+		return "", err
+	}
+	if _, err := f.WriteString(k + "\n"); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	return k, f.Close()
+}
+
+func (s *Server) now() time.Time { return s.opts.Now() }
+
+// params are the request parameters merged like PHP's $_REQUEST: the query
+// string, then the form body on top; within one source the last
+// duplicate wins.
+type params map[string]string
+
+func (p params) get(k string) string { return p[k] }
+
+func (p params) lookup(k string) (string, bool) {
+	v, ok := p[k]
+	return v, ok
+}
+
+// parsePHPQuery splits a query string like PHP does: it never fails;
+// invalid percent escapes stay literal.
+func parsePHPQuery(dst params, q string) {
+	for part := range strings.SplitSeq(q, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		k = phpURLDecode(k)
+		if k == "" {
+			continue
+		}
+		dst[k] = phpURLDecode(v)
+	}
+}
+
+func phpURLDecode(s string) string {
+	if !strings.ContainsAny(s, "%+") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b.WriteByte(' ')
+		case c == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]):
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+// readParams merges query and body parameters. Form bodies
+// (urlencoded or multipart) are read for any method.
+func (s *Server) readParams(r *http.Request) (params, error) {
+	p := params{}
+	parsePHPQuery(p, r.URL.RawQuery)
+	if r.ContentLength > s.opts.MaxBody {
+		return nil, errBodyTooLarge
+	}
+	ct, ctParams, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct != "application/x-www-form-urlencoded" && ct != "multipart/form-data" {
+		return p, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.opts.MaxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > s.opts.MaxBody {
+		return nil, errBodyTooLarge
+	}
+	if ct == "application/x-www-form-urlencoded" {
+		parsePHPQuery(p, string(body))
+		return p, nil
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), ctParams["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if err != nil {
+			break // PHP ignores a malformed tail too
+		}
+		name := part.FormName()
+		if name == "" || part.FileName() != "" {
+			continue
+		}
+		v, err := io.ReadAll(part)
+		if err != nil {
+			break
+		}
+		p[name] = string(v)
+	}
+	return p, nil
+}
+
+// ServeHTTP answers /settings.phtml; every other path is 404.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != Path {
+		http.NotFound(w, r)
+		return
+	}
+	p, err := s.readParams(r)
+	if err != nil {
+		if errors.Is(err, errBodyTooLarge) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, result{Success: false, ErrorMessage: fmt.Sprintf("Request body larger than %d bytes", s.opts.MaxBody)})
+			return
+		}
+		s.log.Info("reading request failed", "remote", r.RemoteAddr, "err", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	acct, outcome := s.authenticate(w, r, p)
+	if outcome != authOK {
+		return
+	}
+	action := p.get("action")
+	if s.opts.Intercept != nil && s.opts.Intercept(w, r, acct.Address, action) {
+		return
+	}
+	rq := &request{s: s, w: w, r: r, p: p, acct: acct, ip: remoteIP(r)}
+	rq.dispatch(action)
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// result is the {success, error_message} reply of set/add actions.
+type result struct {
+	Success      bool   `json:"success"`
+	ErrorMessage string `json:"error_message"`
+}
+
+func writeText(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", contentTypeHTML)
+	w.WriteHeader(status)
+	io.WriteString(w, body)
+}
+
+// writeJSON writes v as PHP's json_encode would, prefixed with prefix
+// (the stray text some actions print first).
+func writeJSONPrefixed(w http.ResponseWriter, status int, prefix string, v any) {
+	b, err := phpJSON(v)
+	if err != nil { // only on programming errors; PHP would print nothing
+		w.Header().Set("Content-Type", contentTypeHTML)
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", contentTypeHTML)
+	w.WriteHeader(status)
+	io.WriteString(w, prefix)
+	w.Write(b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) { writeJSONPrefixed(w, status, "", v) }
+
+// fatal mimics a PHP fatal error with display_errors off: 500, empty body.
+func fatal(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", contentTypeHTML)
+	w.WriteHeader(http.StatusInternalServerError)
+}
