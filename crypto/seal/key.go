@@ -61,12 +61,17 @@ func GenerateKey() (Key, error) {
 // DeriveKey accepts any passphrase; callers should refuse empty or short
 // ones before calling it.
 func DeriveKey(passphrase []byte, account string) Key {
-	sum := sha256.Sum256([]byte(labelSalt + NormalizeAccount(account)))
-	out := argon2.IDKey(passphrase, sum[:argonSaltLen], argonTime, argonMemory, argonThreads, KeySize)
+	out := argon2.IDKey(passphrase, passphraseSalt(account), argonTime, argonMemory, argonThreads, KeySize)
 	var k Key
 	copy(k[:], out)
 	clear(out)
 	return k
+}
+
+// passphraseSalt returns the Argon2id salt for account.
+func passphraseSalt(account string) []byte {
+	sum := sha256.Sum256([]byte(labelSalt + NormalizeAccount(account)))
+	return sum[:argonSaltLen]
 }
 
 // NormalizeAccount returns the canonical form of a SIP account address used

@@ -1,0 +1,429 @@
+package seal
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	testAccount = "alice@example.com"
+	testDevice  = "urn:uuid:5f0c2a4e-7b1d-4c3e-9a8f-0123456789ab"
+)
+
+// testKey returns a fixed key whose bytes all equal b.
+func testKey(b byte) Key {
+	var k Key
+	for i := range k {
+		k[i] = b
+	}
+	return k
+}
+
+func mustKeyring(t testing.TB, keys ...Key) *Keyring {
+	t.Helper()
+	kr, err := NewKeyring(keys...)
+	if err != nil {
+		t.Fatalf("NewKeyring: %v", err)
+	}
+	return kr
+}
+
+func testEntry() Entry {
+	return Entry{
+		Op:      OpPut,
+		MsgID:   "msg-7c1e@phone.example.com",
+		Account: testAccount,
+		Device:  testDevice,
+		Time:    time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC),
+		Message: json.RawMessage(`{"msgid":"msg-7c1e@phone.example.com","remote_uri":"sip:bob@example.com","body":"meet at the secret garden"}`),
+	}
+}
+
+func mustSeal(t testing.TB, kr *Keyring, e Entry) string {
+	t.Helper()
+	env, err := kr.Seal(e)
+	if err != nil {
+		t.Fatalf("Seal: %v", err)
+	}
+	return env
+}
+
+func TestSealOpenRoundTrip(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	del := testEntry()
+	del.Op, del.Message = OpDelete, nil
+	local := testEntry()
+	local.Time = time.Date(2026, 1, 2, 4, 4, 5, 7, time.FixedZone("CET", 3600))
+	for _, tc := range []struct {
+		name string
+		e    Entry
+	}{
+		{"put", testEntry()},
+		{"delete", del},
+		{"non-UTC time", local},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := mustSeal(t, kr, tc.e)
+			got, err := kr.Open(env, testAccount)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if got.Op != tc.e.Op || got.MsgID != tc.e.MsgID || got.Account != tc.e.Account || got.Device != tc.e.Device {
+				t.Errorf("got %+v, want %+v", got, tc.e)
+			}
+			if !got.Time.Equal(tc.e.Time) {
+				t.Errorf("time: got %v, want %v", got.Time, tc.e.Time)
+			}
+			if !bytes.Equal(got.Message, tc.e.Message) {
+				t.Errorf("message: got %s, want %s", got.Message, tc.e.Message)
+			}
+		})
+	}
+}
+
+func TestEnvelopeHasDocumentedPrefix(t *testing.T) {
+	k := testKey(1)
+	env := mustSeal(t, mustKeyring(t, k), testEntry())
+	prefix := "cs1." + k.ID() + "."
+	if !strings.HasPrefix(env, prefix) {
+		t.Fatalf("envelope %.20q... does not start with %q", env, prefix)
+	}
+	box, err := base64.StdEncoding.DecodeString(env[len(prefix):])
+	if err != nil {
+		t.Fatalf("payload is not std base64: %v", err)
+	}
+	plain, _ := json.Marshal(wireEntry{V: 1, Op: OpPut, MsgID: testEntry().MsgID, Account: testAccount,
+		Device: testDevice, Time: "2026-01-02T03:04:05.123456789Z", Message: testEntry().Message})
+	if want := nonceSize + len(plain) + 16; len(box) != want {
+		t.Errorf("box is %d bytes, want nonce + plaintext + 16 = %d", len(box), want)
+	}
+	if strings.ContainsAny(env, "\r\n ") {
+		t.Errorf("envelope contains white space")
+	}
+}
+
+func TestSealUsesFreshNonces(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	a, b := mustSeal(t, kr, testEntry()), mustSeal(t, kr, testEntry())
+	if a == b {
+		t.Fatal("two seals of the same entry are identical")
+	}
+	header := len("cs1." + testKey(1).ID() + ".")
+	na, nb := mustDecode(t, a[header:]), mustDecode(t, b[header:])
+	if bytes.Equal(na[:nonceSize], nb[:nonceSize]) {
+		t.Fatal("two seals share a nonce")
+	}
+}
+
+func TestEnvelopeHidesMsgIDAccountAndBody(t *testing.T) {
+	e := testEntry()
+	env := mustSeal(t, mustKeyring(t, testKey(1)), e)
+	for _, secret := range []string{e.MsgID, e.Account, "alice", "bob@example.com", "secret garden", testDevice, "msgid", "put"} {
+		if strings.Contains(env, secret) {
+			t.Errorf("envelope contains %q in clear", secret)
+		}
+	}
+}
+
+// sealRawWith seals arbitrary plaintext with kr's newest key, to make
+// authentic envelopes with bad contents.
+func sealRawWith(t *testing.T, kr *Keyring, plain string) string {
+	t.Helper()
+	env, err := kr.sealRaw([]byte(plain))
+	if err != nil {
+		t.Fatalf("sealRaw: %v", err)
+	}
+	return env
+}
+
+// categories are the top-level Open error classes; every Open error must
+// match exactly one.
+var categories = []error{ErrBadFormat, ErrUnknownKey, ErrAuth, ErrBadEntry, ErrForeignAccount}
+
+func checkOneCategory(t testing.TB, err error) {
+	t.Helper()
+	n := 0
+	for _, c := range categories {
+		if errors.Is(err, c) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("error %q matches %d categories, want exactly 1", err, n)
+	}
+}
+
+func TestOpenFailuresAreDistinct(t *testing.T) {
+	k1, k2 := testKey(1), testKey(2)
+	kr := mustKeyring(t, k1)
+	both := mustKeyring(t, k1, k2)
+	good := mustSeal(t, kr, testEntry())
+	header := "cs1." + k1.ID() + "."
+	payload := good[len(header):]
+
+	flip := func(s string, i int) string {
+		b, _ := base64.StdEncoding.DecodeString(s)
+		b[i] ^= 0x01
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	valid := `"v":1,"msgid":"m1","account":"alice@example.com","device":"` + testDevice + `","time":"2026-01-02T03:04:05Z"`
+
+	tests := []struct {
+		name     string
+		kr       *Keyring
+		env      string
+		account  string
+		want     error // the specific error
+		category error // its category
+		contains string
+	}{
+		{"wrong key (id unknown to keyring)", mustKeyring(t, k2), good, testAccount, ErrUnknownKey, ErrUnknownKey, k1.ID()},
+		{"unknown key id", kr, "cs1.00000000." + payload, testAccount, ErrUnknownKey, ErrUnknownKey, "import that key"},
+		{"wrong key under a known id", both, "cs1." + k2.ID() + "." + payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"tampered ciphertext byte", kr, header + flip(payload, nonceSize+20), testAccount, ErrAuth, ErrAuth, ""},
+		{"tampered authenticator byte", kr, header + flip(payload, nonceSize), testAccount, ErrAuth, ErrAuth, ""},
+		{"tampered nonce byte", kr, header + flip(payload, 3), testAccount, ErrAuth, ErrAuth, ""},
+		{"tampered header version", kr, "cs2." + k1.ID() + "." + payload, testAccount, ErrUnsupportedVersion, ErrBadFormat, `"cs2"`},
+		{"tampered header key id case", kr, "cs1." + strings.ToUpper(k1.ID()) + "." + payload, testAccount, ErrBadFormat, ErrBadFormat, "key id"},
+		{"no prefix", kr, payload, testAccount, ErrBadFormat, ErrBadFormat, "prefix"},
+		{"empty", kr, "", testAccount, ErrBadFormat, ErrBadFormat, ""},
+		{"truncated to the nonce", kr, header + payload[:32], testAccount, ErrTruncated, ErrBadFormat, "at least 40"},
+		{"truncated mid-quad", kr, good[:len(good)-3], testAccount, ErrTruncated, ErrBadFormat, ""},
+		{"truncated inside the box", kr, header + base64.StdEncoding.EncodeToString(mustDecode(t, payload)[:60]), testAccount, ErrAuth, ErrAuth, ""},
+		{"bad base64 character", kr, header + "*" + payload[1:], testAccount, ErrBadBase64, ErrBadFormat, "offset 0"},
+		{"newline in payload", kr, header + payload[:8] + "\n" + payload[8:len(payload)-1], testAccount, ErrBadBase64, ErrBadFormat, ""},
+		{"foreign account", kr, good, "mallory@example.com", ErrForeignAccount, ErrForeignAccount, "mallory@example.com"},
+		{"bad inner JSON", kr, sealRawWith(t, kr, `{"v":1,"op":"put",`), testAccount, ErrBadEntry, ErrBadEntry, "not JSON"},
+		{"inner JSON not an object", kr, sealRawWith(t, kr, `[1,2]`), testAccount, ErrBadEntry, ErrBadEntry, ""},
+		{"inner version 2", kr, sealRawWith(t, kr, `{"v":2,"op":"delete","msgid":"m1","account":"alice@example.com","device":"`+testDevice+`","time":"2026-01-02T03:04:05Z"}`), testAccount, ErrBadEntry, ErrBadEntry, "version 2"},
+		{"unknown op", kr, sealRawWith(t, kr, `{`+valid+`,"op":"edit"}`), testAccount, ErrBadEntry, ErrBadEntry, `"edit"`},
+		{"empty msgid", kr, sealRawWith(t, kr, `{"v":1,"op":"delete","msgid":"","account":"a@b","device":"`+testDevice+`","time":"2026-01-02T03:04:05Z"}`), "a@b", ErrBadEntry, ErrBadEntry, "empty msgid"},
+		{"msgid too long", kr, sealRawWith(t, kr, `{"v":1,"op":"delete","msgid":"`+strings.Repeat("x", 257)+`","account":"a@b","device":"`+testDevice+`","time":"2026-01-02T03:04:05Z"}`), "a@b", ErrBadEntry, ErrBadEntry, "257"},
+		{"put without message", kr, sealRawWith(t, kr, `{`+valid+`,"op":"put"}`), testAccount, ErrBadEntry, ErrBadEntry, "without a message"},
+		{"put with array message", kr, sealRawWith(t, kr, `{`+valid+`,"op":"put","message":[1]}`), testAccount, ErrBadEntry, ErrBadEntry, "JSON object"},
+		{"put with null message", kr, sealRawWith(t, kr, `{`+valid+`,"op":"put","message":null}`), testAccount, ErrBadEntry, ErrBadEntry, ""},
+		{"delete with message", kr, sealRawWith(t, kr, `{`+valid+`,"op":"delete","message":{"a":1}}`), testAccount, ErrBadEntry, ErrBadEntry, "delete carries"},
+		{"bad device", kr, sealRawWith(t, kr, `{"v":1,"op":"delete","msgid":"m","account":"a@b","device":"phone","time":"2026-01-02T03:04:05Z"}`), "a@b", ErrBadEntry, ErrBadEntry, "device"},
+		{"bad time", kr, sealRawWith(t, kr, `{"v":1,"op":"delete","msgid":"m","account":"a@b","device":"`+testDevice+`","time":"yesterday"}`), "a@b", ErrBadEntry, ErrBadEntry, "time"},
+		{"wrong field type", kr, sealRawWith(t, kr, `{"v":"1"}`), testAccount, ErrBadEntry, ErrBadEntry, `"v"`},
+		{"oversize", kr, "cs1." + k1.ID() + "." + strings.Repeat("A", MaxEnvelopeSize), testAccount, ErrTooLarge, ErrBadFormat, "limit"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.kr.Open(tc.env, tc.account)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Open: got %v, want %v", err, tc.want)
+			}
+			if !errors.Is(err, tc.category) {
+				t.Fatalf("Open: %v does not match category %v", err, tc.category)
+			}
+			checkOneCategory(t, err)
+			if !strings.Contains(err.Error(), tc.contains) {
+				t.Errorf("error %q does not contain %q", err, tc.contains)
+			}
+		})
+	}
+}
+
+func mustDecode(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestOpenTypedErrorsCarryDetails(t *testing.T) {
+	k1 := testKey(1)
+	env := mustSeal(t, mustKeyring(t, k1), testEntry())
+
+	_, err := mustKeyring(t, testKey(2)).Open(env, testAccount)
+	var uk *UnknownKeyError
+	if !errors.As(err, &uk) || uk.KeyID != k1.ID() {
+		t.Fatalf("got %v, want *UnknownKeyError for %s", err, k1.ID())
+	}
+	_, err = mustKeyring(t, k1).Open(env, "bob@example.com")
+	var fa *ForeignAccountError
+	if !errors.As(err, &fa) || fa.Got != testAccount || fa.Want != "bob@example.com" {
+		t.Fatalf("got %v, want *ForeignAccountError", err)
+	}
+}
+
+func TestOpenAccountMatchIgnoresCaseAndScheme(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	env := mustSeal(t, kr, testEntry())
+	for _, acct := range []string{"alice@example.com", "alice@EXAMPLE.com", "Alice@Example.Com", "sip:alice@example.com", " SIP:alice@example.com "} {
+		if _, err := kr.Open(env, acct); err != nil {
+			t.Errorf("Open(%q): %v", acct, err)
+		}
+	}
+	for _, acct := range []string{"alice@example.org", "alice2@example.com", ""} {
+		if _, err := kr.Open(env, acct); !errors.Is(err, ErrForeignAccount) {
+			t.Errorf("Open(%q): got %v, want ErrForeignAccount", acct, err)
+		}
+	}
+}
+
+func TestSealRefusesInvalidEntries(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	for _, tc := range []struct {
+		name string
+		mod  func(*Entry)
+	}{
+		{"unknown op", func(e *Entry) { e.Op = "edit" }},
+		{"empty msgid", func(e *Entry) { e.MsgID = "" }},
+		{"long msgid", func(e *Entry) { e.MsgID = strings.Repeat("m", MaxMsgIDLen+1) }},
+		{"empty account", func(e *Entry) { e.Account = " " }},
+		{"bad device", func(e *Entry) { e.Device = "5f0c2a4e-7b1d-4c3e-9a8f-0123456789ab" }},
+		{"zero time", func(e *Entry) { e.Time = time.Time{} }},
+		{"put without message", func(e *Entry) { e.Message = nil }},
+		{"put with string message", func(e *Entry) { e.Message = json.RawMessage(`"hi"`) }},
+		{"put with invalid JSON", func(e *Entry) { e.Message = json.RawMessage(`{"a":`) }},
+		{"delete with message", func(e *Entry) { e.Op = OpDelete }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := testEntry()
+			tc.mod(&e)
+			if _, err := kr.Seal(e); !errors.Is(err, ErrBadEntry) {
+				t.Fatalf("Seal: got %v, want ErrBadEntry", err)
+			}
+		})
+	}
+	e := testEntry()
+	e.MsgID = strings.Repeat("m", MaxMsgIDLen)
+	if _, err := kr.Seal(e); err != nil {
+		t.Errorf("Seal with a %d-byte msgid: %v", MaxMsgIDLen, err)
+	}
+}
+
+func TestSealRefusesOversizeEntry(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	e := testEntry()
+	e.Message = json.RawMessage(`{"body":"` + strings.Repeat("x", MaxEnvelopeSize) + `"}`)
+	if _, err := kr.Seal(e); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Seal: got %v, want ErrTooLarge", err)
+	}
+	// Just below the limit seals and opens again.
+	e.Message = json.RawMessage(`{"body":"` + strings.Repeat("x", MaxEnvelopeSize/4*3-400) + `"}`)
+	env, err := kr.Seal(e)
+	if err != nil {
+		t.Fatalf("Seal near the limit: %v", err)
+	}
+	if len(env) > MaxEnvelopeSize {
+		t.Fatalf("envelope is %d bytes, over the limit", len(env))
+	}
+	if _, err := kr.Open(env, testAccount); err != nil {
+		t.Fatalf("Open near the limit: %v", err)
+	}
+}
+
+func TestZeroKeyringFailsCleanly(t *testing.T) {
+	var kr *Keyring
+	if _, err := kr.Seal(testEntry()); err == nil {
+		t.Error("Seal on nil keyring succeeded")
+	}
+	env := mustSeal(t, mustKeyring(t, testKey(1)), testEntry())
+	if _, err := kr.Open(env, testAccount); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("Open on nil keyring: got %v, want ErrUnknownKey", err)
+	}
+}
+
+func TestKeyringRotationNewestSealsAllOpen(t *testing.T) {
+	oldK, newK := testKey(1), testKey(2)
+	oldEnv := mustSeal(t, mustKeyring(t, oldK), testEntry())
+	kr := mustKeyring(t, oldK, newK)
+	env := mustSeal(t, kr, testEntry())
+	if want := "cs1." + newK.ID() + "."; !strings.HasPrefix(env, want) {
+		t.Errorf("rotated keyring sealed with %.13s, want %s", env, want)
+	}
+	for name, e := range map[string]string{"old": oldEnv, "new": env} {
+		if _, err := kr.Open(e, testAccount); err != nil {
+			t.Errorf("Open %s envelope: %v", name, err)
+		}
+	}
+}
+
+func TestOpenConcurrentIsRaceFree(t *testing.T) {
+	kr := mustKeyring(t, testKey(1), testKey(2))
+	env := mustSeal(t, kr, testEntry())
+	done := make(chan error)
+	for range 8 {
+		go func() {
+			for range 20 {
+				e, err := kr.Open(env, testAccount)
+				if err == nil {
+					_, err = kr.Seal(e)
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	kr := mustKeyring(f, testKey(1), testKey(2))
+	good := mustSeal(f, kr, testEntry())
+	del := testEntry()
+	del.Op, del.Message = OpDelete, nil
+	f.Add(good)
+	f.Add(mustSeal(f, kr, del))
+	f.Add(good[:len(good)/2])
+	f.Add("cs1." + testKey(1).ID() + ".")
+	f.Add("cs2.00000000.AAAA")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, env string) {
+		e, err := kr.Open(env, testAccount)
+		if err != nil {
+			checkOneCategory(t, err)
+			return
+		}
+		// Anything that opens is a valid entry that seals again.
+		if _, err := kr.Seal(e); err != nil {
+			t.Fatalf("opened entry does not seal again: %v", err)
+		}
+	})
+}
+
+func benchEntry() Entry {
+	e := testEntry()
+	e.Message = json.RawMessage(`{"body":"` + strings.Repeat("x", 1024-len(`{"body":""}`)) + `"}`)
+	return e
+}
+
+func BenchmarkSeal1KiB(b *testing.B) {
+	kr := mustKeyring(b, testKey(1))
+	e := benchEntry()
+	b.SetBytes(int64(len(e.Message)))
+	for b.Loop() {
+		if _, err := kr.Seal(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpen1KiB(b *testing.B) {
+	kr := mustKeyring(b, testKey(1))
+	e := benchEntry()
+	env := mustSeal(b, kr, e)
+	b.SetBytes(int64(len(e.Message)))
+	for b.Loop() {
+		if _, err := kr.Open(env, testAccount); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
