@@ -1,0 +1,263 @@
+package account
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// JournalPageMax is the most rows the real server returns in one page. A
+// page of exactly this many rows may mean more are waiting (there is no
+// "more" flag): ask again with AfterID = page.MaxID().
+const JournalPageMax = 5000
+
+// JournalQuery selects journal entries. Zero fields are not sent.
+type JournalQuery struct {
+	// ExceptUUID leaves out entries written by this writer uuid (this
+	// device's id). The real server compares it case-insensitively.
+	ExceptUUID string
+	// AfterID returns only entries with a journal id above it.
+	AfterID int64
+	// AfterTimestamp returns only entries written after this server time,
+	// "YYYY-MM-DD HH:MM:SS" in the server's time zone.
+	AfterTimestamp string
+	// Limit caps the page size. Leave it 0: the real server returns NO rows
+	// for 0 < limit < 5000 (PROTOCOL §4.2, bug 1), and caps pages at 5000.
+	Limit int
+}
+
+// JournalEntry is one row of the journal.
+type JournalEntry struct {
+	ID        int64  `json:"id"`        // server journal id
+	Source    string `json:"source"`    // "default"
+	Timestamp string `json:"timestamp"` // server time of the insert, "YYYY-MM-DD HH:MM:SS"
+	Account   string `json:"account"`   // user@domain
+	UUID      string `json:"uuid"`      // the writer's uuid
+	IPAddress string `json:"ip_address"`
+	Data      string `json:"data"` // opaque, exactly as put
+}
+
+// JournalPage is one reply of get_journal_entries.
+type JournalPage struct {
+	Entries []JournalEntry `json:"entries"`
+	// Rows is the server's row count for this page.
+	Rows int `json:"rows"`
+}
+
+// MaxID returns the highest journal id in the page, or 0 for an empty
+// page. The server orders a page by a one-second timestamp, not by id, so
+// this (not the last entry's id) is the next AfterID.
+func (p *JournalPage) MaxID() int64 {
+	var m int64
+	for _, e := range p.Entries {
+		m = max(m, e.ID)
+	}
+	return m
+}
+
+// GetJournalEntries returns one page of journal entries
+// (get_journal_entries). A reply whose entries do not all carry a numeric
+// id is a Malformed error.
+func (c *Client) GetJournalEntries(ctx context.Context, q JournalQuery) (*JournalPage, error) {
+	const action = "get_journal_entries"
+	if q.AfterID < 0 {
+		return nil, invalidArg("after id %d is negative", q.AfterID)
+	}
+	if q.Limit < 0 {
+		return nil, invalidArg("limit %d is negative", q.Limit)
+	}
+	v := url.Values{}
+	if q.ExceptUUID != "" {
+		v.Set("except_uuid", q.ExceptUUID)
+	}
+	if q.AfterID > 0 {
+		v.Set("after_id", strconv.FormatInt(q.AfterID, 10))
+	}
+	if q.AfterTimestamp != "" {
+		v.Set("after_timestamp", q.AfterTimestamp)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	js, _, err := c.call(ctx, request{action: action, query: v}, true)
+	if err != nil {
+		return nil, err
+	}
+	var w struct {
+		Results []struct {
+			ID        json.RawMessage `json:"id"`
+			Source    flexString      `json:"source"`
+			Timestamp flexString      `json:"timestamp"`
+			Account   flexString      `json:"account"`
+			UUID      flexString      `json:"uuid"`
+			IPAddress flexString      `json:"ip_address"`
+			Data      flexString      `json:"data"`
+		} `json:"results"`
+		Rows flexInt `json:"rows"`
+	}
+	if err := decode(action, js, &w); err != nil {
+		return nil, err
+	}
+	page := &JournalPage{Rows: int(w.Rows), Entries: make([]JournalEntry, 0, len(w.Results))}
+	for i, r := range w.Results {
+		id, ok := journalID(r.ID)
+		if !ok || id <= 0 {
+			return nil, &Error{Kind: KindMalformed, Action: action,
+				Message: "journal entry " + strconv.Itoa(i) + " has no valid numeric id"}
+		}
+		page.Entries = append(page.Entries, JournalEntry{
+			ID: id, Source: string(r.Source), Timestamp: string(r.Timestamp), Account: string(r.Account),
+			UUID: string(r.UUID), IPAddress: string(r.IPAddress), Data: string(r.Data),
+		})
+	}
+	return page, nil
+}
+
+// journalID reads a journal id sent as a JSON string or number. null gives
+// (0, true): "no id".
+func journalID(raw json.RawMessage) (int64, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return 0, false
+	}
+	if string(raw) == "null" {
+		return 0, true
+	}
+	s := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, false
+		}
+		s = strings.TrimSpace(s)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// PutEntry is one entry to append to the journal. ID is the caller's token
+// for matching the result (unique and non-empty within a call); Data is
+// stored verbatim.
+type PutEntry struct {
+	ID   string `json:"id"`
+	Data string `json:"data"`
+}
+
+// PutResult is the outcome of one PutEntry, in input order.
+type PutResult struct {
+	ID        string `json:"id"`         // the entry's ID
+	JournalID int64  `json:"journal_id"` // server id when Stored
+	// Stored reports whether the server stored the row. It is false when
+	// the server answered journal_id null (its insert failed while the reply
+	// still said success) or sent no row for the entry: keep such entries
+	// queued and put them again.
+	Stored bool `json:"stored"`
+}
+
+// PutJournalEntries appends entries to the journal (put_journal_entries) as
+// writer uuid: a form POST of uuid and data, a JSON array of {"id","data"}.
+// The results follow the input order and are matched to it by id.
+//
+// The server is not idempotent: if this returns a Transport error (or any
+// error after the request was sent) the rows may or may not have been
+// stored, and putting them again may store them twice.
+func (c *Client) PutJournalEntries(ctx context.Context, uuid string, entries []PutEntry) ([]PutResult, error) {
+	const action = "put_journal_entries"
+	if strings.TrimSpace(uuid) == "" {
+		return nil, invalidArg("writer uuid is empty")
+	}
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	index := make(map[string]int, len(entries))
+	for i, e := range entries {
+		if e.ID == "" {
+			return nil, invalidArg("entry %d has an empty id", i)
+		}
+		if _, dup := index[e.ID]; dup {
+			return nil, invalidArg("entry %d repeats id %q", i, e.ID)
+		}
+		index[e.ID] = i
+	}
+	var data bytes.Buffer
+	enc := json.NewEncoder(&data)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(entries); err != nil {
+		return nil, invalidArg("entries: %v", err)
+	}
+	form := url.Values{"uuid": {uuid}, "data": {strings.TrimSuffix(data.String(), "\n")}}
+	js, _, err := c.call(ctx, request{action: action, form: form}, true)
+	if err != nil {
+		return nil, err
+	}
+	var w struct {
+		Results []struct {
+			ID        json.RawMessage `json:"id"`
+			JournalID json.RawMessage `json:"journal_id"`
+		} `json:"results"`
+	}
+	if err := decode(action, js, &w); err != nil {
+		return nil, err
+	}
+	out := make([]PutResult, len(entries))
+	for i, e := range entries {
+		out[i].ID = e.ID
+	}
+	for _, r := range w.Results {
+		id := echoedID(r.ID)
+		i, ok := index[id]
+		if !ok || out[i].Stored {
+			// Not ours (or a second row for one id): it cannot be matched,
+			// so it cannot be counted as stored.
+			continue
+		}
+		jid, ok := journalID(r.JournalID)
+		if !ok {
+			return nil, &Error{Kind: KindMalformed, Action: action, Message: "put result has a non-numeric journal_id"}
+		}
+		if jid > 0 {
+			out[i].JournalID = jid
+			out[i].Stored = true
+		}
+	}
+	return out, nil
+}
+
+// echoedID renders the id the server echoed, whatever its JSON type, as
+// the string we sent: strings are decoded, other values keep their text.
+func echoedID(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+	}
+	return string(raw)
+}
+
+// DeleteJournalEntries asks the server to delete journal entries
+// (delete_journal_entries, a form POST of data = JSON list of ids).
+//
+// The real MySQL server never deletes anything and answers
+// {"error_message":"database error"} (PROTOCOL §4.5, bug 2): that comes
+// back as a KindRejected error, which is not retryable.
+func (c *Client) DeleteJournalEntries(ctx context.Context, ids []int64) error {
+	const action = "delete_journal_entries"
+	if len(ids) == 0 {
+		return nil
+	}
+	for _, id := range ids {
+		if id <= 0 {
+			return invalidArg("journal id %d is not positive", id)
+		}
+	}
+	b, _ := json.Marshal(ids)
+	_, _, err := c.call(ctx, request{action: action, form: url.Values{"data": {string(b)}}}, true)
+	return err
+}
