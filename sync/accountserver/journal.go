@@ -98,13 +98,15 @@ func (q *request) putFail(msg string) { q.ok(putFailure{[]putResult{}, false, ms
 // array or object stops the request with a 500 after the rows before it
 // were stored, like the real server's TypeError.
 func (q *request) putJournalEntries() {
+	// "Missing" means absent or empty (PROTOCOL §4.3: "0" reaches
+	// json_decode and fails there).
 	uuid := q.p.get("uuid")
-	if !phpTruthy(uuid) {
+	if uuid == "" {
 		q.putFail("Missing uuid")
 		return
 	}
 	data := q.p.get("data")
-	if !phpTruthy(data) {
+	if data == "" {
 		q.putFail("Missing data")
 		return
 	}
