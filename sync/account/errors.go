@@ -109,14 +109,15 @@ func (e *Error) Unwrap() error { return e.Err }
 //     endpoint with a wrong password can also get the account locked.
 //   - Rejected: the server looked at the request and said no; the same
 //     request gets the same answer.
-//   - Server with a 4xx status other than 408/425/429 (e.g. 404: wrong
-//     settings_url): a configuration problem, not a transient one.
+//   - Server with a 3xx (a redirect we refuse to follow) or a 4xx status
+//     other than 408/425/429 (e.g. 404: wrong settings_url): a
+//     configuration problem, not a transient one.
 func (e *Error) Retryable() bool {
 	switch e.Kind {
 	case KindTransport, KindRateLimited, KindMalformed:
 		return true
 	case KindServer:
-		if e.StatusCode >= 400 && e.StatusCode < 500 {
+		if e.StatusCode >= 300 && e.StatusCode < 500 {
 			switch e.StatusCode {
 			case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
 				return true
