@@ -89,11 +89,17 @@ func (k *Keyring) Seal(e Entry) (string, error) {
 	if e.Op == OpDelete {
 		w.Message = nil
 	}
-	plain, err := json.Marshal(&w)
-	if err != nil {
+	// Not json.Marshal: it would rewrite <, > and & in the message as
+	// \u003c and so on. The encoder compacts the message and adds a
+	// trailing newline, which is dropped.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&w); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrBadEntry, err)
 	}
-	defer clear(plain)
+	plain := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	defer clear(buf.Bytes())
 	return k.sealRaw(plain)
 }
 
