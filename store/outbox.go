@@ -337,6 +337,11 @@ func decodeEntry(v []byte) (entryRecord, error) {
 // the outcome: the engine must reconcile it (read its own rows above
 // Watermark back from the server, match them by exact Envelope) and call
 // CompleteBatch with what it matched; it must never send it again blindly.
+//
+// Reconcile only once the server can no longer be inserting the batch: after
+// a client-side timeout the server may still be working through the rows,
+// and a row that is not visible yet would be sent twice. Wait out the
+// server's request time limit (or the batch's Started plus a margin) first.
 func (db *DB) InFlight(acct string) (*Batch, bool, error) {
 	var b *Batch
 	err := db.bolt.View(func(tx *bolt.Tx) error {

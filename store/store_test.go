@@ -806,3 +806,51 @@ func TestConcurrentUseIsSafe(t *testing.T) {
 		t.Errorf("depth = %d; want 80", st.OutboxDepth)
 	}
 }
+
+func TestResetForgetsEveryJournalID(t *testing.T) {
+	// ResetAccount rewrites versions while walking them with a cursor; with
+	// enough keys to span many pages none may be skipped.
+	db := mustOpen(t, t.TempDir(), Options{})
+	const n = 2000
+	var page []Applied
+	for i := range n {
+		page = append(page, Applied{MsgID: fmt.Sprintf("m%05d", i), JournalID: int64(i + 1), Hash: "h", Path: fmt.Sprintf("c/%05d.json", i)})
+	}
+	noErr(t, db.ApplyRemote(alice, n, page))
+	noErr(t, db.ResetAccount(alice))
+	got := collect(t, db.Unpushed(alice))
+	if len(got) != n {
+		t.Fatalf("Unpushed after reset = %d messages; want %d", len(got), n)
+	}
+	for i, u := range got {
+		if u.MsgID != page[i].MsgID || u.JournalID != 0 || u.Path != page[i].Path {
+			t.Fatalf("Unpushed[%d] = %+v", i, u)
+		}
+	}
+}
+
+func TestInvalidInputIsRefused(t *testing.T) {
+	db := mustOpen(t, t.TempDir(), Options{})
+	for _, p := range []Push{
+		{Op: OpPut, Envelope: "e"},
+		{MsgID: "m", Op: "edit", Envelope: "e"},
+		{MsgID: "m", Op: OpPut},
+		{MsgID: "m", Op: OpPut, Envelope: "e", File: &FileRecord{Path: "p.json", MsgID: "other"}},
+	} {
+		if _, err := db.Enqueue(alice, p); err == nil {
+			t.Errorf("Enqueue(%+v) accepted", p)
+		}
+	}
+	if _, err := db.Enqueue("", put("m", "1")); err == nil {
+		t.Error("Enqueue for an empty account accepted")
+	}
+	if err := db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 0, Path: "p"}}); err == nil {
+		t.Error("ApplyRemote without a journal id accepted")
+	}
+	if err := db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 1}}); err == nil {
+		t.Error("ApplyRemote of a put without a path accepted")
+	}
+	if got := must[[]string](t)(db.Accounts()); len(got) != 0 {
+		t.Errorf("refused input created accounts %v", got)
+	}
+}
