@@ -272,15 +272,31 @@ func loadState(tx *bolt.Tx, st *accountState, account string) error {
 	if b == nil {
 		return nil
 	}
+	// Decode into fresh values: json.Unmarshal merges into a non-nil
+	// map, which would resurrect seeded forwardings that were removed.
+	var (
+		aliases    []string
+		forwarding map[string]string
+		temporary  TemporaryRule
+	)
 	for _, f := range []struct {
 		key string
 		dst any
-	}{{"aliases", &st.Aliases}, {"forwarding", &st.Forwarding}, {"temporary", &st.Temporary}} {
+		set func()
+	}{
+		{"aliases", &aliases, func() { st.Aliases = aliases }},
+		{"forwarding", &forwarding, func() { st.Forwarding = forwarding }},
+		{"temporary", &temporary, func() { st.Temporary = temporary }},
+	} {
 		if v := b.Get([]byte(f.key)); v != nil {
 			if err := json.Unmarshal(v, f.dst); err != nil {
 				return fmt.Errorf("state %s/%s: %w", account, f.key, err)
 			}
+			f.set()
 		}
+	}
+	if st.Forwarding == nil {
+		st.Forwarding = map[string]string{}
 	}
 	if v := b.Get([]byte("privacy")); v != nil {
 		st.Privacy = bytes.Equal(v, []byte("1"))
