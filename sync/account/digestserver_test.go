@@ -79,6 +79,12 @@ func newTestServer(t *testing.T, handler http.HandlerFunc) *testServer {
 // settingsURL is the endpoint the client is configured with.
 func (s *testServer) settingsURL() string { return s.URL + "/settings.phtml" }
 
+func (s *testServer) setHandler(h http.HandlerFunc) {
+	s.mu.Lock()
+	s.handler = h
+	s.mu.Unlock()
+}
+
 func (s *testServer) advance(d time.Duration) {
 	s.mu.Lock()
 	s.clock = s.clock.Add(d)
