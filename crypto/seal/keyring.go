@@ -11,7 +11,9 @@ import (
 
 // A Keyring holds one or more keys, oldest first. The newest key seals; every
 // key opens. A Keyring is safe for concurrent use; it is never modified after
-// it is made.
+// it is made. Make one with NewKeyring or LoadKeyring: the zero Keyring
+// holds no key, so Seal fails on it, Open reports every key id as unknown
+// and Current panics.
 type Keyring struct {
 	keys []ringKey // oldest first; never empty in a valid Keyring
 }
