@@ -214,7 +214,7 @@ func TestNoDomainFilterIsAuthErrorNamingTheDomain(t *testing.T) {
 	if !errors.As(err, &e) || e.Kind != KindAuth || e.Retryable() {
 		t.Fatalf("err = %v, want non-retryable auth error", err)
 	}
-	for _, want := range []string{"does not serve this domain", "no domainFilter", "example.net", "settings_url"} {
+	for _, want := range []string{"does not serve domain example.net", "no domainFilter", "settings_url"} {
 		if !strings.Contains(e.Error(), want) {
 			t.Errorf("message %q lacks %q", e.Error(), want)
 		}
@@ -315,8 +315,8 @@ func TestCancelledContextStopsTheCall(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err := c.Enum(ctx)
-	if !errors.Is(err, context.Canceled) || !IsKind(err, KindTransport) {
-		t.Fatalf("err = %v, want a transport error wrapping context.Canceled", err)
+	if !errors.Is(err, context.Canceled) || !IsKind(err, KindTransport) || Retryable(err) {
+		t.Fatalf("err = %v, want a non-retryable transport error wrapping context.Canceled", err)
 	}
 }
 
@@ -340,5 +340,44 @@ func TestConcurrentCallsShareOneNonce(t *testing.T) {
 	}
 	if challenges, _, _ := s.counts(); challenges != 1 {
 		t.Fatalf("challenges = %d, want 1", challenges)
+	}
+}
+
+func TestDigestEchoesOpaqueAndAnswersMissingAlgorithmWithMD5(t *testing.T) {
+	s := newTestServer(t, reply(enumReply))
+	if _, err := newClient(t, s).Enum(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r := s.last()
+	// The server sends no algorithm; the response verified with MD5 above,
+	// and the client must not claim another algorithm.
+	if r.Opaque != md5hex("example.com") || r.Algorithm != "" || r.QOP != "auth" {
+		t.Fatalf("opaque=%q algorithm=%q qop=%q", r.Opaque, r.Algorithm, r.QOP)
+	}
+}
+
+func TestDigestAnswersUnquotedChallenge(t *testing.T) {
+	// icholy/digest's own parser refuses `realm=example.com` and unquoted
+	// base64 nonces; ours takes RFC 7235 tokens.
+	s := newTestServer(t, reply(enumReply))
+	s.unquoted = true
+	got, err := newClient(t, s).Enum(t.Context())
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Enum = %q, %v", got, err)
+	}
+}
+
+func TestFirstPutSendsItsBodyOnce(t *testing.T) {
+	s := newTestServer(t, reply(`{"results":[{"id":"a","journal_id":"1","source":"default"}],"success":true}`))
+	c := newClient(t, s)
+	if _, err := c.PutJournalEntries(t.Context(), "urn:uuid:A", []PutEntry{{ID: "a", Data: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	bodies, unauth := s.bodies, s.unauthorized
+	s.mu.Unlock()
+	// A body-less probe fetched the challenge; the batch went up once.
+	if bodies != 1 || unauth != 1 {
+		t.Fatalf("bodies=%d unauthorized=%d, want 1 1", bodies, unauth)
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -338,7 +340,12 @@ func (c *Client) send(ctx context.Context, r request) ([]byte, error) {
 	if e != nil {
 		e.Action = r.action
 		e.StatusCode = resp.StatusCode
-		if e.Kind == KindAuth {
+		switch {
+		case errors.Is(e.Err, errUnknownDomain):
+			e.Err = nil
+			e.Message = fmt.Sprintf("the server at settings_url does not serve domain %s (it said %q): check the domain of the account address and settings_url",
+				c.domain, e.Message)
+		case e.Kind == KindAuth:
 			e.Message = c.authAdvice(e.Message)
 		}
 		return nil, e
@@ -412,7 +419,7 @@ func redactURL(s string) string {
 //
 // If the reply is an object with "success": false, Do returns both the JSON
 // and a KindRejected *Error carrying error_message.
-func (c *Client) Do(ctx context.Context, action string, params url.Values) (json []byte, err error) {
+func (c *Client) Do(ctx context.Context, action string, params url.Values) (json.RawMessage, error) {
 	if !validAction(action) {
 		return nil, invalidArg("action %q: want a name like get_identity", action)
 	}
@@ -434,9 +441,9 @@ func (c *Client) Do(ctx context.Context, action string, params url.Values) (json
 	}
 	if _, e := checkEnvelope(js, false); e != nil {
 		e.Action = action
-		return js, e
+		return json.RawMessage(js), e
 	}
-	return js, nil
+	return json.RawMessage(js), nil
 }
 
 func validAction(a string) bool {

@@ -34,9 +34,11 @@ type testServer struct {
 	ttl           time.Duration
 	accounts      map[string]testAccount // "user@domain"
 	domains       map[string]bool
-	challenges    int // 401s carrying a challenge
-	staleReplies  int // 401s with stale=true
-	unauthorized  int // requests without Authorization
+	challenges    int  // 401s carrying a challenge
+	staleReplies  int  // 401s with stale=true
+	unauthorized  int  // requests without Authorization
+	bodies        int  // requests that carried a body, authenticated or not
+	unquoted      bool // first challenge with unquoted values (RFC 7235 tokens)
 	authenticated []seenRequest
 	handler       http.HandlerFunc // after successful auth
 }
@@ -58,6 +60,9 @@ type seenRequest struct {
 	ContentType string
 	Nc          string
 	Nonce       string
+	Opaque      string
+	Algorithm   string // "" when the client sent none
+	QOP         string
 }
 
 func newTestServer(t *testing.T, handler http.HandlerFunc) *testServer {
@@ -130,6 +135,8 @@ func (s *testServer) challenge(w http.ResponseWriter, realm string, first, stale
 	opaque := md5hex(realm)
 	var h string
 	switch {
+	case first && s.unquoted:
+		h = fmt.Sprintf("Digest realm=%s,\tqop=auth, nonce=%s, opaque=%s", realm, nonce, opaque)
 	case first:
 		h = fmt.Sprintf(`Digest realm="%s", qop="auth", nonce="%s", opaque="%s"`, realm, nonce, opaque)
 	case stale:
@@ -171,6 +178,9 @@ func (s *testServer) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=UTF-8")
 
 	s.mu.Lock()
+	if len(body) > 0 {
+		s.bodies++
+	}
 	realm := "SIP_settings"
 	if v, ok := r.URL.Query()["realm"]; ok {
 		realm = v[0]
@@ -239,6 +249,7 @@ func (s *testServer) serve(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, RequestURI: r.URL.RequestURI(), DigestURI: p["uri"],
 		Username: p["username"], Realm: p["realm"], Query: r.URL.Query(), Form: form,
 		ContentType: r.Header.Get("Content-Type"), Nc: p["nc"], Nonce: p["nonce"],
+		Opaque: p["opaque"], Algorithm: p["algorithm"], QOP: p["qop"],
 	})
 	handler := s.handler
 	s.mu.Unlock()

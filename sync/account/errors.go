@@ -97,7 +97,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // (honouring RetryAfter) and retries these; the others are shown to the
 // user and retried only slowly or after a config change.
 //
-//   - Transport: networks come back; a timeout may have hidden a success,
+//   - Transport (except the caller's own cancellation): networks come back; a timeout may have hidden a success,
 //     so callers of non-idempotent actions (put) must be ready for
 //     duplicates, which the journal design already is.
 //   - RateLimited, and Server with 5xx or an empty/fatal reply: the server
@@ -113,6 +113,9 @@ func (e *Error) Unwrap() error { return e.Err }
 //     other than 408/425/429 (e.g. 404: wrong settings_url): a
 //     configuration problem, not a transient one.
 func (e *Error) Retryable() bool {
+	if errors.Is(e.Err, context.Canceled) {
+		return false // the caller gave up; there is nothing to retry for it
+	}
 	switch e.Kind {
 	case KindTransport, KindRateLimited, KindMalformed:
 		return true
@@ -135,9 +138,8 @@ func IsKind(err error, k Kind) bool {
 	return errors.As(err, &e) && e.Kind == k
 }
 
-// Retryable reports whether err is an *Error that Retryable() allows to be
-// retried, or a transport-level failure other than the caller's own
-// cancellation.
+// Retryable reports whether err is (or wraps) an *Error whose Retryable
+// method says so.
 func Retryable(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {

@@ -3,6 +3,7 @@ package account
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"strings"
@@ -16,6 +17,10 @@ import (
 // "Key X changed" text, an HTML error fragment) hold no bracket of the
 // kind that opens the reply, or very few.
 const maxJSONStarts = 8
+
+// errUnknownDomain marks the "no domainFilter" reply until send words it
+// with the account's domain.
+var errUnknownDomain = errors.New("unknown domain")
 
 // maxServerText bounds server-provided text copied into an error message.
 const maxServerText = 300
@@ -46,7 +51,7 @@ func cleanReply(body []byte) ([]byte, *Error) {
 		return nil, &Error{Kind: KindAuth, Message: "the server rejected the digest credentials (\"Invalid credentials\")"}
 	}
 	if bytes.HasPrefix(b, []byte("error: no domainFilter")) {
-		return nil, &Error{Kind: KindAuth, Message: "the server does not serve this domain (" + serverText(b) + "); check the account address's domain (sent as realm)"}
+		return nil, &Error{Kind: KindAuth, Message: serverText(b), Err: errUnknownDomain}
 	}
 	// Fast path: the whole body is JSON.
 	if b[0] == '{' || b[0] == '[' || b[0] == 'n' || b[0] == 't' || b[0] == 'f' || b[0] == '"' || b[0] == '-' || (b[0] >= '0' && b[0] <= '9') {
