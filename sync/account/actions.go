@@ -354,10 +354,9 @@ const (
 var ForwardingConditions = []string{ForwardAll, ForwardNotOnline, ForwardBusy, ForwardNoAnswer, ForwardUnavailable}
 
 func isForwardingCondition(k string) bool {
-	for _, c := range ForwardingConditions {
-		if c == k {
-			return true
-		}
+	switch k {
+	case ForwardAll, ForwardNotOnline, ForwardBusy, ForwardNoAnswer, ForwardUnavailable:
+		return true
 	}
 	return false
 }
