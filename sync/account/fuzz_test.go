@@ -35,10 +35,10 @@ func (b bodyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 func FuzzParseReply(f *testing.F) {
 	for _, seed := range []string{
 		realPut3Reply, realPutMissingUUID, realGetLimitBug, realDeleteReply, realDeleteHalted,
-		realPutTypeErrorOn, realGetRowsReplyFmt, enumReply,
+		putTypeErrorDisplayed, getRowsReply, enumReply,
 		soapErrorFragment + "null", soapErrorFragment + "[]",
 		`Key FNOL changed <voice-mailbox>Key FBUS changed 0612345678{"success":true,"error_message":"Changed diversions "}`,
-		"<br />\n<b>Warning</b>:  Undefined array key \"summary\" in <b>/x.php</b> on line <b>1</b><br />\n" + realGetRowsReplyFmt,
+		"<br />\n<b>Warning</b>:  Undefined array key \"summary\" in <b>/x.php</b> on line <b>1</b><br />\n" + getRowsReply,
 		`{"persistent":{"31":{"start":"09:00","stop":"17:00","groups":["everybody"]}},"temporary":{"groups":["nobody"],"duration":30},"groups":[]}`,
 		`{"persistent":[{"start":"1"}]}`,
 		`{"placed":[{"remoteParty":"b","duration":"48","status":200,"media":"audio"}],"received":null}`,
