@@ -560,6 +560,7 @@ func (db *DB) JournalIDOf(acct, token string) (int64, bool, error) {
 // Stats are the numbers status shows for an account.
 type Stats struct {
 	Cursor       int64
+	Highwater    int64     // highest journal id known: the cursor or this device's own newest row
 	OutboxDepth  int       // entries not yet stored on the server, in flight included
 	InFlight     int       // entries of the in-flight batch
 	OldestUnsent time.Time // Enqueued of the first outbox entry; zero if empty
@@ -574,6 +575,7 @@ func (db *DB) Stats(acct string) (Stats, error) {
 			return nil
 		}
 		s.Cursor = getI64(a.state, keyCursor)
+		s.Highwater = getI64(a.state, keyHighwater)
 		s.OutboxDepth = int(getU64(a.state, keyOutboxLen))
 		r, err := readInFlight(a)
 		if err != nil {

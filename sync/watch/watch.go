@@ -53,6 +53,10 @@ type Options struct {
 	RootPoll time.Duration
 	// Logger receives watch errors; nil discards them.
 	Logger *slog.Logger
+	// Ready, if set, is called once the watches on the existing tree are in
+	// place. A consumer scans the tree after that, not before: a file
+	// written in between is then either found by the scan or reported.
+	Ready func()
 }
 
 func (o *Options) defaults() {
@@ -82,6 +86,9 @@ func Run(ctx context.Context, opts Options, out chan<- Change) error {
 	defer fw.Close()
 	w := &watcher{opts: opts, fw: fw, pending: map[string]bool{}}
 	w.rootPresent = w.addTree(opts.Root)
+	if opts.Ready != nil {
+		opts.Ready()
+	}
 
 	var rescanC <-chan time.Time
 	if opts.RescanInterval > 0 {

@@ -1,0 +1,520 @@
+// Package engine replicates one account's message store through its journal.
+//
+// An Engine owns one account: its message store directory, its key, its
+// cursor and its outbox (kept in the shared store.DB). Run drives one loop
+// that does, in turn, everything that touches the account's state:
+//
+//   - local work: the watcher's reports (and rescans) are read, each changed
+//     file is validated, indexed and, when its content is not the version this
+//     device already holds, sealed once and written to the durable outbox;
+//   - push: the oldest outbox entries go out in one bounded batch, recorded as
+//     in flight before the POST; the journal ids and the removal from the
+//     outbox commit together;
+//   - poll: other devices' entries after the cursor are opened and applied in
+//     journal order, the files written atomically first and the versions, file
+//     index and cursor committed after.
+//
+// One goroutine does all three on purpose. The journal decides between
+// concurrent versions by id ("a later journal id wins"), and a local version
+// that is queued but not yet sent will get a higher id than anything already
+// in the journal, so the poller may leave such a message alone. That is only
+// true while the batch carrying it is not in flight; doing push and poll in
+// one loop means the poller never runs while a batch is in flight, and a batch
+// left in flight by a crash or a lost reply is reconciled first, by reading
+// this device's own rows back, before anything else is sent or applied.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/chatsync/chatsync/crypto/seal"
+	"github.com/chatsync/chatsync/store"
+	"github.com/chatsync/chatsync/sync/account"
+	"github.com/chatsync/chatsync/sync/watch"
+)
+
+// Remote is the part of the SIP Account API the engine needs. It is
+// implemented by *account.Client.
+type Remote interface {
+	GetJournalEntries(ctx context.Context, q account.JournalQuery) (*account.JournalPage, error)
+	PutJournalEntries(ctx context.Context, uuid string, entries []account.PutEntry) ([]account.PutResult, error)
+}
+
+var _ Remote = (*account.Client)(nil)
+
+// Options configure an Engine. Zero values pick the defaults.
+type Options struct {
+	Account string // the SIP address, as in the config
+	Store   string // the message store directory
+	Keyring *seal.Keyring
+	Remote  Remote
+	DB      *store.DB
+
+	// PollInterval is the idle poll period (default 30 s).
+	PollInterval time.Duration
+	// ActivePollInterval is the poll period while messages flow (default 1 s),
+	// kept for ActiveWindow (default 2 min) after the last message sent or
+	// received.
+	ActivePollInterval time.Duration
+	ActiveWindow       time.Duration
+	// ReplicateDeletes: a deleted file deletes the message on the other
+	// devices, and deletes from them remove local files.
+	ReplicateDeletes bool
+	// MaxMessageBytes is the largest message file replicated (default 1 MiB).
+	MaxMessageBytes int64
+	// BatchCount and BatchBytes bound one put_journal_entries call
+	// (defaults 500 entries, 4 MiB).
+	BatchCount int
+	BatchBytes int
+	// Debounce and RescanInterval are passed to the watcher.
+	Debounce       time.Duration
+	RescanInterval time.Duration
+	// SettleTime is how long a file that does not parse yet is given to be
+	// completed by its writer before it is reported (default 2 s).
+	SettleTime time.Duration
+	// ReconcileGrace is how long after a batch was sent its reconciliation
+	// waits for rows it cannot find yet before it sends them again: a server
+	// may still be inserting a request whose reply was lost (default 30 s).
+	ReconcileGrace time.Duration
+	// MaxBackoff caps the wait after repeated errors (default 5 min);
+	// authentication failures wait at least AuthBackoff (default 1 min).
+	MaxBackoff  time.Duration
+	AuthBackoff time.Duration
+
+	Logger *slog.Logger
+	// OnEvent, if set, is called (from the engine's goroutine; it must not
+	// block) for every event worth showing to a user.
+	OnEvent func(Event)
+	// Now is the clock (tests).
+	Now func() time.Time
+
+	// failpoint, set by tests in this package, is called at named points
+	// and may return an error to simulate a crash there.
+	failpoint func(name string) error
+}
+
+func (o *Options) defaults() {
+	setDur := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	setDur(&o.PollInterval, 30*time.Second)
+	setDur(&o.ActivePollInterval, time.Second)
+	setDur(&o.ActiveWindow, 2*time.Minute)
+	setDur(&o.SettleTime, 2*time.Second)
+	setDur(&o.ReconcileGrace, 30*time.Second)
+	setDur(&o.MaxBackoff, 5*time.Minute)
+	setDur(&o.AuthBackoff, time.Minute)
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = 1 << 20
+	}
+	if o.BatchCount <= 0 {
+		o.BatchCount = 500
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 4 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Event is something that happened, for the event stream and the log.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Account string    `json:"account"`
+	// Kind is one of "pushed", "received", "rejected", "error", "reset".
+	Kind    string `json:"kind"`
+	Count   int    `json:"count,omitempty"`
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Engine replicates one account. Make it with New, start it with Run.
+type Engine struct {
+	opts   Options
+	db     *store.DB
+	device string
+	log    *slog.Logger
+	kick   chan struct{}
+
+	mu     sync.Mutex
+	status Status
+
+	// Everything below belongs to the Run goroutine.
+	started      bool // the start-up scan and catch-up poll are done
+	indexed      bool // the start-up index scan is done
+	needCheck    bool // the in-flight marker must be looked at
+	recheck      map[string]time.Time
+	rejected     map[string]string
+	lastActive   time.Time
+	nextPoll     time.Time
+	lastProbe    time.Time
+	netFailures  int
+	netRetryAt   time.Time
+	storeMissing bool
+	published    struct{ waiting int }
+}
+
+// New checks opts and makes an Engine.
+func New(opts Options) (*Engine, error) {
+	opts.defaults()
+	switch {
+	case opts.Account == "":
+		return nil, errors.New("engine: no account address")
+	case opts.Store == "":
+		return nil, errors.New("engine: no message store directory")
+	case opts.Keyring == nil:
+		return nil, errors.New("engine: no key")
+	case opts.Remote == nil:
+		return nil, errors.New("engine: no remote")
+	case opts.DB == nil:
+		return nil, errors.New("engine: no state database")
+	}
+	e := &Engine{
+		opts:      opts,
+		db:        opts.DB,
+		device:    opts.DB.DeviceID(),
+		log:       opts.Logger.With("account", opts.Account),
+		kick:      make(chan struct{}, 1),
+		recheck:   map[string]time.Time{},
+		rejected:  map[string]string{},
+		needCheck: true,
+	}
+	e.status = Status{Account: opts.Account, State: StateStarting, Skipped: map[string]int{}}
+	return e, nil
+}
+
+// SyncNow asks the engine to push and poll at once.
+func (e *Engine) SyncNow() {
+	e.mu.Lock()
+	e.status.syncRequested = true
+	e.mu.Unlock()
+	e.wake()
+}
+
+func (e *Engine) wake() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run replicates until ctx is done. It returns nil then; errors along the
+// way are retried with backoff and shown in Status, never returned.
+func (e *Engine) Run(ctx context.Context) error {
+	changes := make(chan watch.Change)
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	watching := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := watch.Run(wctx, watch.Options{
+			Root: e.opts.Store, Debounce: e.opts.Debounce, RescanInterval: e.opts.RescanInterval, Logger: e.log,
+			Ready: func() { close(watching) },
+		}, changes)
+		if err != nil {
+			e.log.Error("cannot watch the message store; changes are found by rescans only", "err", err)
+			select {
+			case <-watching:
+			default:
+				close(watching)
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		wg.Wait()
+		e.setState(StateStopped, "")
+	}()
+	// The start-up scan must come after the watches are in place, or a
+	// file written between the two would be missed by both.
+	select {
+	case <-watching:
+	case <-ctx.Done():
+		return nil
+	}
+
+	var pending *watch.Change
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if pending != nil && e.indexed {
+			c := *pending
+			pending = nil
+			e.handleChange(c)
+		}
+		e.localWork()
+		busy := e.networkWork(ctx)
+		if n := len(e.recheck); n != e.published.waiting {
+			e.published.waiting = n
+			e.update(func(s *Status) { s.Waiting = n })
+		}
+
+		wait := e.nextWake()
+		if busy {
+			wait = 0
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-changes:
+			pending = merge(pending, c)
+		case <-e.kick:
+			e.mu.Lock()
+			if e.status.syncRequested {
+				e.status.syncRequested = false
+				e.nextPoll = time.Time{}
+				e.netRetryAt = time.Time{}
+			}
+			e.mu.Unlock()
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+func merge(a *watch.Change, b watch.Change) *watch.Change {
+	if a == nil {
+		return &b
+	}
+	a.Paths = append(a.Paths, b.Paths...)
+	if b.Rescan && !a.Rescan {
+		a.Rescan, a.Reason = true, b.Reason
+	}
+	return a
+}
+
+// localWork does the start-up index scan once and the re-checks of files
+// that were still being written.
+func (e *Engine) localWork() {
+	if !e.rootPresent() {
+		return
+	}
+	if !e.indexed {
+		// Index what is on disk before the first poll, so that a message
+		// that already exists here (SIP forks a MESSAGE to every device)
+		// is recognised when another device's copy arrives, rather than
+		// written a second time. What to push is decided after the
+		// catch-up poll (decideAll), once the journal's versions are known.
+		e.scan("", false)
+		e.indexed = true
+	}
+	now := e.opts.Now()
+	for rel, at := range e.recheck {
+		if !now.Before(at) {
+			delete(e.recheck, rel)
+			e.handlePath(rel, e.started)
+		}
+	}
+}
+
+// networkWork does one step of network work, reporting whether more is
+// waiting right away.
+func (e *Engine) networkWork(ctx context.Context) bool {
+	now := e.opts.Now()
+	if now.Before(e.netRetryAt) || !e.indexed {
+		return false
+	}
+	more, err := e.networkStep(ctx)
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		e.netFailures++
+		d := e.backoff(err)
+		e.netRetryAt = now.Add(d)
+		e.mu.Lock()
+		e.status.BackoffUntil = e.netRetryAt
+		e.status.Failures = e.netFailures
+		e.mu.Unlock()
+		e.setState(StateBackoff, err.Error())
+		e.emit(Event{Kind: "error", Message: err.Error()})
+		e.log.Warn("sync failed; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+		return false
+	}
+	if e.netFailures > 0 {
+		e.log.Info("sync works again", "after_failures", e.netFailures)
+	}
+	e.netFailures = 0
+	e.mu.Lock()
+	e.status.BackoffUntil = time.Time{}
+	e.status.Failures = 0
+	e.mu.Unlock()
+	if e.storeMissing {
+		e.setState(StatePaused, fmt.Sprintf("message store %s is missing: create it again (or fix the mount); nothing is deleted meanwhile", e.opts.Store))
+	} else {
+		e.setState(StateIdle, "")
+	}
+	return more
+}
+
+// networkStep does the most urgent piece of network work: reconcile a batch
+// in flight, catch up at start, push, or poll when it is time.
+func (e *Engine) networkStep(ctx context.Context) (more bool, err error) {
+	if e.needCheck {
+		done, err := e.reconcile(ctx)
+		if err != nil || !done {
+			return false, err
+		}
+		e.needCheck = false
+	}
+	if !e.started {
+		if e.storeMissing {
+			return false, nil
+		}
+		full, err := e.poll(ctx)
+		if err != nil || full {
+			return full, err
+		}
+		e.decideAll()
+		e.started = true
+		return true, nil
+	}
+	st, err := e.db.Stats(e.opts.Account)
+	if err != nil {
+		return false, err
+	}
+	if st.OutboxDepth > 0 {
+		return true, e.push(ctx)
+	}
+	if e.storeMissing || e.opts.Now().Before(e.nextPoll) {
+		return false, nil
+	}
+	full, err := e.poll(ctx)
+	if err != nil {
+		return false, err
+	}
+	if !full {
+		e.schedulePoll()
+	}
+	return full, nil
+}
+
+func (e *Engine) schedulePoll() {
+	now := e.opts.Now()
+	interval := e.opts.PollInterval
+	if now.Sub(e.lastActive) < e.opts.ActiveWindow {
+		interval = e.opts.ActivePollInterval
+	}
+	e.nextPoll = now.Add(interval)
+}
+
+// nextWake is how long the loop may sleep.
+func (e *Engine) nextWake() time.Duration {
+	now := e.opts.Now()
+	next := now.Add(time.Hour)
+	if !e.rootPresentCached() {
+		next = now.Add(time.Second)
+	}
+	if e.netRetryAt.After(now) {
+		next = earlier(next, e.netRetryAt)
+	} else if e.started {
+		next = earlier(next, e.nextPoll)
+	} else {
+		next = earlier(next, e.netRetryAt)
+	}
+	for _, at := range e.recheck {
+		next = earlier(next, at)
+	}
+	return max(next.Sub(now), 0)
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// backoff returns how long to wait after the netFailures-th failure in a
+// row: exponential from one second with ±20 % jitter, at least what the
+// server asked for with Retry-After, and at least AuthBackoff after an
+// authentication failure (which needs a person to fix the configuration).
+func (e *Engine) backoff(err error) time.Duration {
+	d := time.Second << min(e.netFailures-1, 20)
+	d = min(d, e.opts.MaxBackoff)
+	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	var ae *account.Error
+	if errors.As(err, &ae) {
+		if ae.RetryAfter > d {
+			d = ae.RetryAfter
+		}
+		if ae.Kind == account.KindAuth && d < e.opts.AuthBackoff {
+			d = e.opts.AuthBackoff
+		}
+	}
+	return d
+}
+
+func (e *Engine) emit(ev Event) {
+	ev.Account = e.opts.Account
+	if ev.Time.IsZero() {
+		ev.Time = e.opts.Now()
+	}
+	if e.opts.OnEvent != nil {
+		e.opts.OnEvent(ev)
+	}
+}
+
+func (e *Engine) rootPresent() bool {
+	fi, err := os.Stat(e.opts.Store)
+	missing := err != nil || !fi.IsDir()
+	if missing != e.storeMissing {
+		e.storeMissing = missing
+		if missing {
+			msg := fmt.Sprintf("message store %s is missing: create it again (or fix the mount); nothing is deleted meanwhile", e.opts.Store)
+			e.log.Error("message store is missing; replication of this account is paused", "store", e.opts.Store)
+			e.setState(StatePaused, msg)
+			e.emit(Event{Kind: "error", Message: msg})
+		} else {
+			e.log.Info("message store is back", "store", e.opts.Store)
+			e.setState(StateIdle, "")
+			if e.indexed {
+				e.scan("", e.started)
+			}
+		}
+	}
+	return !missing
+}
+
+func (e *Engine) rootPresentCached() bool { return !e.storeMissing }
+
+func (e *Engine) failpoint(name string) error {
+	if e.opts.failpoint != nil {
+		return e.opts.failpoint(name)
+	}
+	return nil
+}
+
+// sortedKeys returns the keys of m in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,422 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/chatsync/chatsync/crypto/seal"
+	"github.com/chatsync/chatsync/store"
+	"github.com/chatsync/chatsync/store/msgdir"
+	"github.com/chatsync/chatsync/sync/watch"
+)
+
+// handleChange looks again at what the watcher reported.
+func (e *Engine) handleChange(c watch.Change) {
+	if !e.rootPresent() {
+		return
+	}
+	if c.Rescan {
+		e.log.Debug("rescanning the message store", "reason", c.Reason)
+		e.scan("", e.started)
+		return
+	}
+	seen := map[string]bool{}
+	for _, p := range c.Paths {
+		rel := filepath.ToSlash(p)
+		if !seen[rel] {
+			seen[rel] = true
+			e.handlePath(rel, e.started)
+		}
+	}
+}
+
+// handlePath looks at one path of the store: a file, a directory (walked),
+// or something that is gone (a deleted file or a whole directory).
+func (e *Engine) handlePath(rel string, decide bool) {
+	fi, err := os.Lstat(e.abs(rel))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		e.gone(rel)
+	case err != nil:
+		e.reject(rel, fmt.Sprintf("cannot read: %v", err))
+	case fi.IsDir():
+		e.scan(rel, decide)
+	default:
+		e.handleFile(rel, fi, decide, false)
+	}
+}
+
+// gone handles a path that no longer exists: the file it named, or every
+// indexed file below it if it was a directory.
+func (e *Engine) gone(rel string) {
+	e.unreject(rel)
+	if rec, ok, err := e.db.File(e.opts.Account, rel); err == nil && ok {
+		e.vanished(rec)
+		return
+	}
+	prefix := rel + "/"
+	var under []store.FileRecord
+	for rec, err := range e.db.Files(e.opts.Account) {
+		if err != nil {
+			e.log.Error("cannot read the file index", "err", err)
+			return
+		}
+		if strings.HasPrefix(rec.Path, prefix) {
+			under = append(under, rec)
+		}
+	}
+	for _, rec := range under {
+		e.unreject(rec.Path)
+		e.vanished(rec)
+	}
+}
+
+// scan walks the store below dir ("" for all of it), handles every message
+// file, and then every indexed file below dir that was not found. With
+// decide false (the start-up index) it only records files; what to push
+// is decided after the catch-up poll.
+func (e *Engine) scan(dir string, decide bool) {
+	root := e.abs(dir)
+	seen := map[string]bool{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == root {
+				return err
+			}
+			rel := e.rel(p)
+			e.reject(rel, fmt.Sprintf("cannot read: %v", err))
+			seen[rel] = true // never take an unreadable file for a deleted one
+			return nil
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if p != root && msgdir.IgnoredDir(name) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if msgdir.Ignored(name) {
+			return nil
+		}
+		rel := e.rel(p)
+		seen[rel] = true
+		fi, err := d.Info()
+		if err != nil {
+			return nil // gone since the directory was read
+		}
+		e.handleFile(rel, fi, decide, false)
+		return nil
+	})
+	if err != nil {
+		e.log.Warn("cannot scan the message store", "dir", root, "err", err)
+		return
+	}
+	prefix := ""
+	if dir != "" {
+		prefix = dir + "/"
+	}
+	var gone []store.FileRecord
+	for rec, err := range e.db.Files(e.opts.Account) {
+		if err != nil {
+			e.log.Error("cannot read the file index", "err", err)
+			return
+		}
+		if strings.HasPrefix(rec.Path, prefix) && !seen[rec.Path] {
+			gone = append(gone, rec)
+		}
+	}
+	for _, rec := range gone {
+		if decide {
+			e.vanished(rec)
+		}
+		// Before the catch-up the index entry stays: decideAll sees the
+		// file missing and queues the delete then, so a crash in between
+		// loses nothing.
+	}
+	for rel := range e.rejected {
+		if strings.HasPrefix(rel, prefix) && !seen[rel] {
+			e.unreject(rel)
+		}
+	}
+}
+
+// handleFile reads, validates and indexes one file and, when decide is
+// set, queues its content if it is not the version this device holds.
+// force re-reads a file even if its size and mtime match the index.
+func (e *Engine) handleFile(rel string, fi fs.FileInfo, decide, force bool) {
+	acct := e.opts.Account
+	if !fi.Mode().IsRegular() {
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			e.reject(rel, "symbolic link: chatsync does not follow links; move the file into the store instead")
+		} else {
+			e.reject(rel, "not a regular file")
+		}
+		return
+	}
+	old, indexed, err := e.db.File(acct, rel)
+	if err != nil {
+		e.log.Error("cannot read the file index", "err", err)
+		return
+	}
+	if indexed && !force && old.Size == fi.Size() && old.MTime.Equal(fi.ModTime()) {
+		return // unchanged since it was indexed
+	}
+	if fi.Size() > e.opts.MaxMessageBytes {
+		e.reject(rel, fmt.Sprintf("larger than max_message_bytes (%d > %d bytes)", fi.Size(), e.opts.MaxMessageBytes))
+		return
+	}
+	data, after, err := readStable(e.abs(rel), e.opts.MaxMessageBytes)
+	if err != nil {
+		e.reject(rel, fmt.Sprintf("cannot read: %v", err))
+		return
+	}
+	if after == nil {
+		e.recheck[rel] = e.opts.Now().Add(e.opts.SettleTime) // still being written
+		return
+	}
+	msg, err := msgdir.Parse(data, e.opts.MaxMessageBytes)
+	if err != nil {
+		if e.opts.Now().Sub(after.ModTime()) < e.opts.SettleTime {
+			// A slow writer or an editor may not have finished: look
+			// again before calling the file broken.
+			e.recheck[rel] = after.ModTime().Add(e.opts.SettleTime)
+			return
+		}
+		e.reject(rel, err.Error())
+		return
+	}
+	if other, ok, err := e.db.FileByMsgID(acct, msg.MsgID); err == nil && ok && other.Path != rel {
+		if _, err := os.Lstat(e.abs(other.Path)); err == nil {
+			e.reject(rel, fmt.Sprintf("repeats the msgid of %s: every message needs its own msgid", other.Path))
+			return
+		}
+		// The message moved to another file: forget the old name.
+		if err := e.db.DeleteFiles(acct, other.Path); err != nil {
+			e.log.Error("cannot update the file index", "err", err)
+			return
+		}
+	}
+	e.unreject(rel)
+	rec := store.FileRecord{Path: rel, MsgID: msg.MsgID, Hash: msg.Hash, Size: after.Size(), MTime: after.ModTime()}
+	if !decide {
+		if err := e.db.PutFiles(acct, rec); err != nil {
+			e.log.Error("cannot update the file index", "err", err)
+		}
+		return
+	}
+	e.decide(rec, msg.Canonical, !indexed || old.MsgID != msg.MsgID)
+}
+
+// readStable reads a file and stats it after the read; a nil FileInfo means
+// it changed while being read.
+func readStable(path string, limit int64) ([]byte, fs.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	before, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !before.Mode().IsRegular() {
+		return nil, nil, errors.New("not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) || int64(len(data)) != after.Size() {
+		return data, nil, nil
+	}
+	return data, after, nil
+}
+
+// decide queues the file's content unless this device already holds that
+// version, or the journal says the message was deleted and this file is a
+// late copy of it.
+func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool) {
+	acct := e.opts.Account
+	pend, hasPending, err := e.db.Pending(acct, rec.MsgID)
+	if err != nil {
+		e.log.Error("cannot read the outbox", "err", err)
+		return
+	}
+	held, hasHeld, err := e.db.Version(acct, rec.MsgID)
+	if err != nil {
+		e.log.Error("cannot read held versions", "err", err)
+		return
+	}
+	switch {
+	case hasPending && pend.Op == store.OpPut && pend.Hash == rec.Hash,
+		!hasPending && hasHeld && !held.Deleted && held.Hash == rec.Hash:
+		// Already queued, or already the version in the journal (for
+		// instance the file chatsync itself just wrote): index only.
+		if err := e.db.PutFiles(acct, rec); err != nil {
+			e.log.Error("cannot update the file index", "err", err)
+		}
+		return
+	case !hasPending && hasHeld && held.Deleted && (isNew || !e.opts.ReplicateDeletes):
+		if !e.opts.ReplicateDeletes {
+			// This device keeps what others delete.
+			if err := e.db.PutFiles(acct, rec); err != nil {
+				e.log.Error("cannot update the file index", "err", err)
+			}
+			return
+		}
+		// Another device deleted this message before this copy turned
+		// up (SIP forks messages to every device): the delete wins.
+		if err := msgdir.Remove(e.opts.Store, rec.Path); err != nil {
+			e.reject(rec.Path, fmt.Sprintf("deleted on another device, but cannot remove it here: %v", err))
+			return
+		}
+		e.log.Info("removed a late copy of a message deleted on another device", "path", rec.Path)
+		return
+	}
+	if canonical == nil {
+		data, err := os.ReadFile(e.abs(rec.Path))
+		if err != nil {
+			return
+		}
+		msg, err := msgdir.Parse(data, e.opts.MaxMessageBytes)
+		if err != nil || msg.Hash != rec.Hash {
+			return // changed again; its own event follows
+		}
+		canonical = msg.Canonical
+	}
+	env, err := e.opts.Keyring.Seal(seal.Entry{
+		Op: seal.OpPut, MsgID: rec.MsgID, Account: e.opts.Account, Device: e.device,
+		Time: e.opts.Now(), Message: canonical,
+	})
+	if err != nil {
+		e.reject(rec.Path, fmt.Sprintf("cannot encrypt: %v", err))
+		return
+	}
+	r := rec
+	if _, err := e.db.Enqueue(acct, store.Push{MsgID: rec.MsgID, Op: store.OpPut, Envelope: env, Hash: rec.Hash, File: &r}); err != nil {
+		e.log.Error("cannot queue a message", "err", err)
+		return
+	}
+	e.lastActive = e.opts.Now()
+}
+
+// vanished handles an indexed file that is gone: its message is deleted on
+// the other devices if it ever reached them (or is on its way).
+func (e *Engine) vanished(rec store.FileRecord) {
+	acct := e.opts.Account
+	if !e.rootPresent() {
+		return // a missing store is not a deletion of everything in it
+	}
+	held, hasHeld, err := e.db.Version(acct, rec.MsgID)
+	if err != nil {
+		return
+	}
+	_, hasPending, err := e.db.Pending(acct, rec.MsgID)
+	if err != nil {
+		return
+	}
+	if !e.opts.ReplicateDeletes || (!hasPending && (!hasHeld || held.Deleted)) {
+		if err := e.db.DeleteFiles(acct, rec.Path); err != nil {
+			e.log.Error("cannot update the file index", "err", err)
+		}
+		return
+	}
+	env, err := e.opts.Keyring.Seal(seal.Entry{
+		Op: seal.OpDelete, MsgID: rec.MsgID, Account: e.opts.Account, Device: e.device, Time: e.opts.Now(),
+	})
+	if err != nil {
+		e.log.Error("cannot encrypt a delete", "err", err)
+		return
+	}
+	r := rec
+	if _, err := e.db.Enqueue(acct, store.Push{MsgID: rec.MsgID, Op: store.OpDelete, Envelope: env, File: &r}); err != nil {
+		e.log.Error("cannot queue a delete", "err", err)
+		return
+	}
+	e.lastActive = e.opts.Now()
+}
+
+// decideAll runs once, after the catch-up poll at start: every indexed
+// file whose content is not the held version is queued, and every indexed
+// file that is gone is deleted. It makes the start-up safe against a crash
+// at any point: whatever was indexed but not queued is found here again.
+func (e *Engine) decideAll() {
+	var recs []store.FileRecord
+	for rec, err := range e.db.Files(e.opts.Account) {
+		if err != nil {
+			e.log.Error("cannot read the file index", "err", err)
+			return
+		}
+		recs = append(recs, rec)
+		if len(recs) == 1000 {
+			e.decideRecords(recs)
+			recs = recs[:0]
+		}
+	}
+	e.decideRecords(recs)
+}
+
+func (e *Engine) decideRecords(recs []store.FileRecord) {
+	for _, rec := range recs {
+		fi, err := os.Lstat(e.abs(rec.Path))
+		if errors.Is(err, fs.ErrNotExist) {
+			e.vanished(rec)
+			continue
+		}
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if fi.Size() != rec.Size || !fi.ModTime().Equal(rec.MTime) {
+			e.handleFile(rec.Path, fi, true, true)
+			continue
+		}
+		e.decide(rec, nil, false)
+	}
+}
+
+func (e *Engine) reject(rel, reason string) {
+	delete(e.recheck, rel)
+	if e.rejected[rel] == reason {
+		return
+	}
+	e.rejected[rel] = reason
+	e.log.Warn("message file not replicated", "path", rel, "reason", reason)
+	e.emit(Event{Kind: "rejected", Path: rel, Message: reason})
+	e.publishRejected()
+}
+
+func (e *Engine) unreject(rel string) {
+	delete(e.recheck, rel)
+	if _, ok := e.rejected[rel]; ok {
+		delete(e.rejected, rel)
+		e.publishRejected()
+	}
+}
+
+// abs turns a slash-separated path relative to the store into a path on disk.
+func (e *Engine) abs(rel string) string {
+	if rel == "" {
+		return e.opts.Store
+	}
+	return filepath.Join(e.opts.Store, filepath.FromSlash(rel))
+}
+
+// rel turns a path on disk below the store into the slash-separated form
+// the index uses.
+func (e *Engine) rel(p string) string {
+	r, err := filepath.Rel(e.opts.Store, p)
+	if err != nil {
+		return filepath.ToSlash(p)
+	}
+	return path.Clean(filepath.ToSlash(r))
+}

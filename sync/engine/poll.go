@@ -1,0 +1,325 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/chatsync/chatsync/crypto/seal"
+	"github.com/chatsync/chatsync/store"
+	"github.com/chatsync/chatsync/store/msgdir"
+	"github.com/chatsync/chatsync/sync/account"
+)
+
+// maxIncomingBytes bounds a message that arrives from another device; the
+// sender's max_message_bytes may be larger than ours, so this is generous.
+const maxIncomingBytes = 16 << 20
+
+// poll reads one page of other devices' entries after the cursor and
+// applies it. full reports that the page was cut at the server's limit, so
+// more may be waiting.
+func (e *Engine) poll(ctx context.Context) (full bool, err error) {
+	acct := e.opts.Account
+	cursor, err := e.db.Cursor(acct)
+	if err != nil {
+		return false, err
+	}
+	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: e.device, AfterID: cursor})
+	now := e.opts.Now()
+	if err != nil {
+		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, err.Error() })
+		return false, fmt.Errorf("poll the journal: %w", err)
+	}
+	full = len(page.Entries) >= account.JournalPageMax
+	next := nextAfter(page, cursor)
+	if full && next == page.MaxID() && minTimestamp(page) == maxTimestamp(page) {
+		e.log.Warn("a whole page of the journal has one timestamp; entries of that second may be missed if the server does not order them by id",
+			"second", maxTimestamp(page))
+	}
+	entries := append([]account.JournalEntry(nil), page.Entries...)
+	sort.Slice(entries, func(i, j int) bool { return entries[i].ID < entries[j].ID })
+
+	var applied []store.Applied
+	received := 0
+	for _, row := range entries {
+		if row.ID <= cursor || strings.EqualFold(row.UUID, e.device) {
+			continue // re-read overlap, or our own row (never re-applied)
+		}
+		a, ok := e.apply(row)
+		if ok {
+			applied = append(applied, a)
+			received++
+		}
+	}
+	if err := e.failpoint("before-apply-commit"); err != nil {
+		return false, err
+	}
+	if err := e.db.ApplyRemote(acct, next, applied); err != nil {
+		return false, fmt.Errorf("record applied entries: %w", err)
+	}
+	e.update(func(s *Status) {
+		s.LastPoll, s.LastPollError = now, ""
+		s.Received += int64(received)
+	})
+	if received > 0 {
+		e.lastActive = now
+		e.emit(Event{Kind: "received", Count: received})
+	}
+	if len(page.Entries) == 0 {
+		if err := e.probe(ctx); err != nil {
+			return false, err
+		}
+	}
+	return full, nil
+}
+
+// nextAfter is the after_id for the page that follows page. The real
+// server orders a page by a one-second timestamp and cuts it at 5000 rows,
+// and rows of the same second come in no defined order. So when a page is
+// full, the rows of its last second may be only some of that second's rows:
+// the next page starts before that second (it is read again, which is
+// harmless: versions already held are skipped). Only when a full page is a
+// single second is there no other way forward than its highest id.
+func nextAfter(page *account.JournalPage, cursor int64) int64 {
+	maxID := max(cursor, page.MaxID())
+	if len(page.Entries) < account.JournalPageMax {
+		return maxID
+	}
+	last := maxTimestamp(page)
+	next := cursor
+	for _, row := range page.Entries {
+		if row.Timestamp < last && row.ID > next {
+			next = row.ID
+		}
+	}
+	if next == cursor {
+		return maxID
+	}
+	return next
+}
+
+func maxTimestamp(page *account.JournalPage) string {
+	m := ""
+	for _, row := range page.Entries {
+		m = max(m, row.Timestamp)
+	}
+	return m
+}
+
+func minTimestamp(page *account.JournalPage) string {
+	if len(page.Entries) == 0 {
+		return ""
+	}
+	m := page.Entries[0].Timestamp
+	for _, row := range page.Entries {
+		m = min(m, row.Timestamp)
+	}
+	return m
+}
+
+// apply opens one row and brings the store to its version, if it is newer
+// than the version held. It reports what to record; ok is false when the
+// row changes nothing.
+func (e *Engine) apply(row account.JournalEntry) (a store.Applied, ok bool) {
+	acct := e.opts.Account
+	en, err := e.opts.Keyring.Open(row.Data, acct)
+	if err != nil {
+		e.skip(row.ID, err)
+		return a, false
+	}
+	held, hasHeld, err := e.db.Version(acct, en.MsgID)
+	if err != nil {
+		return a, false
+	}
+	if hasHeld && held.JournalID >= row.ID {
+		return a, false // a later version is held already
+	}
+	// A local version that is queued will be put after this row, so it
+	// wins: leave the file alone. The same holds for a change of the file
+	// that the watcher has not reported yet: look at it first.
+	cur, hasFile, err := e.db.FileByMsgID(acct, en.MsgID)
+	if err != nil {
+		return a, false
+	}
+	if hasFile {
+		if fi, err := os.Lstat(e.abs(cur.Path)); err == nil && (fi.Size() != cur.Size || !fi.ModTime().Equal(cur.MTime)) {
+			e.handleFile(cur.Path, fi, e.started, false)
+			cur, hasFile, _ = e.db.FileByMsgID(acct, en.MsgID)
+		}
+	}
+	if _, pending, err := e.db.Pending(acct, en.MsgID); err != nil || pending {
+		return a, false
+	}
+
+	switch en.Op {
+	case seal.OpDelete:
+		a = store.Applied{MsgID: en.MsgID, JournalID: row.ID, Deleted: true}
+		if hasFile && e.opts.ReplicateDeletes {
+			if err := msgdir.Remove(e.opts.Store, cur.Path); err != nil {
+				e.log.Error("cannot remove a message deleted on another device", "path", cur.Path, "err", err)
+				return a, false
+			}
+			a.Path = cur.Path
+		} else if hasFile {
+			// This device keeps what others delete: it records the
+			// tombstone but keeps the file and its index entry.
+			a.Path = ""
+		}
+		return a, true
+	case seal.OpPut:
+		msg, err := msgdir.Parse(en.Message, maxIncomingBytes)
+		if err != nil || msg.MsgID != en.MsgID {
+			e.skip(row.ID, fmt.Errorf("%w: the message inside is not valid", seal.ErrBadEntry))
+			return a, false
+		}
+		a = store.Applied{MsgID: en.MsgID, JournalID: row.ID, Hash: msg.Hash}
+		if hasFile && cur.Hash == msg.Hash {
+			// The same content is here already (SIP delivered it to
+			// this device too): no rewrite.
+			a.Path, a.Size, a.MTime = cur.Path, cur.Size, cur.MTime
+			return a, true
+		}
+		rel := path.Clean(strings.ReplaceAll(msgdir.IncomingPath(msg), `\`, "/"))
+		if hasFile {
+			rel = cur.Path
+		} else if taken, err := e.takenByAnother(rel, en.MsgID); err == nil && taken {
+			rel = strings.TrimSuffix(rel, ".json") + "-" + msg.Hash[:8] + ".json"
+		}
+		data := append(append([]byte(nil), msg.Canonical...), '\n')
+		if err := msgdir.WriteAtomic(e.opts.Store, rel, data); err != nil {
+			e.log.Error("cannot write a message from another device", "path", rel, "err", err)
+			return a, false
+		}
+		fi, err := os.Lstat(e.abs(rel))
+		if err != nil {
+			return a, false
+		}
+		a.Path, a.Size, a.MTime = rel, fi.Size(), fi.ModTime()
+		return a, true
+	}
+	return a, false
+}
+
+// takenByAnother reports whether a file that is not the message msgid
+// already exists at rel.
+func (e *Engine) takenByAnother(rel, msgid string) (bool, error) {
+	data, err := os.ReadFile(e.abs(rel))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	msg, err := msgdir.Parse(data, e.opts.MaxMessageBytes)
+	return err != nil || msg.MsgID != msgid, nil
+}
+
+// skip counts a row that cannot be applied, by reason.
+func (e *Engine) skip(id int64, err error) {
+	reason := "invalid entry"
+	switch {
+	case errors.Is(err, seal.ErrUnknownKey):
+		reason = "unknown key (import the key of the device that wrote it)"
+	case errors.Is(err, seal.ErrAuth):
+		reason = "does not decrypt (wrong key or tampered)"
+	case errors.Is(err, seal.ErrForeignAccount):
+		reason = "belongs to another account"
+	case errors.Is(err, seal.ErrBadFormat):
+		reason = "not a chatsync entry"
+	}
+	e.log.Warn("skipped a journal entry", "journal_id", id, "reason", reason)
+	e.update(func(s *Status) { s.Skipped[reason]++ })
+}
+
+// probe checks, when the journal has nothing new, that it still holds the
+// newest row this device knows of. A journal that lost it was reset or
+// restored from a backup; its ids may start again below our cursor, where
+// polling would never see them. Done at most once per poll interval.
+func (e *Engine) probe(ctx context.Context) error {
+	now := e.opts.Now()
+	if now.Sub(e.lastProbe) < e.opts.PollInterval {
+		return nil
+	}
+	st, err := e.db.Stats(e.opts.Account)
+	if err != nil || st.Highwater == 0 {
+		return err
+	}
+	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{AfterID: st.Highwater - 1})
+	if err != nil {
+		return fmt.Errorf("check the journal: %w", err)
+	}
+	e.lastProbe = now
+	if len(page.Entries) > 0 {
+		return nil
+	}
+	return e.journalWentBackwards(fmt.Sprintf("journal entry %d, which this device has seen, is no longer on the server", st.Highwater))
+}
+
+// journalWentBackwards handles a server that lost journal entries: the
+// cursor starts again from 0 and every local message is queued again, so
+// the new journal gets everything this device has. Nothing local is
+// deleted.
+func (e *Engine) journalWentBackwards(why string) error {
+	acct := e.opts.Account
+	msg := "the server's journal went backwards (reset or restored from a backup): " + why + "; re-pushing this device's messages"
+	e.log.Error(msg)
+	if err := e.db.ResetAccount(acct); err != nil {
+		return fmt.Errorf("reset the account state: %w", err)
+	}
+	var batch []store.Push
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		_, err := e.db.EnqueueMany(acct, batch)
+		batch = batch[:0]
+		return err
+	}
+	count := 0
+	for u, err := range e.db.Unpushed(acct) {
+		if err != nil {
+			return err
+		}
+		p := store.Push{MsgID: u.MsgID, Op: store.OpDelete, Hash: u.Hash}
+		ent := seal.Entry{Op: seal.OpDelete, MsgID: u.MsgID, Account: acct, Device: e.device, Time: e.opts.Now()}
+		if !u.Deleted {
+			if u.Path == "" {
+				continue
+			}
+			data, err := os.ReadFile(e.abs(u.Path))
+			if err != nil {
+				continue // gone: the scan takes care of it
+			}
+			m, err := msgdir.Parse(data, e.opts.MaxMessageBytes)
+			if err != nil || m.MsgID != u.MsgID {
+				continue
+			}
+			p.Op, p.Hash = store.OpPut, m.Hash
+			ent.Op, ent.Message = seal.OpPut, m.Canonical
+		}
+		env, err := e.opts.Keyring.Seal(ent)
+		if err != nil {
+			return err
+		}
+		p.Envelope = env
+		batch = append(batch, p)
+		count++
+		if len(batch) == 1000 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	now := e.opts.Now()
+	e.update(func(s *Status) { s.ResetAt = now })
+	e.emit(Event{Kind: "reset", Count: count, Message: msg})
+	return nil
+}

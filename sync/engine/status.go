@@ -1,0 +1,100 @@
+package engine
+
+import (
+	"maps"
+	"time"
+)
+
+// States of an engine, as Status reports them.
+const (
+	StateStarting = "starting" // indexing the store and catching up with the journal
+	StateIdle     = "idle"     // caught up; waiting for changes or the next poll
+	StateBackoff  = "backoff"  // the last network step failed; waiting to retry
+	StatePaused   = "paused"   // the message store directory is missing
+	StateStopped  = "stopped"
+)
+
+// Status is a snapshot of an engine for `chatsync status`.
+type Status struct {
+	Account string `json:"account"`
+	State   string `json:"state"`
+	// Error is the current problem, if any, in words that say what to do.
+	Error string `json:"error,omitempty"`
+
+	Cursor       int64     `json:"cursor"`
+	OutboxDepth  int       `json:"outbox_depth"`
+	OldestUnsent time.Time `json:"oldest_unsent,omitzero"`
+
+	LastPush      time.Time `json:"last_push,omitzero"`
+	LastPushError string    `json:"last_push_error,omitempty"`
+	LastPoll      time.Time `json:"last_poll,omitzero"`
+	LastPollError string    `json:"last_poll_error,omitempty"`
+	// BackoffUntil is when the next attempt is made after Failures
+	// failures in a row.
+	BackoffUntil time.Time `json:"backoff_until,omitzero"`
+	Failures     int       `json:"failures,omitempty"`
+
+	// Pushed and Received count journal entries since the engine started.
+	Pushed   int64 `json:"pushed"`
+	Received int64 `json:"received"`
+	// Skipped counts journal entries that could not be applied, by reason
+	// (wrong key, tampered, foreign account, bad entry).
+	Skipped map[string]int `json:"skipped,omitempty"`
+	// Rejected lists the files of the message store that are not
+	// replicated, with the reason, until they are fixed.
+	Rejected []Rejected `json:"rejected,omitempty"`
+	// Waiting counts files that do not parse yet and are given a moment
+	// to be completed by their writer before they are reported.
+	Waiting int `json:"waiting,omitempty"`
+	// ResetAt is when the server's journal was last seen going backwards.
+	ResetAt time.Time `json:"reset_at,omitzero"`
+
+	syncRequested bool
+}
+
+// Rejected is a message file that is not replicated.
+type Rejected struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// Status returns a snapshot of the engine's state.
+func (e *Engine) Status() Status {
+	st, err := e.db.Stats(e.opts.Account)
+	e.mu.Lock()
+	s := e.status
+	s.Skipped = maps.Clone(e.status.Skipped)
+	s.Rejected = append([]Rejected(nil), e.status.Rejected...)
+	e.mu.Unlock()
+	if err == nil {
+		s.Cursor = st.Cursor
+		s.OutboxDepth = st.OutboxDepth
+		s.OldestUnsent = st.OldestUnsent
+	}
+	return s
+}
+
+func (e *Engine) setState(state, msg string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.status.State == StateStopped {
+		return
+	}
+	e.status.State = state
+	e.status.Error = msg
+}
+
+func (e *Engine) update(f func(s *Status)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f(&e.status)
+}
+
+// publishRejected copies the rejected-file map into the status.
+func (e *Engine) publishRejected() {
+	list := make([]Rejected, 0, len(e.rejected))
+	for _, p := range sortedKeys(e.rejected) {
+		list = append(list, Rejected{Path: p, Reason: e.rejected[p]})
+	}
+	e.update(func(s *Status) { s.Rejected = list })
+}
