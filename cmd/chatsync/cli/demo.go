@@ -1,0 +1,397 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chatsync/chatsync/cmd/chatsync/config"
+	"github.com/chatsync/chatsync/cmd/chatsync/daemon"
+	"github.com/chatsync/chatsync/crypto/seal"
+	"github.com/chatsync/chatsync/store/msgdir"
+	"github.com/chatsync/chatsync/sync/accountserver"
+	"github.com/chatsync/chatsync/sync/engine"
+)
+
+const demoAccount = "demo@example.com"
+
+func newDemoCmd(g *globals) *cobra.Command {
+	var keep string
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "demo",
+		Short: "Show chatsync at work: two devices of one account, through a local server",
+		Long: `demo starts chatsync-server on a loopback port with a throw-away account and two
+chatsync daemons (device A and device B of that account), each with its own
+message store, state and config in a temporary directory. It writes messages
+into A's store and waits until they appear in B's, edits one and deletes one on
+B and waits for A to follow, and prints what the server holds: ciphertext only.
+
+With --keep DIR everything stays in DIR and keeps running until Ctrl-C, so you
+can write your own messages into the stores and watch them move.`,
+		Example: "  chatsync demo\n  chatsync demo --keep ./demo",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDemo(ctx, g, keep, timeout)
+		},
+	}
+	c.Flags().StringVar(&keep, "keep", "", "keep everything in `DIR` and keep running until Ctrl-C")
+	c.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up if a step takes longer than this")
+	return c
+}
+
+type demoDevice struct {
+	name   string
+	dir    string
+	store  string
+	config string
+	d      *daemon.Daemon
+	done   chan error
+}
+
+func runDemo(ctx context.Context, g *globals, keep string, timeout time.Duration) (err error) {
+	out := g.stdout
+	dir := keep
+	if dir == "" {
+		dir, err = os.MkdirTemp("", "chatsync-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if dir, err = filepath.Abs(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+
+	// The server, with a throw-away account.
+	password := randomHex(12)
+	srv, err := accountserver.New(accountserver.Options{
+		DataDir:  filepath.Join(dir, "server"),
+		Accounts: []accountserver.Account{{Address: demoAccount, Password: password}},
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	go httpSrv.Serve(ln)
+	defer httpSrv.Close()
+	settingsURL := "http://" + ln.Addr().String() + accountserver.Path
+	if err := writePrivate(filepath.Join(dir, "accounts.toml"), fmt.Sprintf("[[account]]\naddress = %q\npassword = %q\n", demoAccount, password)); err != nil {
+		return err
+	}
+
+	// One key for the account, shared by both devices.
+	keyFile := filepath.Join(dir, "demo.key")
+	if _, err := os.Stat(keyFile); errors.Is(err, os.ErrNotExist) {
+		if _, err := seal.GenerateKeyFile(keyFile); err != nil {
+			return err
+		}
+	}
+	kr, err := seal.LoadKeyring(keyFile)
+	if err != nil {
+		return err
+	}
+	if err := writePrivate(filepath.Join(dir, "demo.password"), password+"\n"); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "chatsync demo: two devices of one account, through a local chatsync-server\n\n")
+	fmt.Fprintf(out, "  server    %s  (account %s)\n", settingsURL, demoAccount)
+	devices := []*demoDevice{{name: "A"}, {name: "B"}}
+	logger := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	for _, dev := range devices {
+		if err := dev.setup(dir, settingsURL, keyFile); err != nil {
+			return err
+		}
+		cfg, _, err := config.Load(dev.config)
+		if err != nil {
+			return err
+		}
+		dev.d, err = daemon.New(daemon.Options{
+			Config: cfg, Logger: logger.With("device", dev.name), Version: g.version,
+			Tune: func(o *engine.Options) {
+				o.ActivePollInterval = 250 * time.Millisecond
+				o.Debounce = 50 * time.Millisecond
+			},
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "  device %s  store %s\n            device id %s\n", dev.name, dev.store, dev.d.DeviceID())
+	}
+	fmt.Fprintf(out, "  key       %s (fingerprint %s)\n\n", keyFile, kr.Current().Fingerprint())
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	for _, dev := range devices {
+		dev.done = make(chan error, 1)
+		go func(dev *demoDevice) { dev.done <- dev.d.Run(runCtx) }(dev)
+	}
+	defer func() {
+		cancel()
+		for _, dev := range devices {
+			if derr := <-dev.done; derr != nil && err == nil {
+				err = derr
+			}
+		}
+	}()
+	a, b := devices[0], devices[1]
+
+	// 1. Messages written on A appear on B.
+	conversation := []struct{ remote, dir, body, direction string }{
+		{"bob@example.com", "bob", "Hi Bob, are we still on for Friday?", "outgoing"},
+		{"bob@example.com", "bob", "Yes! 7pm at the usual place.", "incoming"},
+		{"bob@example.com", "bob", "Great, I'll bring the tickets.", "outgoing"},
+		{"carol@example.org", "carol", "Carol, the draft is in your inbox.", "outgoing"},
+		{"carol@example.org", "carol", "Thanks, I'll read it tonight.", "incoming"},
+	}
+	want := map[string]map[string]any{}
+	start := time.Now()
+	fmt.Fprintf(out, "1. A writes %d messages into its store\n", len(conversation))
+	for i, m := range conversation {
+		id := fmt.Sprintf("%s-%d@demo", time.Now().Format("20060102T150405"), i+1)
+		obj := map[string]any{
+			"msgid": id, "time": time.Now().UTC().Format("2006-01-02 15:04:05"), "date": time.Now().UTC().Format("2006-01-02"),
+			"media_type": "chat", "direction": m.direction, "local_uri": demoAccount, "remote_uri": m.remote,
+			"cpim_from": demoAccount, "cpim_to": m.remote, "body": m.body, "content_type": "text/plain",
+			"private": "0", "status": "delivered", "call_id": "", "encryption": "",
+		}
+		if m.direction == "incoming" {
+			obj["cpim_from"], obj["cpim_to"] = m.remote, demoAccount
+		}
+		if err := writeMessage(a.store, filepath.Join(m.dir, id+".json"), obj); err != nil {
+			return err
+		}
+		want[id] = obj
+		fmt.Fprintf(out, "   %-18s %s\n", m.remote, m.body)
+	}
+	if err := waitUntil(ctx, timeout, "the messages to reach B", func() bool { return sameMessages(b.store, want) }); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "   -> all %d are in B's store, identical, after %s\n\n", len(want), time.Since(start).Round(10*time.Millisecond))
+
+	// 2. An edit and a delete on B reach A.
+	ids := sortedIDs(want)
+	editID, delID := ids[0], ids[len(ids)-1]
+	edited := cloneMap(want[editID])
+	edited["body"] = edited["body"].(string) + " (edited on B)"
+	fmt.Fprintf(out, "2. B edits one message and deletes another\n   edit:   %q\n   delete: %q\n", edited["body"], want[delID]["body"])
+	start = time.Now()
+	bFiles := messageFiles(b.store)
+	if err := writeMessage(b.store, bFiles[editID], edited); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(b.store, bFiles[delID])); err != nil {
+		return err
+	}
+	want[editID] = edited
+	delete(want, delID)
+	if err := waitUntil(ctx, timeout, "A to follow B", func() bool { return sameMessages(a.store, want) }); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "   -> A follows: edited and deleted, after %s\n\n", time.Since(start).Round(10*time.Millisecond))
+
+	// 3. What the server holds.
+	if err := waitUntil(ctx, timeout, "both devices to finish", func() bool {
+		for _, dev := range devices {
+			for _, s := range dev.d.Status() {
+				if s.OutboxDepth > 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+	rows, err := srv.Entries(demoAccount)
+	if err != nil {
+		return err
+	}
+	names := map[string]string{a.d.DeviceID(): "A", b.d.DeviceID(): "B"}
+	fmt.Fprintf(out, "3. The journal on the server: %d rows, what it stores is all it knows\n", len(rows))
+	fmt.Fprintf(out, "   %-4s %-7s %-20s %s\n", "id", "device", "timestamp", "data")
+	leaks := 0
+	for _, r := range rows {
+		data := r.Data
+		if len(data) > 52 {
+			data = data[:52] + fmt.Sprintf("... (%d bytes)", len(r.Data))
+		}
+		fmt.Fprintf(out, "   %-4d %-7s %-20s %s\n", r.ID, names[r.UUID], r.Timestamp, data)
+		for _, m := range conversation {
+			for _, secret := range []string{m.body, m.remote, "@demo", demoAccount} {
+				if strings.Contains(r.Data, secret) {
+					leaks++
+				}
+			}
+		}
+	}
+	if leaks > 0 {
+		return fmt.Errorf("%d journal rows contain plaintext: this is a bug, please report it", leaks)
+	}
+	fmt.Fprintf(out, "   -> no row contains a message body, a message id or an address: only ciphertext\n\n")
+
+	fmt.Fprintf(out, "Done: A and B hold the same %d messages.\n", len(want))
+	if keep == "" {
+		return nil
+	}
+	fmt.Fprintf(out, `
+Everything is in %s and keeps running until Ctrl-C:
+  - write a message into A's store (a JSON file with a "msgid"):
+      echo '{"msgid":"hello-1","remote_uri":"bob@example.com","body":"hello"}' > %s/hello.json
+    and watch it appear under %s
+  - the configs are %s and %s
+  - the server's accounts file is %s (run it yourself with chatsync-server --accounts ... --data %s)
+`, dir, a.store, b.store, a.config, b.config, filepath.Join(dir, "accounts.toml"), filepath.Join(dir, "server"))
+	<-ctx.Done()
+	return nil
+}
+
+func (dev *demoDevice) setup(dir, settingsURL, keyFile string) error {
+	dev.dir = filepath.Join(dir, strings.ToLower(dev.name))
+	dev.store = filepath.Join(dev.dir, "store")
+	dev.config = filepath.Join(dev.dir, "config.toml")
+	if err := os.MkdirAll(dev.store, 0o700); err != nil {
+		return err
+	}
+	text := fmt.Sprintf(`# chatsync demo, device %s
+[daemon]
+state_dir = %q
+socket    = %q
+log_level = "warn"
+
+[[account]]
+address       = %q
+settings_url  = %q
+password_file = %q
+store         = %q
+key_file      = %q
+poll_interval = "2s"
+`, dev.name, filepath.Join(dev.dir, "state"), filepath.Join(dev.dir, "chatsync.sock"), demoAccount, settingsURL,
+		filepath.Join(dir, "demo.password"), dev.store, keyFile)
+	return writePrivate(dev.config, text)
+}
+
+func writePrivate(path, text string) error {
+	return os.WriteFile(path, []byte(text), 0o600)
+}
+
+func writeMessage(storeDir, rel string, obj map[string]any) error {
+	data, err := json.MarshalIndent(obj, "", "  ")
+	if err != nil {
+		return err
+	}
+	return msgdir.WriteAtomic(storeDir, rel, append(data, '\n'))
+}
+
+// messageFiles maps msgid → path (relative) of every message in a store.
+func messageFiles(storeDir string) map[string]string {
+	out := map[string]string{}
+	filepath.WalkDir(storeDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || msgdir.Ignored(d.Name()) {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		if m, err := msgdir.Parse(data, 1<<20); err == nil {
+			rel, _ := filepath.Rel(storeDir, p)
+			out[m.MsgID] = rel
+		}
+		return nil
+	})
+	return out
+}
+
+// sameMessages reports whether storeDir holds exactly the messages of want,
+// with the same content.
+func sameMessages(storeDir string, want map[string]map[string]any) bool {
+	files := messageFiles(storeDir)
+	if len(files) != len(want) {
+		return false
+	}
+	for id, obj := range want {
+		rel, ok := files[id]
+		if !ok {
+			return false
+		}
+		got, err := os.ReadFile(filepath.Join(storeDir, rel))
+		if err != nil {
+			return false
+		}
+		a, err1 := msgdir.Parse(got, 1<<20)
+		wantData, _ := json.Marshal(obj)
+		b, err2 := msgdir.Parse(wantData, 1<<20)
+		if err1 != nil || err2 != nil || a.Hash != b.Hash {
+			return false
+		}
+	}
+	return true
+}
+
+func waitUntil(ctx context.Context, timeout time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gave up waiting for %s after %s: run `chatsync demo --keep DIR` and look at the stores and logs", what, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("interrupted")
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+func sortedIDs(m map[string]map[string]any) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func cloneMap(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rand.Reader, b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}

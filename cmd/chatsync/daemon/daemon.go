@@ -1,0 +1,280 @@
+// Package daemon runs chatsync: it turns a config into one replication
+// engine per account over one state database, and keeps them running until
+// it is stopped.
+//
+// An account that cannot start (its key file is missing, its password file
+// unreadable) does not stop the others: it is shown in Status with what to
+// do, and the rest replicate.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/chatsync/chatsync/cmd/chatsync/config"
+	"github.com/chatsync/chatsync/crypto/seal"
+	"github.com/chatsync/chatsync/store"
+	"github.com/chatsync/chatsync/sync/account"
+	"github.com/chatsync/chatsync/sync/engine"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Version is reported in status.
+	Version string
+	// Tune, if set, adjusts each engine's options before it starts (the
+	// demo and tests use it for short intervals).
+	Tune func(*engine.Options)
+	// Transport, if set, is the HTTP transport of every account client
+	// (tests inject faults with it).
+	Transport http.RoundTripper
+}
+
+// Daemon is a running chatsync.
+type Daemon struct {
+	opts Options
+	log  *slog.Logger
+	db   *store.DB
+
+	mu       sync.Mutex
+	accounts map[string]*accountRunner
+	started  time.Time
+	events   *eventHub
+}
+
+// accountRunner is one account of the config and, if it could start, its
+// engine.
+type accountRunner struct {
+	cfg    config.Account
+	client *account.Client
+	eng    *engine.Engine
+	err    error // why it could not start
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// ErrAlreadyRunning is returned by New when another chatsync holds the
+// state directory.
+var ErrAlreadyRunning = errors.New("chatsync is already running")
+
+// New opens the state database. It fails at once if another daemon uses
+// the same state directory.
+func New(opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg := opts.Config
+	db, err := store.Open(cfg.Daemon.StateDir, store.Options{})
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("%w with state dir %s: stop it first (chatsync service stop), or give this one another daemon.state_dir", ErrAlreadyRunning, cfg.Daemon.StateDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open the state in %s: %w", cfg.Daemon.StateDir, err)
+	}
+	return &Daemon{opts: opts, log: opts.Logger, db: db, accounts: map[string]*accountRunner{}, events: newEventHub()}, nil
+}
+
+// DeviceID is this installation's id in the journal.
+func (d *Daemon) DeviceID() string { return d.db.DeviceID() }
+
+// Run starts every account and blocks until ctx is done, then stops them
+// all, waiting for each to finish the batch in flight, and closes the state.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.Lock()
+	d.started = time.Now()
+	d.mu.Unlock()
+	for _, a := range d.opts.Config.Accounts {
+		d.startAccount(ctx, a)
+	}
+	d.log.Info("chatsync is running", "accounts", len(d.opts.Config.Accounts), "device", d.db.DeviceID(), "state_dir", d.opts.Config.Daemon.StateDir)
+	<-ctx.Done()
+	d.mu.Lock()
+	runners := make([]*accountRunner, 0, len(d.accounts))
+	for _, r := range d.accounts {
+		runners = append(runners, r)
+	}
+	d.mu.Unlock()
+	for _, r := range runners {
+		r.stop()
+	}
+	d.log.Info("chatsync stopped")
+	return d.db.Close()
+}
+
+func (d *Daemon) startAccount(ctx context.Context, a config.Account) {
+	r := &accountRunner{cfg: a, done: make(chan struct{})}
+	d.mu.Lock()
+	d.accounts[a.Address] = r
+	d.mu.Unlock()
+	eng, client, err := d.newEngine(a)
+	if err != nil {
+		r.err = err
+		close(r.done)
+		d.log.Error("account cannot start; the others keep running", "account", a.Address, "err", err)
+		d.events.publish(engine.Event{Time: time.Now(), Account: a.Address, Kind: "error", Message: err.Error()})
+		return
+	}
+	r.eng, r.client = eng, client
+	actx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	go func() {
+		defer close(r.done)
+		eng.Run(actx)
+	}()
+}
+
+func (r *accountRunner) stop() {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	<-r.done
+}
+
+func (d *Daemon) newEngine(a config.Account) (*engine.Engine, *account.Client, error) {
+	if a.Password == "" && a.WebPassword == "" {
+		return nil, nil, fmt.Errorf("no password: write it into %s (mode 0600)", a.PasswordFile)
+	}
+	kr, err := seal.LoadKeyring(a.KeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("key: %w (make one with `chatsync key generate --out %s`, or import your other device's key)", err, a.KeyFile)
+	}
+	client, err := account.New(account.Config{
+		Address: a.Address, SettingsURL: a.SettingsURL, Password: a.Password, WebPassword: a.WebPassword,
+		CAFile: a.CAFile, Transport: d.opts.Transport, UserAgent: "chatsync/" + d.opts.Version,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := engine.Options{
+		Account: a.Address, Store: a.Store, Keyring: kr, Remote: client, DB: d.db,
+		PollInterval: a.PollInterval, ReplicateDeletes: a.ReplicateDeletes, MaxMessageBytes: a.MaxMessageBytes,
+		Logger: d.log, OnEvent: d.events.publish,
+	}
+	if d.opts.Tune != nil {
+		d.opts.Tune(&opts)
+	}
+	eng, err := engine.New(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return eng, client, nil
+}
+
+// AccountStatus is the status of one configured account.
+type AccountStatus struct {
+	engine.Status
+	// Error says why the account could not start, if it could not.
+	StartError string `json:"start_error,omitempty"`
+}
+
+// Status returns every account's status, in config order.
+func (d *Daemon) Status() []AccountStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []AccountStatus
+	for _, a := range d.opts.Config.Accounts {
+		r := d.accounts[a.Address]
+		if r == nil {
+			continue
+		}
+		if r.eng == nil {
+			out = append(out, AccountStatus{Status: engine.Status{Account: a.Address, State: "error", Error: r.err.Error()}, StartError: r.err.Error()})
+			continue
+		}
+		out = append(out, AccountStatus{Status: r.eng.Status()})
+	}
+	return out
+}
+
+// SyncNow asks every account (or the one named) to push and poll now.
+func (d *Daemon) SyncNow(addr string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	found := false
+	for name, r := range d.accounts {
+		if addr != "" && name != addr {
+			continue
+		}
+		found = true
+		if r.eng != nil {
+			r.eng.SyncNow()
+		}
+	}
+	if !found {
+		return fmt.Errorf("no account %s in the config", addr)
+	}
+	return nil
+}
+
+// Client returns the SIP Account API client of an account, for the control
+// socket's passthrough. addr may be empty when there is one account.
+func (d *Daemon) Client(addr string) (*account.Client, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if addr == "" {
+		if len(d.accounts) != 1 {
+			names := make([]string, 0, len(d.accounts))
+			for n := range d.accounts {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return nil, fmt.Errorf("the config has %d accounts (%v): say which with --account", len(names), names)
+		}
+		for n := range d.accounts {
+			addr = n
+		}
+	}
+	r, ok := d.accounts[addr]
+	if !ok {
+		return nil, fmt.Errorf("no account %s in the config", addr)
+	}
+	if r.client == nil {
+		return nil, fmt.Errorf("account %s is not running: %v", addr, r.err)
+	}
+	return r.client, nil
+}
+
+// Subscribe returns a channel of events and a function to stop receiving
+// them. A subscriber that does not keep up misses events rather than
+// slowing the engines down.
+func (d *Daemon) Subscribe() (<-chan engine.Event, func()) { return d.events.subscribe() }
+
+// eventHub fans events out to subscribers without ever blocking the
+// publisher.
+type eventHub struct {
+	mu   sync.Mutex
+	subs map[chan engine.Event]struct{}
+}
+
+func newEventHub() *eventHub { return &eventHub{subs: map[chan engine.Event]struct{}{}} }
+
+func (h *eventHub) publish(ev engine.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
+func (h *eventHub) subscribe() (<-chan engine.Event, func()) {
+	ch := make(chan engine.Event, 256)
+	h.mu.Lock()
+	h.subs[ch] = struct{}{}
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		delete(h.subs, ch)
+		h.mu.Unlock()
+	}
+}
