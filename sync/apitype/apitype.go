@@ -1,0 +1,125 @@
+// Package apitype holds the JSON types of chatsync's control socket
+// (the /v1/ routes served by sync/localapi and read by sync/localclient).
+//
+// It imports nothing but the standard library's time package, so that
+// programs talking to the daemon do not link its store, crypto or watcher.
+//
+// Compatibility: fields are only ever added, never renamed or removed.
+package apitype
+
+import "time"
+
+// VersionHeader is the response header that carries the daemon's version.
+const VersionHeader = "Chatsync-Version"
+
+// Status is the reply of GET /v1/status.
+type Status struct {
+	Version  string    `json:"version"`
+	DeviceID string    `json:"device_id"`
+	Started  time.Time `json:"started"`
+	// UptimeSeconds is how long the daemon has been running.
+	UptimeSeconds float64         `json:"uptime_seconds"`
+	Accounts      []AccountStatus `json:"accounts"`
+}
+
+// States of an account, as AccountStatus.State reports them.
+const (
+	StateStarting = "starting" // indexing the store and catching up with the journal
+	StateIdle     = "idle"     // caught up; waiting for changes or the next poll
+	StateBackoff  = "backoff"  // the last network step failed; waiting to retry
+	StatePaused   = "paused"   // the message store directory is missing
+	StateStopped  = "stopped"
+	StateError    = "error" // the account could not start; see StartError
+)
+
+// AccountStatus is the replication state of one account.
+type AccountStatus struct {
+	Account string `json:"account"`
+	State   string `json:"state"`
+	// Error is the current problem, if any, in words that say what to do.
+	Error string `json:"error,omitempty"`
+	// StartError says why the account could not start, if it could not.
+	StartError string `json:"start_error,omitempty"`
+
+	Cursor       int64     `json:"cursor"`
+	OutboxDepth  int       `json:"outbox_depth"`
+	OldestUnsent time.Time `json:"oldest_unsent,omitzero"`
+
+	LastPush      time.Time `json:"last_push,omitzero"`
+	LastPushError string    `json:"last_push_error,omitempty"`
+	LastPoll      time.Time `json:"last_poll,omitzero"`
+	LastPollError string    `json:"last_poll_error,omitempty"`
+	// BackoffUntil is when the next attempt is made after Failures
+	// failures in a row.
+	BackoffUntil time.Time `json:"backoff_until,omitzero"`
+	Failures     int       `json:"failures,omitempty"`
+
+	// Pushed and Received count journal entries since the daemon started.
+	Pushed   int64 `json:"pushed"`
+	Received int64 `json:"received"`
+	// Skipped counts journal entries that could not be applied, by reason.
+	Skipped map[string]int `json:"skipped,omitempty"`
+	// Rejected lists the message files that are not replicated, with why.
+	Rejected []Rejected `json:"rejected,omitempty"`
+	// Waiting counts files given a moment to be completed by their writer.
+	Waiting int `json:"waiting,omitempty"`
+	// ResetAt is when the server's journal was last seen going backwards.
+	ResetAt time.Time `json:"reset_at,omitzero"`
+}
+
+// CaughtUp reports whether the account has nothing left to send and has
+// completed a poll without error after t.
+func (s AccountStatus) CaughtUp(t time.Time) bool {
+	return s.StartError == "" && s.OutboxDepth == 0 && s.LastPoll.After(t) && s.LastPollError == ""
+}
+
+// Rejected is a message file that is not replicated.
+type Rejected struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// SyncResult is the reply of POST /v1/sync. With ?wait=1 it comes once
+// every account asked for is caught up (see AccountStatus.CaughtUp), and
+// Accounts holds their final status.
+type SyncResult struct {
+	// Requested is when the daemon took the request: an account is caught
+	// up when it polled successfully after this time with an empty outbox.
+	Requested time.Time       `json:"requested"`
+	Accounts  []AccountStatus `json:"accounts,omitempty"`
+}
+
+// Event kinds of the GET /v1/events stream.
+const (
+	EventPushed         = "pushed"          // Count entries went to the journal
+	EventReceived       = "received"        // Count entries from other devices were applied
+	EventRejected       = "rejected"        // the file Path is not replicated; Message says why
+	EventError          = "error"           // a step failed; Message says what
+	EventReset          = "reset"           // the server's journal went backwards
+	EventConfigReloaded = "config_reloaded" // the daemon took a new config
+)
+
+// Event is one line of the GET /v1/events stream (NDJSON).
+type Event struct {
+	Time    time.Time `json:"time"`
+	Account string    `json:"account,omitempty"`
+	Kind    string    `json:"kind"`
+	Count   int       `json:"count,omitempty"`
+	Path    string    `json:"path,omitempty"`
+	Message string    `json:"message,omitempty"`
+}
+
+// Error is the body of every reply with a status of 400 or more.
+type Error struct {
+	Error string `json:"error"`
+	// Kind classifies failures of the SIP Account API: "auth", "server",
+	// "malformed", "transport", "rejected", "rate-limited".
+	Kind string `json:"kind,omitempty"`
+}
+
+// Confirmation is the reply of the account API's write actions
+// (add_alias, set_call_forwarding, set_dnd_on/off, set_privacy_on/off):
+// the server's confirmation text, for display only.
+type Confirmation struct {
+	Message string `json:"message"`
+}
