@@ -91,11 +91,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.started = time.Now()
 	d.mu.Unlock()
+	// The control socket opens first, so `chatsync status` works while the
+	// accounts start (socket.go).
+	sock, err := d.startSocket(ctx)
+	if err != nil {
+		d.db.Close()
+		return err
+	}
 	for _, a := range d.opts.Config.Accounts {
 		d.startAccount(ctx, a)
 	}
 	d.log.Info("chatsync is running", "accounts", len(d.opts.Config.Accounts), "device", d.db.DeviceID(), "state_dir", d.opts.Config.Daemon.StateDir)
 	<-ctx.Done()
+	sock.stop()
 	d.mu.Lock()
 	runners := make([]*accountRunner, 0, len(d.accounts))
 	for _, r := range d.accounts {
