@@ -63,8 +63,8 @@ type Backend interface {
 
 // Errors a Backend wraps.
 var (
-	ErrNoAccount       = errors.New("no such account")           // 404
-	ErrAccountRequired = errors.New("say which account")         // 400
+	ErrNoAccount       = errors.New("no such account")            // 404
+	ErrAccountRequired = errors.New("say which account")          // 400
 	ErrNotRunning      = errors.New("the account is not running") // 503
 )
 

@@ -1,0 +1,253 @@
+// Package localclient talks to a running chatsync daemon through its
+// control socket (the /v1/ API of sync/localapi). Local programs import it
+// to read the daemon's status, ask for a sync, follow its events and call
+// the SIP Account API with the daemon's credentials.
+//
+// It depends only on the standard library and sync/apitype: importing it
+// does not link chatsync's store, crypto or file watcher.
+//
+//	c := &localclient.Client{Socket: "/run/user/1000/chatsync.sock"}
+//	st, err := c.Status(ctx)
+package localclient
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chatsync/chatsync/sync/apitype"
+)
+
+// Client is a client of the control socket. Its zero value is not usable:
+// set Socket (or Dial). It is safe for concurrent use.
+type Client struct {
+	// Socket is the path of the daemon's control socket.
+	Socket string
+	// AccountAddress, if set, is sent as ?account= with every call (needed
+	// when the daemon has several accounts).
+	AccountAddress string
+	// Dial, if set, replaces dialing Socket (tests).
+	Dial func(ctx context.Context) (net.Conn, error)
+
+	once sync.Once
+	hc   *http.Client
+}
+
+// NotRunningError is returned when nothing answers on the socket.
+type NotRunningError struct {
+	Socket string
+	Err    error
+}
+
+func (e *NotRunningError) Error() string {
+	return fmt.Sprintf("chatsync is not running (no daemon on %s): %v", e.Socket, e.Err)
+}
+
+func (e *NotRunningError) Unwrap() error { return e.Err }
+
+// APIError is an error reply of the daemon.
+type APIError struct {
+	StatusCode int
+	Message    string
+	// Kind classifies SIP Account API failures ("auth", "server", ...).
+	Kind string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// AccessDenied reports whether the daemon refused this caller (403).
+func (e *APIError) AccessDenied() bool { return e.StatusCode == http.StatusForbidden }
+
+func (c *Client) client() *http.Client {
+	c.once.Do(func() {
+		dial := c.Dial
+		if dial == nil {
+			dial = func(ctx context.Context) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", c.Socket)
+			}
+		}
+		c.hc = &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				conn, err := dial(ctx)
+				if err != nil {
+					return nil, &NotRunningError{Socket: c.Socket, Err: err}
+				}
+				return conn, nil
+			},
+			DisableCompression: true,
+		}}
+	})
+	return c.hc
+}
+
+// do sends a request and returns the reply, whose status is 2xx.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
+	var body io.Reader
+	u := "http://local.chatsync.sock" + path
+	if method == http.MethodPost {
+		body = strings.NewReader(q.Encode())
+	} else if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := c.client().Do(req)
+	if err != nil {
+		if nr, ok := errors.AsType[*NotRunningError](err); ok {
+			return nil, nr
+		}
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e apitype.Error
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
+		}
+		return nil, &APIError{StatusCode: resp.StatusCode, Message: e.Error, Kind: e.Kind}
+	}
+	return resp, nil
+}
+
+func (c *Client) call(ctx context.Context, method, path string, q url.Values, out any) error {
+	resp, err := c.do(ctx, method, path, q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: bad reply from the daemon: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) accountQuery() url.Values {
+	q := url.Values{}
+	if c.AccountAddress != "" {
+		q.Set("account", c.AccountAddress)
+	}
+	return q
+}
+
+// Status returns the daemon's status (all accounts, or c.AccountAddress).
+func (c *Client) Status(ctx context.Context) (*apitype.Status, error) {
+	var st apitype.Status
+	if err := c.call(ctx, http.MethodGet, "/v1/status", c.accountQuery(), &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// SyncNow asks the daemon to push and poll now. It returns at once with
+// the time of the request; an account is caught up with it when
+// apitype.AccountStatus.CaughtUp(res.Requested) holds.
+func (c *Client) SyncNow(ctx context.Context) (*apitype.SyncResult, error) {
+	var res apitype.SyncResult
+	if err := c.call(ctx, http.MethodPost, "/v1/sync", c.accountQuery(), &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// SyncWait asks the daemon to push and poll now and returns once every
+// account (or c.AccountAddress) is caught up, with their status, or when ctx ends.
+func (c *Client) SyncWait(ctx context.Context) (*apitype.SyncResult, error) {
+	q := c.accountQuery()
+	q.Set("wait", "1")
+	if dl, ok := ctx.Deadline(); ok {
+		q.Set("timeout", fmt.Sprint(max(1, int(time.Until(dl).Seconds())))+"s")
+	}
+	var res apitype.SyncResult
+	if err := c.call(ctx, http.MethodPost, "/v1/sync", q, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Events follows the daemon's event stream until ctx ends or the daemon
+// stops. Call Next until it returns false, then Err; Close releases it.
+func (c *Client) Events(ctx context.Context) (*EventStream, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/events", c.accountQuery())
+	if err != nil {
+		return nil, err
+	}
+	return &EventStream{body: resp.Body, sc: bufio.NewScanner(resp.Body)}, nil
+}
+
+// EventStream is a stream of daemon events.
+type EventStream struct {
+	body io.ReadCloser
+	sc   *bufio.Scanner
+	ev   apitype.Event
+	err  error
+}
+
+// Next waits for the next event and reports whether there is one.
+func (s *EventStream) Next() bool {
+	for s.err == nil && s.sc.Scan() {
+		line := bytes.TrimSpace(s.sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		s.ev = apitype.Event{}
+		if err := json.Unmarshal(line, &s.ev); err != nil {
+			s.err = fmt.Errorf("bad event from the daemon: %w", err)
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+// Event is the event Next found.
+func (s *EventStream) Event() apitype.Event { return s.ev }
+
+// Err is the error that ended the stream, nil when the daemon or the
+// context ended it.
+func (s *EventStream) Err() error {
+	if s.err != nil {
+		return s.err
+	}
+	if err := s.sc.Err(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	return nil
+}
+
+// Close ends the stream.
+func (s *EventStream) Close() error { return s.body.Close() }
+
+// Account calls a SIP Account API action through the daemon (see
+// apitype.ReadActions and apitype.WriteActions) and decodes its reply into
+// out (the matching apitype type, or a json.RawMessage). Write actions are
+// sent as POST, read actions as GET.
+func (c *Client) Account(ctx context.Context, action string, params url.Values, out any) error {
+	q := c.accountQuery()
+	for k, v := range params {
+		q[k] = v
+	}
+	method := http.MethodGet
+	for _, a := range apitype.WriteActions {
+		if a == action {
+			method = http.MethodPost
+		}
+	}
+	return c.call(ctx, method, "/v1/account/"+url.PathEscape(action), q, out)
+}
