@@ -96,9 +96,12 @@ type Options struct {
 	// Now is the clock (tests).
 	Now func() time.Time
 
-	// failpoint, set by tests in this package, is called at named points
-	// and may return an error to simulate a crash there.
-	failpoint func(name string) error
+	// Failpoint, if set, is called at named points of the push and poll
+	// ("before-put", "after-put" — the server has stored the batch, the
+	// mapping is not committed yet —, "before-apply-commit" — files of a
+	// page are written, versions and cursor are not). Crash tests use it to
+	// stop the engine exactly there; an error it returns aborts the step.
+	Failpoint func(name string) error
 }
 
 func (o *Options) defaults() {
@@ -345,7 +348,7 @@ func (e *Engine) networkWork(ctx context.Context) bool {
 	if err != nil {
 		e.netFailures++
 		d := e.backoff(err)
-		e.netRetryAt = now.Add(d)
+		e.netRetryAt = e.opts.Now().Add(d) // counted from the failure, not from the start of the attempt
 		e.mu.Lock()
 		e.status.BackoffUntil = e.netRetryAt
 		e.status.Failures = e.netFailures
@@ -503,8 +506,8 @@ func (e *Engine) rootPresent() bool {
 func (e *Engine) rootPresentCached() bool { return !e.storeMissing }
 
 func (e *Engine) failpoint(name string) error {
-	if e.opts.failpoint != nil {
-		return e.opts.failpoint(name)
+	if e.opts.Failpoint != nil {
+		return e.opts.Failpoint(name)
 	}
 	return nil
 }

@@ -37,6 +37,9 @@ type server struct {
 	mu      sync.Mutex
 	wrap    func(w http.ResponseWriter, r *http.Request, next http.Handler) bool
 	now     atomic.Pointer[func() time.Time]
+	// intercept runs after the server authenticated a request (see
+	// accountserver.Options.Intercept).
+	intercept atomic.Pointer[func(w http.ResponseWriter, r *http.Request, account, action string) bool]
 }
 
 func newServer(t *testing.T) *server {
@@ -64,6 +67,12 @@ func (s *server) newBackend(dir string) *accountserver.Server {
 	srv, err := accountserver.New(accountserver.Options{
 		DataDir:  dir,
 		Accounts: []accountserver.Account{{Address: testAccount, Password: testPassword}},
+		Intercept: func(w http.ResponseWriter, r *http.Request, account, action string) bool {
+			if f := s.intercept.Load(); f != nil {
+				return (*f)(w, r, account, action)
+			}
+			return false
+		},
 		Now: func() time.Time {
 			if f := s.now.Load(); f != nil {
 				return (*f)()
@@ -89,6 +98,12 @@ func (s *server) setWrap(f func(w http.ResponseWriter, r *http.Request, next htt
 	s.wrap = f
 	s.mu.Unlock()
 }
+
+func (s *server) setIntercept(f func(w http.ResponseWriter, r *http.Request, account, action string) bool) {
+	s.intercept.Store(&f)
+}
+
+func (s *server) setClock(f func() time.Time) { s.now.Store(&f) }
 
 func (s *server) rows() []accountserver.Entry {
 	s.t.Helper()

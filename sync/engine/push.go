@@ -157,8 +157,9 @@ func (e *Engine) reconcile(ctx context.Context) (done bool, err error) {
 		return false, fmt.Errorf("record the reconciled batch: %w", err)
 	}
 	e.log.Info("reconciled the batch that was in flight", "already_stored", len(results), "to_resend", len(want))
-	if len(results) > 0 {
-		e.update(func(s *Status) { s.Pushed += int64(len(results)) })
-	}
+	e.update(func(s *Status) {
+		s.Pushed += int64(len(results))
+		s.LastPushError = ""
+	})
 	return true, nil
 }
