@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chatsync/chatsync/sync/apitype"
+)
+
+func init() {
+	extraCommands = append(extraCommands, newStatusCmd, newSyncCmd, newAccountCmd)
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show what the daemon is doing, per account",
+		Long: `status asks the running daemon, through its control socket, for each account's
+state, journal cursor, last push and poll (with their errors), outbox depth,
+age of the oldest unsent entry, backoff, and the message files it refuses to
+replicate, with the reason.`,
+		Example: "  chatsync status\n  chatsync status --json | jq '.accounts[].outbox_depth'\n  chatsync --account alice@example.com status",
+		Args:    noArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			lc, err := g.localClient()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(c.Context(), 30*time.Second)
+			defer cancel()
+			st, err := lc.Status(ctx)
+			if err != nil {
+				return daemonError(err)
+			}
+			if asJSON {
+				return printJSON(g.stdout, st)
+			}
+			printStatus(g.stdout, st, time.Now())
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (stable: fields are only added)")
+	return c
+}
+
+// printStatus writes the human form of st.
+func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
+	for i, a := range st.Accounts {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s  %s\n", a.Account, a.State)
+		if a.StartError != "" {
+			fmt.Fprintf(w, "  cannot start: %s\n", oneLine(a.StartError))
+			continue
+		}
+		if a.Error != "" {
+			fmt.Fprintf(w, "  problem:    %s\n", oneLine(a.Error))
+		}
+		outbox := fmt.Sprintf("%d unsent", a.OutboxDepth)
+		if a.OutboxDepth > 0 && !a.OldestUnsent.IsZero() {
+			outbox += fmt.Sprintf(", oldest %s", ago(a.OldestUnsent, now))
+		}
+		fmt.Fprintf(w, "  outbox:     %s\n", outbox)
+		fmt.Fprintf(w, "  last push:  %s%s\n", ago(a.LastPush, now), errSuffix(a.LastPushError))
+		fmt.Fprintf(w, "  last poll:  %s%s\n", ago(a.LastPoll, now), errSuffix(a.LastPollError))
+		fmt.Fprintf(w, "  journal:    cursor %d, %d sent and %d received since start\n", a.Cursor, a.Pushed, a.Received)
+		if a.Failures > 0 {
+			fmt.Fprintf(w, "  backoff:    %d failures in a row, next try %s\n", a.Failures, ago(a.BackoffUntil, now))
+		}
+		if !a.ResetAt.IsZero() {
+			fmt.Fprintf(w, "  reset:      the server's journal went backwards %s; local messages were queued again\n", ago(a.ResetAt, now))
+		}
+		if len(a.Skipped) > 0 {
+			var parts []string
+			for _, k := range sortedKeys(a.Skipped) {
+				parts = append(parts, fmt.Sprintf("%d %s", a.Skipped[k], k))
+			}
+			fmt.Fprintf(w, "  skipped:    %s (journal entries this device cannot use)\n", strings.Join(parts, ", "))
+		}
+		if a.Waiting > 0 {
+			fmt.Fprintf(w, "  waiting:    %d files being written\n", a.Waiting)
+		}
+		if len(a.Rejected) > 0 {
+			fmt.Fprintf(w, "  not replicated (%d):\n", len(a.Rejected))
+			for _, r := range a.Rejected {
+				fmt.Fprintf(w, "    %s: %s\n", r.Path, oneLine(r.Reason))
+			}
+		}
+	}
+	if len(st.Accounts) == 0 {
+		fmt.Fprintln(w, "no accounts in the config")
+	}
+	fmt.Fprintf(w, "\nchatsync %s, device %s, up %s\n", st.Version, st.DeviceID, shortDuration(time.Duration(st.UptimeSeconds*float64(time.Second))))
+}
+
+func errSuffix(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " (failed: " + oneLine(e) + ")"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
