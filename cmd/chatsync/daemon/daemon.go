@@ -164,7 +164,7 @@ func (d *Daemon) newEngine(a config.Account) (*engine.Engine, *account.Client, e
 	opts := engine.Options{
 		Account: a.Address, Store: a.Store, Keyring: kr, Remote: client, DB: d.db,
 		PollInterval: a.PollInterval, ReplicateDeletes: a.ReplicateDeletes, MaxMessageBytes: a.MaxMessageBytes,
-		Logger: d.log, OnEvent: d.events.publish,
+		Logger: d.log, OnEvent: d.events.publish, Failpoint: failpointFromEnv(),
 	}
 	if d.opts.Tune != nil {
 		d.opts.Tune(&opts)
