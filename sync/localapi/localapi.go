@@ -112,6 +112,14 @@ func New(b Backend, opts Options) *Server {
 	s.handle("GET /v1/account", s.serveActions)
 	s.handle("/v1/account/{action}", s.serveAccount)
 	s.handle("/", func(w http.ResponseWriter, r *http.Request) error {
+		switch r.URL.Path {
+		case "/v1/status", "/v1/events", "/v1/account":
+			w.Header().Set("Allow", http.MethodGet)
+			return httpErrorf(http.StatusMethodNotAllowed, "%s %s: use GET", r.Method, r.URL.Path)
+		case "/v1/sync":
+			w.Header().Set("Allow", http.MethodPost)
+			return httpErrorf(http.StatusMethodNotAllowed, "%s %s: use POST", r.Method, r.URL.Path)
+		}
 		return httpErrorf(http.StatusNotFound, "no route %s %s: see GET /v1/status, POST /v1/sync, GET /v1/events, /v1/account/{action}", r.Method, r.URL.Path)
 	})
 	return s

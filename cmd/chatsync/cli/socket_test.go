@@ -43,10 +43,10 @@ func seededAccount() accountserver.Account {
 	return accountserver.Account{
 		Address: testAccount, Password: "pw-alice",
 		Lastname: str("Liddell"), MobileNumber: str("+31600000001"),
-		Aliases:  []string{"ally@example.com"},
-		Enum:     []string{"+31201234567"},
-		Devices:  []accountserver.Device{{Contact: "10.0.0.2:5060", PublicContact: "1.2.3.4:5060", Expires: 3600, UserAgent: "Blink", Transport: "tls"}},
-		Balance:  12.5,
+		Aliases: []string{"ally@example.com"},
+		Enum:    []string{"+31201234567"},
+		Devices: []accountserver.Device{{Contact: "10.0.0.2:5060", PublicContact: "1.2.3.4:5060", Expires: 3600, UserAgent: "Blink", Transport: "tls"}},
+		Balance: 12.5,
 		BalanceHistory: []accountserver.BalanceEntry{
 			{Date: "2026-11-01 10:00:00", Action: "credit", Description: "top-up", Value: 10, Balance: 12.5},
 		},
