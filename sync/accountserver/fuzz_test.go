@@ -1,11 +1,11 @@
 package accountserver
 
 import (
-	"os"
-	"path/filepath"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
