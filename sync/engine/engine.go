@@ -169,6 +169,9 @@ type Engine struct {
 	netRetryAt   time.Time
 	storeMissing bool
 	published    struct{ waiting int }
+	// newAtStart holds the files the start-up index found for the first
+	// time; decideAll treats them as new copies (see decide).
+	newAtStart map[string]bool
 }
 
 // New checks opts and makes an Engine.
@@ -187,14 +190,15 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.New("engine: no state database")
 	}
 	e := &Engine{
-		opts:      opts,
-		db:        opts.DB,
-		device:    opts.DB.DeviceID(),
-		log:       opts.Logger.With("account", opts.Account),
-		kick:      make(chan struct{}, 1),
-		recheck:   map[string]time.Time{},
-		rejected:  map[string]string{},
-		needCheck: true,
+		opts:       opts,
+		db:         opts.DB,
+		device:     opts.DB.DeviceID(),
+		log:        opts.Logger.With("account", opts.Account),
+		kick:       make(chan struct{}, 1),
+		recheck:    map[string]time.Time{},
+		rejected:   map[string]string{},
+		newAtStart: map[string]bool{},
+		needCheck:  true,
 	}
 	e.status = Status{Account: opts.Account, State: StateStarting, Skipped: map[string]int{}}
 	return e, nil
@@ -394,6 +398,7 @@ func (e *Engine) networkStep(ctx context.Context) (more bool, err error) {
 		}
 		e.decideAll()
 		e.started = true
+		e.newAtStart = nil
 		return true, nil
 	}
 	st, err := e.db.Stats(e.opts.Account)

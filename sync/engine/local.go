@@ -26,13 +26,25 @@ func (e *Engine) handleChange(c watch.Change) {
 		e.scan("", e.started)
 		return
 	}
+	// Paths that exist first, then the ones that are gone: a file that was
+	// renamed is then seen at its new name before its old one is missed,
+	// so a move is not taken for a delete.
 	seen := map[string]bool{}
+	var missing []string
 	for _, p := range c.Paths {
 		rel := filepath.ToSlash(p)
-		if !seen[rel] {
-			seen[rel] = true
-			e.handlePath(rel, e.started)
+		if seen[rel] {
+			continue
 		}
+		seen[rel] = true
+		if _, err := os.Lstat(e.abs(rel)); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, rel)
+			continue
+		}
+		e.handlePath(rel, e.started)
+	}
+	for _, rel := range missing {
+		e.handlePath(rel, e.started)
 	}
 }
 
@@ -56,9 +68,19 @@ func (e *Engine) handlePath(rel string, decide bool) {
 // indexed file below it if it was a directory.
 func (e *Engine) gone(rel string) {
 	e.unreject(rel)
+	// A file that was refused for repeating this one's msgid may now be
+	// the message's only file: look at it first.
+	for p, reason := range e.rejected {
+		if strings.HasPrefix(reason, duplicateReason(rel)) {
+			e.handlePath(p, e.started)
+		}
+	}
 	if rec, ok, err := e.db.File(e.opts.Account, rel); err == nil && ok {
 		e.vanished(rec)
 		return
+	}
+	if msgdir.Ignored(path.Base(rel)) == false {
+		return // a message file that was never indexed: nothing to do
 	}
 	prefix := rel + "/"
 	var under []store.FileRecord
@@ -193,7 +215,7 @@ func (e *Engine) handleFile(rel string, fi fs.FileInfo, decide, force bool) {
 	}
 	if other, ok, err := e.db.FileByMsgID(acct, msg.MsgID); err == nil && ok && other.Path != rel {
 		if _, err := os.Lstat(e.abs(other.Path)); err == nil {
-			e.reject(rel, fmt.Sprintf("repeats the msgid of %s: every message needs its own msgid", other.Path))
+			e.reject(rel, duplicateReason(other.Path)+": every message needs its own msgid")
 			return
 		}
 		// The message moved to another file: forget the old name.
@@ -208,10 +230,15 @@ func (e *Engine) handleFile(rel string, fi fs.FileInfo, decide, force bool) {
 		if err := e.db.PutFiles(acct, rec); err != nil {
 			e.log.Error("cannot update the file index", "err", err)
 		}
+		if !indexed || old.MsgID != msg.MsgID {
+			e.newAtStart[rel] = true
+		}
 		return
 	}
 	e.decide(rec, msg.Canonical, !indexed || old.MsgID != msg.MsgID)
 }
+
+func duplicateReason(of string) string { return "repeats the msgid of " + of }
 
 // readStable reads a file and stats it after the read; a nil FileInfo means
 // it changed while being read.
@@ -317,6 +344,16 @@ func (e *Engine) vanished(rec store.FileRecord) {
 	if !e.rootPresent() {
 		return // a missing store is not a deletion of everything in it
 	}
+	if other, ok, err := e.db.FileByMsgID(acct, rec.MsgID); err != nil || ok && other.Path != rec.Path {
+		// The message lives on in another file (it was moved).
+		if err == nil {
+			err = e.db.DeleteFiles(acct, rec.Path)
+		}
+		if err != nil {
+			e.log.Error("cannot update the file index", "err", err)
+		}
+		return
+	}
 	held, hasHeld, err := e.db.Version(acct, rec.MsgID)
 	if err != nil {
 		return
@@ -380,7 +417,7 @@ func (e *Engine) decideRecords(recs []store.FileRecord) {
 			e.handleFile(rec.Path, fi, true, true)
 			continue
 		}
-		e.decide(rec, nil, false)
+		e.decide(rec, nil, e.newAtStart[rec.Path])
 	}
 }
 

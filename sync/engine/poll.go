@@ -148,7 +148,12 @@ func (e *Engine) apply(row account.JournalEntry) (a store.Applied, ok bool) {
 	}
 	if hasFile {
 		if fi, err := os.Lstat(e.abs(cur.Path)); err == nil && (fi.Size() != cur.Size || !fi.ModTime().Equal(cur.MTime)) {
-			e.handleFile(cur.Path, fi, e.started, false)
+			if !e.started {
+				// Changed here since the start-up index: decideAll
+				// queues it, and it will be put after this row.
+				return a, false
+			}
+			e.handleFile(cur.Path, fi, true, false)
 			cur, hasFile, _ = e.db.FileByMsgID(acct, en.MsgID)
 		}
 	}
