@@ -186,7 +186,7 @@ func inlineSecrets(cfg *Config) bool {
 // Parse validates data as the content of the config file at path (used for
 // relative paths and messages). It reads the secret files the config names.
 func Parse(path string, data []byte) (*Config, []Problem) {
-	p := &parser{lines: newLineIndex(string(data)), system: strings.HasPrefix(path, "/etc/")}
+	p := &parser{lines: newLineIndex(string(data)), system: IsSystemConfig(path)}
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		var perr toml.ParseError
@@ -435,6 +435,8 @@ func (p *parser) accounts(raw map[string]any) []Account {
 				} else {
 					p.errorf(t.line("key_file"), t.name+".key_file", "%s", msg)
 				}
+			} else if err := canRead(a.KeyFile); err != nil {
+				p.errorf(t.line("key_file"), t.name+".key_file", "cannot read %s: %v (the daemon must be able to read it: check its owner)", a.KeyFile, err)
 			}
 		}
 		if s, ok := t.path("ca_file"); ok {
