@@ -119,13 +119,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 func (d *Daemon) startAccount(ctx context.Context, a config.Account) {
 	r := &accountRunner{cfg: a, done: make(chan struct{})}
-	d.mu.Lock()
-	d.accounts[a.Address] = r
-	d.mu.Unlock()
 	eng, client, err := d.newEngine(a)
 	if err != nil {
 		r.err = err
 		close(r.done)
+		// The runner is complete before others (the control socket) see it.
+		d.mu.Lock()
+		d.accounts[a.Address] = r
+		d.mu.Unlock()
 		d.log.Error("account cannot start; the others keep running", "account", a.Address, "err", err)
 		d.events.publish(engine.Event{Time: time.Now(), Account: a.Address, Kind: "error", Message: err.Error()})
 		return
@@ -133,6 +134,9 @@ func (d *Daemon) startAccount(ctx context.Context, a config.Account) {
 	r.eng, r.client = eng, client
 	actx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
+	d.mu.Lock()
+	d.accounts[a.Address] = r
+	d.mu.Unlock()
 	go func() {
 		defer close(r.done)
 		eng.Run(actx)
