@@ -29,8 +29,10 @@ func (e *Engine) poll(ctx context.Context) (full bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: e.device, AfterID: cursor})
+	// LastPoll is when the poll started, so "polled after T" means it saw
+	// everything the server held at T.
 	now := e.opts.Now()
+	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: e.device, AfterID: cursor})
 	if err != nil {
 		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, err.Error() })
 		return false, fmt.Errorf("poll the journal: %w", err)

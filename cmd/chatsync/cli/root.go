@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -82,7 +83,11 @@ func run(args []string, version string, stdin io.Reader, stdout, stderr io.Write
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "chatsync: %v\n", err)
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "chatsync ") && !strings.HasPrefix(msg, "chatsync:") {
+		msg = "chatsync: " + msg
+	}
+	fmt.Fprintln(stderr, msg)
 	var ue usageError
 	if errors.As(err, &ue) {
 		return ExitUsage
