@@ -73,9 +73,27 @@ func cleanReply(body []byte) ([]byte, *Error) {
 		return nil, &Error{Kind: KindMalformed, Message: fmt.Sprintf("the reply is not JSON (%d bytes)", len(b))}
 	}
 	if e := classifyText(b[:start], true); e != nil {
+		// The real page prints its HTML header before the JSON when the
+		// action name holds none of the API markers (get_, set_, ...; an
+		// unknown action sent through Do, PROTOCOL §1). The envelope that
+		// follows is the answer.
+		if e.Kind == KindMalformed && looksLikeHTML(b[:start]) && hasSuccessKey(b[start:]) {
+			return b[start:], nil
+		}
 		return nil, e
 	}
 	return b[start:], nil
+}
+
+// hasSuccessKey reports whether js is a JSON object with a "success" key.
+func hasSuccessKey(js []byte) bool {
+	if len(js) == 0 || js[0] != '{' {
+		return false
+	}
+	var env struct {
+		Success json.RawMessage `json:"success"`
+	}
+	return json.Unmarshal(js, &env) == nil && env.Success != nil
 }
 
 // findJSONStart returns the smallest index i such that b[i:] is one valid
