@@ -20,6 +20,27 @@ type Status struct {
 	// UptimeSeconds is how long the daemon has been running.
 	UptimeSeconds float64         `json:"uptime_seconds"`
 	Accounts      []AccountStatus `json:"accounts"`
+
+	// ConfigPath is the config file the daemon runs on, and ConfigLoaded
+	// when it last read it successfully.
+	ConfigPath   string    `json:"config_path,omitempty"`
+	ConfigLoaded time.Time `json:"config_loaded,omitzero"`
+	// ConfigError says why the file on disk was refused at its last
+	// reload; the daemon keeps running on the previous config until the
+	// file is fixed. ConfigProblems lists the mistakes one by one.
+	ConfigError    string          `json:"config_error,omitempty"`
+	ConfigProblems []ConfigProblem `json:"config_problems,omitempty"`
+	// RestartNeeded names settings changed in the file that take effect
+	// only when the daemon restarts (daemon.state_dir, daemon.socket).
+	RestartNeeded string `json:"restart_needed,omitempty"`
+}
+
+// ConfigProblem is one mistake in the config file.
+type ConfigProblem struct {
+	Line    int    `json:"line,omitempty"`
+	Key     string `json:"key,omitempty"` // e.g. "account[2].poll_interval"
+	Message string `json:"message"`
+	Warning bool   `json:"warning,omitempty"`
 }
 
 // States of an account, as AccountStatus.State reports them.
@@ -40,6 +61,9 @@ type AccountStatus struct {
 	Error string `json:"error,omitempty"`
 	// StartError says why the account could not start, if it could not.
 	StartError string `json:"start_error,omitempty"`
+	// Started is when the account's replication (last) started: at the
+	// daemon's start, or when a config reload added or changed it.
+	Started time.Time `json:"started,omitzero"`
 
 	Cursor       int64     `json:"cursor"`
 	OutboxDepth  int       `json:"outbox_depth"`
@@ -96,7 +120,8 @@ const (
 	EventRejected       = "rejected"        // the file Path is not replicated; Message says why
 	EventError          = "error"           // a step failed; Message says what
 	EventReset          = "reset"           // the server's journal went backwards
-	EventConfigReloaded = "config_reloaded" // the daemon took a new config
+	EventConfigReloaded = "config_reloaded" // the daemon took a new config; Message says what changed
+	EventConfigError    = "config_error"    // an edit of the config was refused; Message lists the problems
 )
 
 // Event is one line of the GET /v1/events stream (NDJSON).

@@ -36,6 +36,15 @@ type Options struct {
 	// Transport, if set, is the HTTP transport of every account client
 	// (tests inject faults with it).
 	Transport http.RoundTripper
+	// LogLevel, if set, is the level of Logger; a reload sets it to the
+	// config's log_level (reload.go).
+	LogLevel *slog.LevelVar
+	// ReloadDebounce is how long the config file must be quiet after a
+	// change before it is read again (default DefaultReloadDebounce).
+	ReloadDebounce time.Duration
+	// NoConfigWatch turns off watching the config file; Reload (SIGHUP)
+	// still works.
+	NoConfigWatch bool
 }
 
 // Daemon is a running chatsync.
@@ -48,6 +57,7 @@ type Daemon struct {
 	accounts map[string]*accountRunner
 	started  time.Time
 	events   *eventHub
+	reload   *reloader
 }
 
 // accountRunner is one account of the config and, if it could start, its
@@ -57,8 +67,12 @@ type accountRunner struct {
 	client *account.Client
 	eng    *engine.Engine
 	err    error // why it could not start
-	cancel context.CancelFunc
-	done   chan struct{}
+	// keySum is the hash of the key file the engine started with, and
+	// started when it started (reload.go).
+	keySum  [32]byte
+	started time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 // ErrAlreadyRunning is returned by New when another chatsync holds the
@@ -79,7 +93,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the state in %s: %w", cfg.Daemon.StateDir, err)
 	}
-	return &Daemon{opts: opts, log: opts.Logger, db: db, accounts: map[string]*accountRunner{}, events: newEventHub()}, nil
+	return &Daemon{opts: opts, log: opts.Logger, db: db, accounts: map[string]*accountRunner{}, events: newEventHub(), reload: newReloader()}, nil
 }
 
 // DeviceID is this installation's id in the journal.
@@ -102,7 +116,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.startAccount(ctx, a)
 	}
 	d.log.Info("chatsync is running", "accounts", len(d.opts.Config.Accounts), "device", d.db.DeviceID(), "state_dir", d.opts.Config.Daemon.StateDir)
+	reloaded := make(chan struct{})
+	go func() {
+		defer close(reloaded)
+		d.reloadLoop(ctx)
+	}()
 	<-ctx.Done()
+	<-reloaded // no reload starts an account from here on
 	sock.stop()
 	d.mu.Lock()
 	runners := make([]*accountRunner, 0, len(d.accounts))
@@ -118,12 +138,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 func (d *Daemon) startAccount(ctx context.Context, a config.Account) {
-	r := &accountRunner{cfg: a, done: make(chan struct{})}
+	r := &accountRunner{cfg: a, done: make(chan struct{}), keySum: fileSum(a.KeyFile), started: time.Now()}
 	eng, client, err := d.newEngine(a)
 	if err != nil {
 		r.err = err
 		close(r.done)
-		// The runner is complete before others (the control socket) see it.
 		d.mu.Lock()
 		d.accounts[a.Address] = r
 		d.mu.Unlock()
@@ -137,6 +156,7 @@ func (d *Daemon) startAccount(ctx context.Context, a config.Account) {
 	d.mu.Lock()
 	d.accounts[a.Address] = r
 	d.mu.Unlock()
+	d.log.Debug("account started", "account", a.Address, "store", a.Store, "settings_url", a.SettingsURL, "poll_interval", a.PollInterval, "key_file", a.KeyFile)
 	go func() {
 		defer close(r.done)
 		eng.Run(actx)
@@ -185,6 +205,8 @@ type AccountStatus struct {
 	engine.Status
 	// Error says why the account could not start, if it could not.
 	StartError string `json:"start_error,omitempty"`
+	// Started is when the account's engine was (last) started.
+	Started time.Time `json:"started,omitzero"`
 }
 
 // Status returns every account's status, in config order.
@@ -198,10 +220,10 @@ func (d *Daemon) Status() []AccountStatus {
 			continue
 		}
 		if r.eng == nil {
-			out = append(out, AccountStatus{Status: engine.Status{Account: a.Address, State: "error", Error: r.err.Error()}, StartError: r.err.Error()})
+			out = append(out, AccountStatus{Status: engine.Status{Account: a.Address, State: "error", Error: r.err.Error()}, StartError: r.err.Error(), Started: r.started})
 			continue
 		}
-		out = append(out, AccountStatus{Status: r.eng.Status()})
+		out = append(out, AccountStatus{Status: r.eng.Status(), Started: r.started})
 	}
 	return out
 }

@@ -94,13 +94,18 @@ func (b backend) Status() apitype.Status {
 	for _, a := range d.Status() {
 		st.Accounts = append(st.Accounts, accountStatus(a))
 	}
+	cs := d.ConfigState()
+	st.ConfigPath, st.ConfigLoaded, st.ConfigError, st.RestartNeeded = cs.Path, cs.Loaded, cs.Error, cs.RestartNeeded
+	for _, p := range cs.Problems {
+		st.ConfigProblems = append(st.ConfigProblems, apitype.ConfigProblem{Line: p.Line, Key: p.Key, Message: p.Message, Warning: p.Warning})
+	}
 	return st
 }
 
 func accountStatus(a AccountStatus) apitype.AccountStatus {
 	s := a.Status
 	out := apitype.AccountStatus{
-		Account: s.Account, State: s.State, Error: s.Error, StartError: a.StartError,
+		Account: s.Account, State: s.State, Error: s.Error, StartError: a.StartError, Started: a.Started,
 		Cursor: s.Cursor, OutboxDepth: s.OutboxDepth, OldestUnsent: s.OldestUnsent,
 		LastPush: s.LastPush, LastPushError: s.LastPushError, LastPoll: s.LastPoll, LastPollError: s.LastPollError,
 		BackoffUntil: s.BackoffUntil, Failures: s.Failures, Pushed: s.Pushed, Received: s.Received,
