@@ -98,6 +98,20 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 	if len(st.Accounts) == 0 {
 		fmt.Fprintln(w, "no accounts in the config")
 	}
+	if st.ConfigError != "" {
+		fmt.Fprintf(w, "\nconfig %s was NOT reloaded; the daemon runs on the previous config. Fix:\n", st.ConfigPath)
+		for _, p := range st.ConfigProblems {
+			if !p.Warning {
+				fmt.Fprintf(w, "  line %d: %s: %s\n", p.Line, p.Key, oneLine(p.Message))
+			}
+		}
+		if len(st.ConfigProblems) == 0 {
+			fmt.Fprintf(w, "  %s\n", oneLine(st.ConfigError))
+		}
+	}
+	if st.RestartNeeded != "" {
+		fmt.Fprintf(w, "\nrestart needed: %s\n", st.RestartNeeded)
+	}
 	fmt.Fprintf(w, "\nchatsync %s, device %s, up %s\n", st.Version, st.DeviceID, shortDuration(time.Duration(st.UptimeSeconds*float64(time.Second))))
 }
 

@@ -1,0 +1,219 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	ks "github.com/kardianos/service"
+	"github.com/spf13/cobra"
+
+	"github.com/chatsync/chatsync/cmd/chatsync/config"
+	"github.com/chatsync/chatsync/cmd/chatsync/service"
+)
+
+func init() {
+	extraCommands = append(extraCommands, newServiceCmd)
+}
+
+type serviceFlags struct {
+	user  bool
+	runAs string
+}
+
+func newServiceCmd(g *globals) *cobra.Command {
+	sf := &serviceFlags{}
+	c := &cobra.Command{
+		Use:   "service",
+		Short: "Install, remove, start and stop chatsync as a system or user service",
+		Long: `service installs chatsync in the service manager of this system (systemd,
+launchd, Windows services) to run "chatsync run --config FILE" with the absolute
+path of the config, restarting it within seconds when it fails.
+
+--user installs a per-user service: a systemd user unit (WantedBy=default.target)
+or a macOS LaunchAgent. On Linux a user service stops when you log out unless
+lingering is on: run "loginctl enable-linger $USER" once. Without --user the
+service is a system service (run it with sudo / as administrator).
+
+Installed from a .deb or .rpm? Those ship their own units: use systemctl
+(chatsync.service, or chatsync.service --user) and not this command.`,
+		Example: `  chatsync service install --user
+  chatsync service install --user --config ~/chatsync.toml
+  sudo chatsync service install --config /etc/chatsync/config.toml --run-as alice
+  chatsync service status --user`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			return usagef("service needs a subcommand: install, uninstall, start, stop, restart or status")
+		},
+	}
+	c.PersistentFlags().BoolVar(&sf.user, "user", false, "act on the per-user service instead of the system service")
+	install := &cobra.Command{
+		Use:   "install",
+		Short: "Install the service (it runs chatsync run --config <absolute path>)",
+		Args:  noArgs,
+		RunE:  func(c *cobra.Command, args []string) error { return serviceInstall(g, sf) },
+	}
+	install.Flags().StringVar(&sf.runAs, "run-as", "", "user a system service runs as (default: root / LocalSystem)")
+	c.AddCommand(install)
+	for _, action := range []struct{ name, short string }{
+		{"uninstall", "Stop and remove the service"},
+		{"start", "Start the installed service"},
+		{"stop", "Stop the service (it saves its state first)"},
+		{"restart", "Restart the service"},
+		{"status", "Say whether the service is installed and running"},
+	} {
+		c.AddCommand(&cobra.Command{
+			Use:   action.name,
+			Short: action.short,
+			Args:  noArgs,
+			RunE:  func(c *cobra.Command, args []string) error { return serviceControl(g, sf, action.name) },
+		})
+	}
+	return c
+}
+
+// serviceOptions works out what the service runs: this executable with
+// the absolute path of the config.
+func serviceOptions(g *globals, sf *serviceFlags) (service.Options, error) {
+	o := service.Options{User: sf.user, RunAs: sf.runAs}
+	path := g.configPath
+	if path == "" {
+		path = config.DefaultPath()
+		if !sf.user {
+			path = config.DefaultSystemConfigPath()
+		}
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return o, err
+	}
+	o.ConfigPath = abs
+	exe, err := os.Executable()
+	if err != nil {
+		return o, fmt.Errorf("cannot find the chatsync executable: %w", err)
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	o.Executable = exe
+	o.Home, _ = os.UserHomeDir()
+	return o, nil
+}
+
+func newKardianos(o service.Options, prg ks.Interface) (ks.Service, error) {
+	kc, err := service.Config(o)
+	if err != nil {
+		return nil, err
+	}
+	return ks.New(prg, kc)
+}
+
+func serviceInstall(g *globals, sf *serviceFlags) error {
+	o, err := serviceOptions(g, sf)
+	if err != nil {
+		return err
+	}
+	// Refuse a config the daemon would refuse, with every problem listed.
+	_, problems, err := config.Load(o.ConfigPath)
+	for _, p := range problems {
+		fmt.Fprintf(g.stderr, "%s: %s\n", o.ConfigPath, p)
+	}
+	if err != nil {
+		return fmt.Errorf("%v\nfix the config first (chatsync config check --config %s), then install again", err, o.ConfigPath)
+	}
+	if strings.Contains(o.Executable, "go-build") {
+		return fmt.Errorf("%s is a temporary binary of `go run`: install chatsync first (go install ./cmd/chatsync, or a package) and run its `service install`", o.Executable)
+	}
+	s, err := newKardianos(o, noopProgram{})
+	if err != nil {
+		return err
+	}
+	if err := s.Install(); err != nil {
+		return fmt.Errorf("install the %s: %w%s", kind(sf), err, privilegeHint(sf))
+	}
+	fmt.Fprintf(g.stdout, "installed the %s %s: it runs %s %s\n", kind(sf), service.Name(), o.Executable, strings.Join(o.Arguments(), " "))
+	fmt.Fprintf(g.stdout, "start it with: chatsync service start%s\n", userFlag(sf))
+	if sf.user && runtime.GOOS == "linux" {
+		fmt.Fprintln(g.stdout, "a user service stops at logout; to keep it running, run once: loginctl enable-linger $USER")
+	}
+	return nil
+}
+
+func serviceControl(g *globals, sf *serviceFlags, action string) error {
+	o, err := serviceOptions(g, sf)
+	if err != nil {
+		return err
+	}
+	s, err := newKardianos(o, noopProgram{})
+	if err != nil {
+		return err
+	}
+	if action == "status" {
+		st, err := s.Status()
+		switch {
+		case errors.Is(err, ks.ErrNotInstalled):
+			fmt.Fprintf(g.stdout, "the %s %s is not installed (chatsync service install%s)\n", kind(sf), service.Name(), userFlag(sf))
+			return errors.New("not installed")
+		case err != nil:
+			return fmt.Errorf("status of the %s: %w", kind(sf), err)
+		case st == ks.StatusRunning:
+			fmt.Fprintf(g.stdout, "the %s %s is running; `chatsync status` shows what it does\n", kind(sf), service.Name())
+			return nil
+		case st == ks.StatusStopped:
+			fmt.Fprintf(g.stdout, "the %s %s is installed and stopped (chatsync service start%s)\n", kind(sf), service.Name(), userFlag(sf))
+			return errors.New("stopped")
+		}
+		fmt.Fprintf(g.stdout, "the state of the %s %s is unknown\n", kind(sf), service.Name())
+		return errors.New("unknown state")
+	}
+	if err := ks.Control(s, action); err != nil {
+		return fmt.Errorf("%s the %s: %w%s", action, kind(sf), unwrapControl(err), privilegeHint(sf))
+	}
+	fmt.Fprintf(g.stdout, "%s: done (the %s %s)\n", action, kind(sf), service.Name())
+	return nil
+}
+
+// unwrapControl drops kardianos' "Failed to <action> <name>: " prefix.
+func unwrapControl(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
+func kind(sf *serviceFlags) string {
+	if sf.user {
+		return "user service"
+	}
+	return "system service"
+}
+
+func userFlag(sf *serviceFlags) string {
+	if sf.user {
+		return " --user"
+	}
+	return ""
+}
+
+func privilegeHint(sf *serviceFlags) string {
+	if sf.user {
+		return ""
+	}
+	if runtime.GOOS == "windows" {
+		return " (run it from an administrator prompt, or use --user)"
+	}
+	if os.Geteuid() != 0 {
+		return " (a system service needs root: run it with sudo, or use --user)"
+	}
+	return ""
+}
+
+// noopProgram is the kardianos program for install and control commands,
+// which never run the daemon.
+type noopProgram struct{}
+
+func (noopProgram) Start(ks.Service) error { return nil }
+func (noopProgram) Stop(ks.Service) error  { return nil }
