@@ -29,6 +29,9 @@ import (
 	"github.com/chatsync/chatsync/sync/accountserver"
 )
 
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		var ue usageError
@@ -56,6 +59,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	strict := fs.Bool("strict-compat", false, "reproduce the real server's bugs (limit, delete_journal_entries, get_monthly_usage)")
 	maxBody := fs.Int64("max-body", accountserver.DefaultMaxBody, "largest accepted request body in `bytes`")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: chatsync-server --listen ADDR --data DIR --accounts FILE [--tls-cert F --tls-key F] [--strict-compat] [--max-body BYTES]")
 		fs.PrintDefaults()
@@ -65,6 +69,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		return usageError{err.Error()}
+	}
+	if *showVersion {
+		_, err := fmt.Fprintf(stdout, "chatsync-server %s\n", version)
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q; all options are flags (see --help)", fs.Arg(0))}
