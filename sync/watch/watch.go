@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -27,7 +26,8 @@ import (
 
 // Change is one debounced report.
 type Change struct {
-	// Paths are the changed files and directories, relative to the root. A
+	// Paths are the changed files and directories, relative to the root, in
+	// the order they were first seen, each once. A
 	// path may name a file that is gone (deleted or renamed away) or a
 	// directory whose whole content is new.
 	Paths []string
@@ -162,7 +162,8 @@ func Run(ctx context.Context, opts Options, out chan<- Change) error {
 type watcher struct {
 	opts        Options
 	fw          *fsnotify.Watcher
-	pending     map[string]bool
+	pending     map[string]bool // the paths of the report being built, for de-duplication
+	paths       []string        // the same, in the order they were first seen
 	rescan      string // reason, "" when none asked for
 	due         bool   // the debounce (or a rescan request) says: report now
 	rootPresent bool
@@ -172,19 +173,27 @@ func (w *watcher) ready() bool {
 	return w.due && (len(w.pending) > 0 || w.rescan != "")
 }
 
+// change is the report to send. It hands over w.paths without copying:
+// while the consumer is busy, events keep arriving and the report is built
+// again for every one of them, so this must not cost more than O(1).
 func (w *watcher) change() Change {
-	c := Change{Rescan: w.rescan != "", Reason: w.rescan}
-	for p := range w.pending {
-		c.Paths = append(c.Paths, p)
-	}
-	sort.Strings(c.Paths)
-	return c
+	return Change{Paths: w.paths, Rescan: w.rescan != "", Reason: w.rescan}
 }
 
+// reset starts a new report after one was sent; the sent Paths slice now
+// belongs to the consumer.
 func (w *watcher) reset() {
 	clear(w.pending)
+	w.paths = nil
 	w.rescan = ""
 	w.due = false
+}
+
+func (w *watcher) add(rel string) {
+	if !w.pending[rel] {
+		w.pending[rel] = true
+		w.paths = append(w.paths, rel)
+	}
 }
 
 func (w *watcher) askRescan(reason string) {
@@ -219,7 +228,7 @@ func (w *watcher) handle(ev fsnotify.Event) bool {
 			// its watch existed: watch it now and let the consumer
 			// walk it.
 			w.addTree(ev.Name)
-			w.pending[rel] = true
+			w.add(rel)
 			return true
 		}
 	}
@@ -228,7 +237,7 @@ func (w *watcher) handle(ev fsnotify.Event) bool {
 	}
 	// Removes and renames of any non-hidden name matter: it may have been a
 	// directory full of messages.
-	w.pending[rel] = true
+	w.add(rel)
 	return true
 }
 
