@@ -164,8 +164,8 @@ type watcher struct {
 	fw          *fsnotify.Watcher
 	pending     map[string]bool // the paths of the report being built, for de-duplication
 	paths       []string        // the same, in the order they were first seen
-	rescan      string // reason, "" when none asked for
-	due         bool   // the debounce (or a rescan request) says: report now
+	rescan      string          // reason, "" when none asked for
+	due         bool            // the debounce (or a rescan request) says: report now
 	rootPresent bool
 }
 
