@@ -137,6 +137,9 @@ type Options struct {
 	Rate float64
 	// Faults is the random menu (default Safe).
 	Faults []Fault
+	// ActionFaults, if it has an entry for an action, is the random menu
+	// for that action instead of Faults.
+	ActionFaults map[string][]Fault
 	// Actions limits random faults to these actions (default the journal
 	// actions get_journal_entries and put_journal_entries).
 	Actions []string
@@ -347,8 +350,12 @@ func (p *Proxy) decide(action string, authed bool) decision {
 		break
 	}
 	if d.fault == None && p.rate > 0 && contains(p.opts.Actions, action) && p.rng.Float64() < p.rate {
+		all := p.opts.Faults
+		if m, ok := p.opts.ActionFaults[action]; ok {
+			all = m
+		}
 		var menu []Fault
-		for _, f := range p.opts.Faults {
+		for _, f := range all {
 			if applies(f, action) {
 				menu = append(menu, f)
 			}
