@@ -55,6 +55,9 @@ func TestUserUnitStartsAtLoginAndRestartsWithinSeconds(t *testing.T) {
 			t.Errorf("the user unit holds %q:\n%s", bad, unit)
 		}
 	}
+	if path, err := exec.LookPath("systemd-analyze"); err == nil {
+		verify(t, path, unit, o.Executable)
+	}
 	// StartLimit* belong in [Unit] (systemd ignores them in [Service]).
 	if strings.Index(unit, "StartLimitIntervalSec") > strings.Index(unit, "[Service]") {
 		t.Errorf("StartLimitIntervalSec is not in [Unit]:\n%s", unit)
@@ -82,7 +85,7 @@ func TestSystemUnitRunsAsTheGivenUserWithStateAndRuntimeDirectories(t *testing.T
 	}
 	// It passes systemd's own checks where systemd is installed.
 	if path, err := exec.LookPath("systemd-analyze"); err == nil {
-		verify(t, path, unit)
+		verify(t, path, unit, o.Executable)
 	}
 }
 

@@ -10,14 +10,14 @@ import (
 
 // verify runs systemd-analyze verify on a unit whose ExecStart binary
 // exists, and fails on anything it reports about the unit.
-func verify(t *testing.T, analyze, unit string) {
+func verify(t *testing.T, analyze, unit, executable string) {
 	t.Helper()
 	dir := t.TempDir()
 	exe := filepath.Join(dir, "chatsync")
 	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	unit = strings.ReplaceAll(unit, `"/usr/local/bin/chatsync"`, `"`+exe+`"`)
+	unit = strings.ReplaceAll(unit, `"`+executable+`"`, `"`+exe+`"`)
 	path := filepath.Join(dir, "chatsync.service")
 	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
 		t.Fatal(err)
