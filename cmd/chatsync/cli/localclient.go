@@ -35,6 +35,9 @@ func (g *globals) socketPath() (string, error) {
 	}
 	cfg, err := g.loadConfig()
 	if err != nil {
+		if sock := socketDespiteErrors(g.configFile()); sock != "" {
+			return sock, nil // the mistakes are elsewhere; the daemon will say what they are
+		}
 		return "", fmt.Errorf("find the control socket: %v (or pass --socket)", err)
 	}
 	return cfg.Daemon.Socket, nil
