@@ -225,17 +225,7 @@ func Remove(root, rel string) error {
 	if err != nil {
 		return err
 	}
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w: %q is not a regular file", ErrUnsafePath, rel)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeRegular(path, rel); err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(path))

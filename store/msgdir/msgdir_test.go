@@ -184,3 +184,63 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestApplyPerformsOpsInOrderAndLeavesNoTemporaryFiles(t *testing.T) {
+	root := t.TempDir()
+	if err := WriteAtomic(root, "a/old.json", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	errs := Apply(root, []Op{
+		{Rel: "a/m1.json", Data: []byte("v1")},
+		{Rel: "a/m1.json", Data: []byte("v2")}, // a later version of the same file wins
+		{Rel: "b/m2.json", Data: []byte("x")},
+		{Rel: "b/m2.json", Remove: true}, // written, then deleted, in one page
+		{Rel: "a/old.json", Remove: true},
+		{Rel: "c/d/m3.json", Data: []byte("deep")},
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("op %d: %v", i, err)
+		}
+	}
+	for rel, want := range map[string]string{"a/m1.json": "v2", "c/d/m3.json": "deep"} {
+		if got, err := os.ReadFile(filepath.Join(root, rel)); err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", rel, got, err, want)
+		}
+	}
+	for _, rel := range []string{"b/m2.json", "a/old.json"} {
+		if _, err := os.Stat(filepath.Join(root, rel)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s exists, want it removed", rel)
+		}
+	}
+	var leftovers []string
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && strings.HasSuffix(p, ".tmp") {
+			leftovers = append(leftovers, p)
+		}
+		return nil
+	})
+	if len(leftovers) > 0 {
+		t.Errorf("temporary files left behind: %v", leftovers)
+	}
+}
+
+func TestApplyRefusesAPathThroughALinkAndDoesTheRest(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("symbolic links need privileges on Windows")
+	}
+	root, outside := t.TempDir(), t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	errs := Apply(root, []Op{{Rel: "link/x.json", Data: []byte("no")}, {Rel: "ok.json", Data: []byte("yes")}})
+	if !errors.Is(errs[0], ErrUnsafePath) || errs[1] != nil {
+		t.Fatalf("errs = %v, want ErrUnsafePath then nil", errs)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("wrote outside the store: %v", entries)
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "ok.json")); string(got) != "yes" {
+		t.Errorf("ok.json = %q", got)
+	}
+}

@@ -172,6 +172,7 @@ type Engine struct {
 	// newAtStart holds the files the start-up index found for the first
 	// time; decideAll treats them as new copies (see decide).
 	newAtStart map[string]bool
+	batch      localBatch
 }
 
 // New checks opts and makes an Engine.
@@ -336,6 +337,7 @@ func (e *Engine) localWork() {
 			e.handlePath(rel, e.started)
 		}
 	}
+	e.flush()
 }
 
 // networkWork does one step of network work, reporting whether more is

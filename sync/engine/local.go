@@ -43,9 +43,11 @@ func (e *Engine) handleChange(c watch.Change) {
 		}
 		e.handlePath(rel, e.started)
 	}
+	e.flush()
 	for _, rel := range missing {
 		e.handlePath(rel, e.started)
 	}
+	e.flush()
 }
 
 // handlePath looks at one path of the store: a file, a directory (walked),
@@ -139,6 +141,7 @@ func (e *Engine) scan(dir string, decide bool) {
 		e.log.Warn("cannot scan the message store", "dir", root, "err", err)
 		return
 	}
+	e.flush()
 	prefix := ""
 	if dir != "" {
 		prefix = dir + "/"
@@ -213,6 +216,10 @@ func (e *Engine) handleFile(rel string, fi fs.FileInfo, decide, force bool) {
 		e.reject(rel, err.Error())
 		return
 	}
+	if other, ok := e.batch.msgids[msg.MsgID]; ok && other != rel {
+		e.reject(rel, duplicateReason(other)+": every message needs its own msgid")
+		return
+	}
 	if other, ok, err := e.db.FileByMsgID(acct, msg.MsgID); err == nil && ok && other.Path != rel {
 		if _, err := os.Lstat(e.abs(other.Path)); err == nil {
 			e.reject(rel, duplicateReason(other.Path)+": every message needs its own msgid")
@@ -227,9 +234,7 @@ func (e *Engine) handleFile(rel string, fi fs.FileInfo, decide, force bool) {
 	e.unreject(rel)
 	rec := store.FileRecord{Path: rel, MsgID: msg.MsgID, Hash: msg.Hash, Size: after.Size(), MTime: after.ModTime()}
 	if !decide {
-		if err := e.db.PutFiles(acct, rec); err != nil {
-			e.log.Error("cannot update the file index", "err", err)
-		}
+		e.index(rec)
 		if !indexed || old.MsgID != msg.MsgID {
 			e.newAtStart[rel] = true
 		}
@@ -289,16 +294,11 @@ func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool) {
 		!hasPending && hasHeld && !held.Deleted && held.Hash == rec.Hash:
 		// Already queued, or already the version in the journal (for
 		// instance the file chatsync itself just wrote): index only.
-		if err := e.db.PutFiles(acct, rec); err != nil {
-			e.log.Error("cannot update the file index", "err", err)
-		}
+		e.index(rec)
 		return
 	case !hasPending && hasHeld && held.Deleted && (isNew || !e.opts.ReplicateDeletes):
 		if !e.opts.ReplicateDeletes {
-			// This device keeps what others delete.
-			if err := e.db.PutFiles(acct, rec); err != nil {
-				e.log.Error("cannot update the file index", "err", err)
-			}
+			e.index(rec) // this device keeps what others delete
 			return
 		}
 		// Another device deleted this message before this copy turned
@@ -330,11 +330,7 @@ func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool) {
 		return
 	}
 	r := rec
-	if _, err := e.db.Enqueue(acct, store.Push{MsgID: rec.MsgID, Op: store.OpPut, Envelope: env, Hash: rec.Hash, File: &r}); err != nil {
-		e.log.Error("cannot queue a message", "err", err)
-		return
-	}
-	e.lastActive = e.opts.Now()
+	e.enqueue(store.Push{MsgID: rec.MsgID, Op: store.OpPut, Envelope: env, Hash: rec.Hash, File: &r})
 }
 
 // vanished handles an indexed file that is gone: its message is deleted on
@@ -344,6 +340,7 @@ func (e *Engine) vanished(rec store.FileRecord) {
 	if !e.rootPresent() {
 		return // a missing store is not a deletion of everything in it
 	}
+	e.flush() // the decisions below read what the batch would change
 	if other, ok, err := e.db.FileByMsgID(acct, rec.MsgID); err != nil || ok && other.Path != rec.Path {
 		// The message lives on in another file (it was moved).
 		if err == nil {
@@ -376,11 +373,8 @@ func (e *Engine) vanished(rec store.FileRecord) {
 		return
 	}
 	r := rec
-	if _, err := e.db.Enqueue(acct, store.Push{MsgID: rec.MsgID, Op: store.OpDelete, Envelope: env, File: &r}); err != nil {
-		e.log.Error("cannot queue a delete", "err", err)
-		return
-	}
-	e.lastActive = e.opts.Now()
+	e.enqueue(store.Push{MsgID: rec.MsgID, Op: store.OpDelete, Envelope: env, File: &r})
+	e.flush()
 }
 
 // decideAll runs once, after the catch-up poll at start: every indexed
@@ -404,6 +398,7 @@ func (e *Engine) decideAll() {
 }
 
 func (e *Engine) decideRecords(recs []store.FileRecord) {
+	defer e.flush()
 	for _, rec := range recs {
 		fi, err := os.Lstat(e.abs(rec.Path))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -456,4 +451,60 @@ func (e *Engine) rel(p string) string {
 		return filepath.ToSlash(p)
 	}
 	return path.Clean(filepath.ToSlash(r))
+}
+
+// localBatch collects the state writes of one round of local work, so a
+// burst of files costs one transaction (one fsync) rather than one each.
+type localBatch struct {
+	pushes []store.Push
+	files  []store.FileRecord
+	msgids map[string]string // msgid → path of every file in the batch
+}
+
+// index records a file that needs no push.
+func (e *Engine) index(rec store.FileRecord) {
+	e.batch.files = append(e.batch.files, rec)
+	e.noteBatched(rec.MsgID, rec.Path)
+}
+
+// enqueue queues a push (and its file-index entry).
+func (e *Engine) enqueue(p store.Push) {
+	e.batch.pushes = append(e.batch.pushes, p)
+	if p.Op == store.OpPut && p.File != nil {
+		e.noteBatched(p.MsgID, p.File.Path)
+	}
+	e.lastActive = e.opts.Now()
+}
+
+func (e *Engine) noteBatched(msgid, path string) {
+	if e.batch.msgids == nil {
+		e.batch.msgids = map[string]string{}
+	}
+	e.batch.msgids[msgid] = path
+}
+
+// flush writes the batch. If the batch as a whole is refused, its entries
+// are written one by one, so one bad entry cannot hold back the rest.
+func (e *Engine) flush() {
+	b := e.batch
+	e.batch = localBatch{}
+	acct := e.opts.Account
+	if len(b.pushes) > 0 {
+		if _, err := e.db.EnqueueMany(acct, b.pushes); err != nil {
+			for _, p := range b.pushes {
+				if _, err := e.db.Enqueue(acct, p); err != nil {
+					e.log.Error("cannot queue a message", "msgid_hash", msgdir.HashBytes([]byte(p.MsgID))[:12], "err", err)
+				}
+			}
+		}
+	}
+	if len(b.files) > 0 {
+		if err := e.db.PutFiles(acct, b.files...); err != nil {
+			for _, f := range b.files {
+				if err := e.db.PutFiles(acct, f); err != nil {
+					e.log.Error("cannot update the file index", "path", f.Path, "err", err)
+				}
+			}
+		}
+	}
 }

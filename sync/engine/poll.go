@@ -46,18 +46,43 @@ func (e *Engine) poll(ctx context.Context) (full bool, err error) {
 	entries := append([]account.JournalEntry(nil), page.Entries...)
 	sort.Slice(entries, func(i, j int) bool { return entries[i].ID < entries[j].ID })
 
-	var applied []store.Applied
-	received := 0
+	// Decide every row first, then write all the files of the page in one
+	// batch (a few syncs instead of two per file), then commit.
+	pg := &pagePlan{files: map[string]*store.FileRecord{}}
 	for _, row := range entries {
 		if row.ID <= cursor || strings.EqualFold(row.UUID, e.device) {
 			continue // re-read overlap, or our own row (never re-applied)
 		}
-		a, ok := e.apply(row)
-		if ok {
-			applied = append(applied, a)
-			received++
-		}
+		e.plan(pg, row)
 	}
+	errs := msgdir.Apply(e.opts.Store, pg.ops)
+	var applied []store.Applied
+	for _, pl := range pg.rows {
+		if pl.op >= 0 {
+			if err := errs[pl.op]; errors.Is(err, msgdir.ErrUnsafePath) {
+				e.skip(pl.a.JournalID, err)
+				continue
+			} else if err != nil {
+				// Nothing is lost: the cursor stops before this row, and
+				// it is applied again once writing works (disk full, a
+				// permission fixed).
+				next = min(next, pl.a.JournalID-1)
+				e.log.Error("cannot write a message from another device; will retry", "path", pg.ops[pl.op].Rel, "err", err)
+				break
+			}
+			if !pg.ops[pl.op].Remove {
+				fi, err := os.Lstat(e.abs(pl.a.Path))
+				if err != nil {
+					next = min(next, pl.a.JournalID-1)
+					break
+				}
+				pl.a.Size, pl.a.MTime = fi.Size(), fi.ModTime()
+			}
+		}
+		applied = append(applied, pl.a)
+	}
+	received := len(applied)
+	next = max(next, cursor)
 	if err := e.failpoint("before-apply-commit"); err != nil {
 		return false, err
 	}
@@ -124,72 +149,104 @@ func minTimestamp(page *account.JournalPage) string {
 	return m
 }
 
-// apply opens one row and brings the store to its version, if it is newer
-// than the version held. It reports what to record; ok is false when the
-// row changes nothing.
-func (e *Engine) apply(row account.JournalEntry) (a store.Applied, ok bool) {
+// pagePlan is what a page will change: the file operations, in journal
+// order, and for each applied row what to record. files overlays the file
+// index with the page's own changes (nil: removed), so that a page holding
+// several versions of one message applies them in turn.
+type pagePlan struct {
+	ops   []msgdir.Op
+	rows  []plannedRow
+	files map[string]*store.FileRecord // msgid → its file after the rows planned so far
+}
+
+type plannedRow struct {
+	a  store.Applied
+	op int // index into ops, or -1
+}
+
+func (pg *pagePlan) add(a store.Applied, op *msgdir.Op) {
+	idx := -1
+	if op != nil {
+		pg.ops = append(pg.ops, *op)
+		idx = len(pg.ops) - 1
+	}
+	pg.rows = append(pg.rows, plannedRow{a: a, op: idx})
+}
+
+// fileOf is the file that holds msgid, as the page has left it so far.
+func (e *Engine) fileOf(pg *pagePlan, msgid string) (store.FileRecord, bool, error) {
+	if f, ok := pg.files[msgid]; ok {
+		if f == nil {
+			return store.FileRecord{}, false, nil
+		}
+		return *f, true, nil
+	}
+	return e.db.FileByMsgID(e.opts.Account, msgid)
+}
+
+// plan opens one row and, if it is newer than the version held, plans
+// bringing the store to it.
+func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 	acct := e.opts.Account
 	en, err := e.opts.Keyring.Open(row.Data, acct)
 	if err != nil {
 		e.skip(row.ID, err)
-		return a, false
+		return
 	}
-	held, hasHeld, err := e.db.Version(acct, en.MsgID)
-	if err != nil {
-		return a, false
-	}
-	if hasHeld && held.JournalID >= row.ID {
-		return a, false // a later version is held already
+	if _, inPage := pg.files[en.MsgID]; !inPage {
+		held, hasHeld, err := e.db.Version(acct, en.MsgID)
+		if err != nil || hasHeld && held.JournalID >= row.ID {
+			return // a later version is held already
+		}
 	}
 	// A local version that is queued will be put after this row, so it
 	// wins: leave the file alone. The same holds for a change of the file
 	// that the watcher has not reported yet: look at it first.
-	cur, hasFile, err := e.db.FileByMsgID(acct, en.MsgID)
+	cur, hasFile, err := e.fileOf(pg, en.MsgID)
 	if err != nil {
-		return a, false
+		return
 	}
-	if hasFile {
+	if _, inPage := pg.files[en.MsgID]; hasFile && !inPage {
 		if fi, err := os.Lstat(e.abs(cur.Path)); err == nil && (fi.Size() != cur.Size || !fi.ModTime().Equal(cur.MTime)) {
 			if !e.started {
 				// Changed here since the start-up index: decideAll
 				// queues it, and it will be put after this row.
-				return a, false
+				return
 			}
 			e.handleFile(cur.Path, fi, true, false)
+			e.flush()
 			cur, hasFile, _ = e.db.FileByMsgID(acct, en.MsgID)
 		}
 	}
 	if _, pending, err := e.db.Pending(acct, en.MsgID); err != nil || pending {
-		return a, false
+		return
 	}
 
 	switch en.Op {
 	case seal.OpDelete:
-		a = store.Applied{MsgID: en.MsgID, JournalID: row.ID, Deleted: true}
+		a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Deleted: true}
 		if hasFile && e.opts.ReplicateDeletes {
-			if err := msgdir.Remove(e.opts.Store, cur.Path); err != nil {
-				e.log.Error("cannot remove a message deleted on another device", "path", cur.Path, "err", err)
-				return a, false
-			}
 			a.Path = cur.Path
-		} else if hasFile {
-			// This device keeps what others delete: it records the
-			// tombstone but keeps the file and its index entry.
-			a.Path = ""
+			pg.files[en.MsgID] = nil
+			pg.add(a, &msgdir.Op{Rel: cur.Path, Remove: true})
+			return
 		}
-		return a, true
+		// No file here, or this device keeps what others delete: the
+		// tombstone is recorded, the file (if any) stays.
+		pg.add(a, nil)
 	case seal.OpPut:
 		msg, err := msgdir.Parse(en.Message, maxIncomingBytes)
 		if err != nil || msg.MsgID != en.MsgID {
 			e.skip(row.ID, fmt.Errorf("%w: the message inside is not valid", seal.ErrBadEntry))
-			return a, false
+			return
 		}
-		a = store.Applied{MsgID: en.MsgID, JournalID: row.ID, Hash: msg.Hash}
+		a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Hash: msg.Hash}
 		if hasFile && cur.Hash == msg.Hash {
 			// The same content is here already (SIP delivered it to
 			// this device too): no rewrite.
 			a.Path, a.Size, a.MTime = cur.Path, cur.Size, cur.MTime
-			return a, true
+			pg.add(a, nil)
+			return
 		}
 		rel := path.Clean(strings.ReplaceAll(msgdir.IncomingPath(msg), `\`, "/"))
 		if hasFile {
@@ -197,19 +254,10 @@ func (e *Engine) apply(row account.JournalEntry) (a store.Applied, ok bool) {
 		} else if taken, err := e.takenByAnother(rel, en.MsgID); err == nil && taken {
 			rel = strings.TrimSuffix(rel, ".json") + "-" + msg.Hash[:8] + ".json"
 		}
-		data := append(append([]byte(nil), msg.Canonical...), '\n')
-		if err := msgdir.WriteAtomic(e.opts.Store, rel, data); err != nil {
-			e.log.Error("cannot write a message from another device", "path", rel, "err", err)
-			return a, false
-		}
-		fi, err := os.Lstat(e.abs(rel))
-		if err != nil {
-			return a, false
-		}
-		a.Path, a.Size, a.MTime = rel, fi.Size(), fi.ModTime()
-		return a, true
+		a.Path = rel
+		pg.files[en.MsgID] = &store.FileRecord{Path: rel, MsgID: en.MsgID, Hash: msg.Hash}
+		pg.add(a, &msgdir.Op{Rel: rel, Data: append(append([]byte(nil), msg.Canonical...), '\n')})
 	}
-	return a, false
 }
 
 // takenByAnother reports whether a file that is not the message msgid
@@ -236,6 +284,8 @@ func (e *Engine) skip(id int64, err error) {
 		reason = "does not decrypt (wrong key or tampered)"
 	case errors.Is(err, seal.ErrForeignAccount):
 		reason = "belongs to another account"
+	case errors.Is(err, msgdir.ErrUnsafePath):
+		reason = "its file would pass through a symbolic link (move the link out of the store)"
 	case errors.Is(err, seal.ErrBadFormat):
 		reason = "not a chatsync entry"
 	}
