@@ -409,7 +409,7 @@ func TestNotRunning(t *testing.T) {
 		out.Reset()
 		errb.Reset()
 		code := run(append([]string{"--socket", filepath.Join(dir, "none.sock")}, args...), "test", strings.NewReader(""), &out, &errb)
-		if code != 1 || errb.String() != "chatsync: "+notRunningMessage+"\n" {
+		if code != 1 || errb.String() != notRunningMessage+"\n" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errb.String())
 		}
 	}
