@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -137,6 +138,20 @@ func (db *DB) DeleteFiles(acct string, paths ...string) error {
 // seen.
 func (db *DB) Files(acct string) iter.Seq2[FileRecord, error] {
 	return scan(db, acct, func(a *account) *bolt.Bucket { return a.files },
+		func(_ *account, k, v []byte) (FileRecord, bool, error) {
+			var rec fileRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return FileRecord{}, false, fmt.Errorf("file %q: %w", k, err)
+			}
+			return rec.file(string(k)), true, nil
+		})
+}
+
+// FilesUnder yields the index entries of the files below dir (a
+// slash-separated path relative to the store), like Files but reading only
+// that part of the index.
+func (db *DB) FilesUnder(acct, dir string) iter.Seq2[FileRecord, error] {
+	return scanPrefix(db, acct, []byte(strings.TrimSuffix(dir, "/")+"/"), func(a *account) *bolt.Bucket { return a.files },
 		func(_ *account, k, v []byte) (FileRecord, bool, error) {
 			var rec fileRecord
 			if err := json.Unmarshal(v, &rec); err != nil {

@@ -182,6 +182,7 @@ var (
 
 	keyCursor    = []byte("cursor")
 	keyHighwater = []byte("highwater")
+	keyAnchor    = []byte("anchor")
 	keyOutboxLen = []byte("outbox_len")
 	keyInFlight  = []byte("inflight")
 

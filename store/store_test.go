@@ -856,3 +856,57 @@ func TestInvalidInputIsRefused(t *testing.T) {
 		t.Errorf("refused input created accounts %v", got)
 	}
 }
+
+func TestFilesUnderReadsOnlyThatDirectory(t *testing.T) {
+	db := mustOpen(t, t.TempDir(), Options{})
+	for _, p := range []string{"a/1.json", "a/b/2.json", "ab/3.json", "b/4.json", "a.json"} {
+		if err := db.PutFiles(alice, FileRecord{Path: p, MsgID: "id-" + p, Hash: "h"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for rec, err := range db.FilesUnder(alice, "a") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rec.Path)
+	}
+	if strings.Join(got, " ") != "a/1.json a/b/2.json" {
+		t.Errorf("FilesUnder(a) = %v, want a/1.json a/b/2.json", got)
+	}
+}
+
+func TestAnchorIsKeptAndForgottenByReset(t *testing.T) {
+	db := mustOpen(t, t.TempDir(), Options{})
+	if _, ok, err := db.Anchor(alice); ok || err != nil {
+		t.Fatalf("anchor before any = %v, %v", ok, err)
+	}
+	if err := db.SetAnchor(alice, Anchor{ID: 42, Sig: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if an, ok, err := db.Anchor(alice); !ok || err != nil || an != (Anchor{ID: 42, Sig: "s"}) {
+		t.Fatalf("anchor = %+v, %v, %v", an, ok, err)
+	}
+	if err := db.ResetAccount(alice); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := db.Anchor(alice); ok {
+		t.Error("anchor survived ResetAccount")
+	}
+}
+
+func TestApplyRemoteDeleteWithKeepLeavesTheFileIndexed(t *testing.T) {
+	db := mustOpen(t, t.TempDir(), Options{})
+	if err := db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 1, Hash: "h", Path: "c/m.json"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ApplyRemote(alice, 2, []Applied{{MsgID: "m", JournalID: 2, Deleted: true, Keep: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok, _ := db.FileByMsgID(alice, "m"); !ok || rec.Path != "c/m.json" {
+		t.Errorf("index entry = %+v, %v; want it kept", rec, ok)
+	}
+	if v, _, _ := db.Version(alice, "m"); !v.Deleted || v.JournalID != 2 {
+		t.Errorf("version = %+v, want a tombstone at 2", v)
+	}
+}

@@ -44,6 +44,45 @@ type Applied struct {
 	Path  string
 	Size  int64
 	MTime time.Time
+	// Keep, for a delete, leaves the message's file and its index entry
+	// alone: the device keeps what others delete (replicate_deletes off).
+	Keep bool
+}
+
+// Anchor identifies one journal row this device has seen: the engine checks
+// from time to time that the server still holds it, to notice a journal
+// that was reset or restored from a backup even after new rows with the
+// same ids have appeared.
+type Anchor struct {
+	ID  int64  `json:"id"`
+	Sig string `json:"sig"` // a hash of the row's uuid, timestamp and data
+}
+
+// Anchor returns the row recorded with SetAnchor, if any.
+func (db *DB) Anchor(acct string) (Anchor, bool, error) {
+	var an Anchor
+	var ok bool
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		a := readAccount(tx, acct)
+		if !a.exists() {
+			return nil
+		}
+		var err error
+		ok, err = getJSON(a.state, keyAnchor, &an)
+		return err
+	})
+	return an, ok, err
+}
+
+// SetAnchor records the row the engine will look for next time.
+func (db *DB) SetAnchor(acct string, an Anchor) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		a, err := writeAccount(tx, acct)
+		if err != nil {
+			return err
+		}
+		return putJSON(a.state, keyAnchor, an)
+	})
 }
 
 // Cursor returns the highest journal id of acct applied so far; polling
@@ -100,7 +139,10 @@ func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied) error {
 			if err := putJSON(a.versions, []byte(ap.MsgID), v); err != nil {
 				return err
 			}
-			if ap.Deleted {
+			if ap.Deleted && ap.Keep {
+				// The file stays (replicate_deletes is off): only the
+				// version becomes a tombstone.
+			} else if ap.Deleted {
 				err = unindexMsgID(a, ap.MsgID, ap.Path)
 			} else {
 				err = indexFile(a, FileRecord{Path: ap.Path, MsgID: ap.MsgID, Hash: ap.Hash, Size: ap.Size, MTime: ap.MTime}, true)
@@ -147,6 +189,9 @@ func (db *DB) ResetAccount(acct string) error {
 			return err
 		}
 		if err := putI64(a.state, keyHighwater, 0); err != nil {
+			return err
+		}
+		if err := a.state.Delete(keyAnchor); err != nil {
 			return err
 		}
 		if r, err := readInFlight(a); err != nil {
@@ -228,6 +273,11 @@ const pageSize = 512
 // transaction, and yields what decode keeps outside the transactions.
 // decode must copy whatever it keeps from k and v.
 func scan[T any](db *DB, acct string, bucket func(*account) *bolt.Bucket, decode func(a *account, k, v []byte) (T, bool, error)) iter.Seq2[T, error] {
+	return scanPrefix(db, acct, nil, bucket, decode)
+}
+
+// scanPrefix is scan over the keys that start with prefix.
+func scanPrefix[T any](db *DB, acct string, prefix []byte, bucket func(*account) *bolt.Bucket, decode func(a *account, k, v []byte) (T, bool, error)) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var after []byte
 		for {
@@ -241,13 +291,16 @@ func scan[T any](db *DB, acct string, bucket func(*account) *bolt.Bucket, decode
 				}
 				c := b.Cursor()
 				k, v := c.First()
+				if prefix != nil {
+					k, v = c.Seek(prefix)
+				}
 				if after != nil {
 					k, v = c.Seek(after)
 					if bytes.Equal(k, after) {
 						k, v = c.Next()
 					}
 				}
-				for ; k != nil && n < pageSize; k, v = c.Next() {
+				for ; k != nil && n < pageSize && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 					n++
 					after = bytes.Clone(k)
 					t, keep, err := decode(a, k, v)
