@@ -3,6 +3,7 @@ package msgdir
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -20,9 +21,15 @@ type Op struct {
 // temporary file first, all of them are made durable together, then the
 // renames and removals happen in order and are made durable together. A
 // page of 5000 incoming messages then costs a handful of syncs, not 10,000.
-// It returns one error per op (nil for those that succeeded).
-func Apply(root string, ops []Op) []error {
+// It returns one Result per op.
+func Apply(root string, ops []Op) []Result {
+	res := make([]Result, len(ops))
 	errs := make([]error, len(ops))
+	defer func() {
+		for i := range res {
+			res[i].Err = errs[i]
+		}
+	}()
 	temps := make([]string, len(ops))
 	var written []string
 	defer func() {
@@ -41,7 +48,7 @@ func Apply(root string, ops []Op) []error {
 			err = os.MkdirAll(filepath.Dir(path), 0o700)
 		}
 		if err == nil {
-			temps[i], err = writeTemp(filepath.Dir(path), op.Data)
+			temps[i], res[i].Info, err = writeTemp(filepath.Dir(path), op.Data)
 		}
 		if err != nil {
 			errs[i] = err
@@ -55,7 +62,7 @@ func Apply(root string, ops []Op) []error {
 				errs[i] = err
 			}
 		}
-		return errs
+		return res
 	}
 	dirs := map[string]bool{}
 	for i, op := range ops {
@@ -88,26 +95,39 @@ func Apply(root string, ops []Op) []error {
 			}
 		}
 	}
-	return errs
+	return res
 }
 
-func writeTemp(dir string, data []byte) (string, error) {
+// Result is the outcome of one Op.
+type Result struct {
+	Err error
+	// Info describes the written file as chatsync wrote it, taken before
+	// the rename: a change someone makes right after the rename is then
+	// still seen as a change.
+	Info fs.FileInfo
+}
+
+func writeTemp(dir string, data []byte) (string, fs.FileInfo, error) {
 	tmp, err := os.CreateTemp(dir, ".chatsync-*.tmp")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	_, err = tmp.Write(data)
 	if err == nil {
 		err = tmp.Chmod(0o600)
+	}
+	var fi fs.FileInfo
+	if err == nil {
+		fi, err = tmp.Stat()
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return "", err
+		return "", nil, err
 	}
-	return tmp.Name(), nil
+	return tmp.Name(), fi, nil
 }
 
 func removeRegular(path, rel string) error {

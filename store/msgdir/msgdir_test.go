@@ -198,10 +198,13 @@ func TestApplyPerformsOpsInOrderAndLeavesNoTemporaryFiles(t *testing.T) {
 		{Rel: "a/old.json", Remove: true},
 		{Rel: "c/d/m3.json", Data: []byte("deep")},
 	})
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("op %d: %v", i, err)
+	for i, r := range errs {
+		if r.Err != nil {
+			t.Errorf("op %d: %v", i, r.Err)
 		}
+	}
+	if errs[0].Info == nil || errs[1].Info.Size() != 2 {
+		t.Errorf("written file info = %v, want the stat of what was written", errs[1].Info)
 	}
 	for rel, want := range map[string]string{"a/m1.json": "v2", "c/d/m3.json": "deep"} {
 		if got, err := os.ReadFile(filepath.Join(root, rel)); err != nil || string(got) != want {
@@ -234,7 +237,7 @@ func TestApplyRefusesAPathThroughALinkAndDoesTheRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	errs := Apply(root, []Op{{Rel: "link/x.json", Data: []byte("no")}, {Rel: "ok.json", Data: []byte("yes")}})
-	if !errors.Is(errs[0], ErrUnsafePath) || errs[1] != nil {
+	if !errors.Is(errs[0].Err, ErrUnsafePath) || errs[1].Err != nil {
 		t.Fatalf("errs = %v, want ErrUnsafePath then nil", errs)
 	}
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {

@@ -31,8 +31,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatsync/chatsync/crypto/seal"
@@ -169,6 +171,13 @@ type Engine struct {
 	netRetryAt   time.Time
 	storeMissing bool
 	published    struct{ waiting int }
+	// watchFailed is set (by the watcher's goroutine) when no watcher could
+	// be made; the engine then rescans the store every minute itself.
+	watchFailed atomic.Bool
+	lastScan    time.Time
+	// ambiguousAt is when a put last failed without telling whether the
+	// server stored it.
+	ambiguousAt time.Time
 	// newAtStart holds the files the start-up index found for the first
 	// time; decideAll treats them as new copies (see decide).
 	newAtStart map[string]bool
@@ -189,6 +198,11 @@ func New(opts Options) (*Engine, error) {
 		return nil, errors.New("engine: no remote")
 	case opts.DB == nil:
 		return nil, errors.New("engine: no state database")
+	}
+	// A store reached through a symbolic link (~/Chats → /data/chats) is
+	// watched and walked at its real place: a walk does not follow a link.
+	if real, err := filepath.EvalSymlinks(opts.Store); err == nil {
+		opts.Store = real
 	}
 	e := &Engine{
 		opts:       opts,
@@ -235,7 +249,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			Ready: func() { close(watching) },
 		}, changes)
 		if err != nil {
-			e.log.Error("cannot watch the message store; changes are found by rescans only", "err", err)
+			e.log.Error("cannot watch the message store; changes are found by rescans only", "err", err,
+				"hint", "on Linux, raise fs.inotify.max_user_instances")
+			e.watchFailed.Store(true)
 			select {
 			case <-watching:
 			default:
@@ -337,8 +353,15 @@ func (e *Engine) localWork() {
 			e.handlePath(rel, e.started)
 		}
 	}
+	if e.watchFailed.Load() && now.Sub(e.lastScan) >= watchlessRescan {
+		e.scan("", e.started)
+	}
 	e.flush()
 }
+
+// watchlessRescan is how often the store is rescanned when it cannot be
+// watched.
+const watchlessRescan = time.Minute
 
 // networkWork does one step of network work, reporting whether more is
 // waiting right away.
@@ -372,9 +395,7 @@ func (e *Engine) networkWork(ctx context.Context) bool {
 	e.status.BackoffUntil = time.Time{}
 	e.status.Failures = 0
 	e.mu.Unlock()
-	if e.storeMissing {
-		e.setState(StatePaused, fmt.Sprintf("message store %s is missing: create it again (or fix the mount); nothing is deleted meanwhile", e.opts.Store))
-	} else {
+	if !e.storeMissing {
 		e.setState(StateIdle, "")
 	}
 	return more
@@ -399,6 +420,9 @@ func (e *Engine) networkStep(ctx context.Context) (more bool, err error) {
 			return full, err
 		}
 		e.decideAll()
+		if err := e.requeueUnpushed(); err != nil {
+			return false, err
+		}
 		e.started = true
 		e.newAtStart = nil
 		return true, nil
@@ -407,10 +431,11 @@ func (e *Engine) networkStep(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if st.OutboxDepth > 0 {
+	pollDue := !e.storeMissing && !e.opts.Now().Before(e.nextPoll)
+	if st.OutboxDepth > 0 && !pollDue {
 		return true, e.push(ctx)
 	}
-	if e.storeMissing || e.opts.Now().Before(e.nextPoll) {
+	if !pollDue {
 		return false, nil
 	}
 	full, err := e.poll(ctx)
@@ -419,8 +444,11 @@ func (e *Engine) networkStep(ctx context.Context) (more bool, err error) {
 	}
 	if !full {
 		e.schedulePoll()
+		if err := e.probe(ctx); err != nil {
+			return false, err
+		}
 	}
-	return full, nil
+	return full || st.OutboxDepth > 0, nil
 }
 
 func (e *Engine) schedulePoll() {
@@ -432,19 +460,24 @@ func (e *Engine) schedulePoll() {
 	e.nextPoll = now.Add(interval)
 }
 
-// nextWake is how long the loop may sleep.
+// nextWake is how long the loop may sleep: until the next poll, the end of
+// a backoff, a file to look at again, or a rescan.
 func (e *Engine) nextWake() time.Duration {
 	now := e.opts.Now()
 	next := now.Add(time.Hour)
-	if !e.rootPresentCached() {
-		next = now.Add(time.Second)
+	if e.storeMissing {
+		next = now.Add(time.Second) // look for it again
 	}
-	if e.netRetryAt.After(now) {
+	if e.watchFailed.Load() {
+		next = earlier(next, e.lastScan.Add(watchlessRescan))
+	}
+	switch {
+	case e.netRetryAt.After(now):
 		next = earlier(next, e.netRetryAt)
-	} else if e.started {
+	case e.started:
 		next = earlier(next, e.nextPoll)
-	} else {
-		next = earlier(next, e.netRetryAt)
+	case !e.storeMissing:
+		next = now // the catch-up (at start, after a reset) is due
 	}
 	for _, at := range e.recheck {
 		next = earlier(next, at)
@@ -489,16 +522,33 @@ func (e *Engine) emit(ev Event) {
 	}
 }
 
+// markerName is a hidden file chatsync keeps in every store it has
+// indexed. A store directory without it, once files were indexed there, is
+// not the store chatsync knows (an unmounted volume, an emptied disk), and
+// taking its emptiness for deletions would delete every message on every
+// device.
+const markerName = ".chatsync-store"
+
+// rootPresent reports whether the store is there to be read, pausing or
+// resuming the account when that changes.
 func (e *Engine) rootPresent() bool {
-	fi, err := os.Stat(e.opts.Store)
-	missing := err != nil || !fi.IsDir()
-	if missing != e.storeMissing {
-		e.storeMissing = missing
-		if missing {
-			msg := fmt.Sprintf("message store %s is missing: create it again (or fix the mount); nothing is deleted meanwhile", e.opts.Store)
-			e.log.Error("message store is missing; replication of this account is paused", "store", e.opts.Store)
-			e.setState(StatePaused, msg)
-			e.emit(Event{Kind: "error", Message: msg})
+	missing := ""
+	if fi, err := os.Stat(e.opts.Store); err != nil || !fi.IsDir() {
+		missing = fmt.Sprintf("message store %s is missing: create it again (or mount it); nothing is deleted meanwhile", e.opts.Store)
+	} else if _, err := os.Lstat(filepath.Join(e.opts.Store, markerName)); err != nil {
+		if e.hasIndexedFiles() {
+			missing = fmt.Sprintf("message store %s has lost its %s marker although this device knows files in it: if it is an unmounted or new volume, mount the right one; if you emptied it on purpose, run `touch %s`",
+				e.opts.Store, markerName, filepath.Join(e.opts.Store, markerName))
+		} else if err := os.WriteFile(filepath.Join(e.opts.Store, markerName), []byte("chatsync keeps this file to recognise its message store; leave it here\n"), 0o600); err != nil {
+			missing = fmt.Sprintf("cannot write %s in the message store: %v", markerName, err)
+		}
+	}
+	if (missing != "") != e.storeMissing {
+		e.storeMissing = missing != ""
+		if e.storeMissing {
+			e.log.Error("message store unusable; replication of this account is paused", "store", e.opts.Store, "reason", missing)
+			e.setState(StatePaused, missing)
+			e.emit(Event{Kind: "error", Message: missing})
 		} else {
 			e.log.Info("message store is back", "store", e.opts.Store)
 			e.setState(StateIdle, "")
@@ -507,7 +557,19 @@ func (e *Engine) rootPresent() bool {
 			}
 		}
 	}
-	return !missing
+	if e.storeMissing {
+		e.setState(StatePaused, missing)
+	}
+	return !e.storeMissing
+}
+
+// hasIndexedFiles reports whether the file index of the account holds
+// anything.
+func (e *Engine) hasIndexedFiles() bool {
+	for _, err := range e.db.Files(e.opts.Account) {
+		return err == nil
+	}
+	return false
 }
 
 func (e *Engine) rootPresentCached() bool { return !e.storeMissing }

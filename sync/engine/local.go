@@ -81,19 +81,13 @@ func (e *Engine) gone(rel string) {
 		e.vanished(rec)
 		return
 	}
-	if msgdir.Ignored(path.Base(rel)) == false {
-		return // a message file that was never indexed: nothing to do
-	}
-	prefix := rel + "/"
 	var under []store.FileRecord
-	for rec, err := range e.db.Files(e.opts.Account) {
+	for rec, err := range e.db.FilesUnder(e.opts.Account, rel) {
 		if err != nil {
 			e.log.Error("cannot read the file index", "err", err)
 			return
 		}
-		if strings.HasPrefix(rec.Path, prefix) {
-			under = append(under, rec)
-		}
+		under = append(under, rec)
 	}
 	for _, rec := range under {
 		e.unreject(rec.Path)
@@ -107,7 +101,11 @@ func (e *Engine) gone(rel string) {
 // is decided after the catch-up poll.
 func (e *Engine) scan(dir string, decide bool) {
 	root := e.abs(dir)
+	if dir == "" {
+		e.lastScan = e.opts.Now()
+	}
 	seen := map[string]bool{}
+	var unreadable []string // directories that could not be read
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == root {
@@ -115,7 +113,12 @@ func (e *Engine) scan(dir string, decide bool) {
 			}
 			rel := e.rel(p)
 			e.reject(rel, fmt.Sprintf("cannot read: %v", err))
-			seen[rel] = true // never take an unreadable file for a deleted one
+			// Never take an unreadable file, or the files of an
+			// unreadable directory, for deleted ones.
+			seen[rel] = true
+			if d == nil || d.IsDir() {
+				unreadable = append(unreadable, rel+"/")
+			}
 			return nil
 		}
 		name := d.Name()
@@ -143,16 +146,18 @@ func (e *Engine) scan(dir string, decide bool) {
 	}
 	e.flush()
 	prefix := ""
+	files := e.db.Files(e.opts.Account)
 	if dir != "" {
 		prefix = dir + "/"
+		files = e.db.FilesUnder(e.opts.Account, dir)
 	}
 	var gone []store.FileRecord
-	for rec, err := range e.db.Files(e.opts.Account) {
+	for rec, err := range files {
 		if err != nil {
 			e.log.Error("cannot read the file index", "err", err)
 			return
 		}
-		if strings.HasPrefix(rec.Path, prefix) && !seen[rec.Path] {
+		if !seen[rec.Path] && !underAny(rec.Path, unreadable) {
 			gone = append(gone, rec)
 		}
 	}
@@ -241,9 +246,24 @@ func (e *Engine) handleFile(rel string, fi fs.FileInfo, decide, force bool) {
 		return
 	}
 	e.decide(rec, msg.Canonical, !indexed || old.MsgID != msg.MsgID)
+	if indexed && old.MsgID != msg.MsgID {
+		// The file now holds another message: the one it held is gone.
+		e.flush()
+		e.vanished(store.FileRecord{MsgID: old.MsgID})
+	}
 }
 
 func duplicateReason(of string) string { return "repeats the msgid of " + of }
+
+// underAny reports whether p is below one of the directory prefixes.
+func underAny(p string, prefixes []string) bool {
+	for _, pre := range prefixes {
+		if strings.HasPrefix(p, pre) {
+			return true
+		}
+	}
+	return false
+}
 
 // readStable reads a file and stats it after the read; a nil FileInfo means
 // it changed while being read.
@@ -343,7 +363,7 @@ func (e *Engine) vanished(rec store.FileRecord) {
 	e.flush() // the decisions below read what the batch would change
 	if other, ok, err := e.db.FileByMsgID(acct, rec.MsgID); err != nil || ok && other.Path != rec.Path {
 		// The message lives on in another file (it was moved).
-		if err == nil {
+		if err == nil && rec.Path != "" {
 			err = e.db.DeleteFiles(acct, rec.Path)
 		}
 		if err != nil {
@@ -360,6 +380,9 @@ func (e *Engine) vanished(rec store.FileRecord) {
 		return
 	}
 	if !e.opts.ReplicateDeletes || (!hasPending && (!hasHeld || held.Deleted)) {
+		if rec.Path == "" {
+			return
+		}
 		if err := e.db.DeleteFiles(acct, rec.Path); err != nil {
 			e.log.Error("cannot update the file index", "err", err)
 		}
@@ -372,8 +395,12 @@ func (e *Engine) vanished(rec store.FileRecord) {
 		e.log.Error("cannot encrypt a delete", "err", err)
 		return
 	}
-	r := rec
-	e.enqueue(store.Push{MsgID: rec.MsgID, Op: store.OpDelete, Envelope: env, File: &r})
+	p := store.Push{MsgID: rec.MsgID, Op: store.OpDelete, Envelope: env}
+	if rec.Path != "" {
+		r := rec
+		p.File = &r // the index entry goes in the same transaction
+	}
+	e.enqueue(p)
 	e.flush()
 }
 

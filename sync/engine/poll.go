@@ -32,7 +32,10 @@ func (e *Engine) poll(ctx context.Context) (full bool, err error) {
 	// LastPoll is when the poll started, so "polled after T" means it saw
 	// everything the server held at T.
 	now := e.opts.Now()
-	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: e.device, AfterID: cursor})
+	// Ask for a few ids before the cursor as well: an auto_increment id
+	// can become visible after a higher one (MySQL assigns ids in insert
+	// order, not commit order). Rows already held are skipped below.
+	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: e.device, AfterID: max(cursor-cursorOverlap, 0)})
 	if err != nil {
 		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, err.Error() })
 		return false, fmt.Errorf("poll the journal: %w", err)
@@ -50,33 +53,30 @@ func (e *Engine) poll(ctx context.Context) (full bool, err error) {
 	// batch (a few syncs instead of two per file), then commit.
 	pg := &pagePlan{files: map[string]*store.FileRecord{}}
 	for _, row := range entries {
-		if row.ID <= cursor || strings.EqualFold(row.UUID, e.device) {
-			continue // re-read overlap, or our own row (never re-applied)
+		if strings.EqualFold(row.UUID, e.device) {
+			continue // our own row: never applied again
 		}
-		e.plan(pg, row)
+		e.plan(pg, row, row.ID > cursor)
 	}
-	errs := msgdir.Apply(e.opts.Store, pg.ops)
+	results := msgdir.Apply(e.opts.Store, pg.ops)
 	var applied []store.Applied
+	var writeErr error
 	for _, pl := range pg.rows {
 		if pl.op >= 0 {
-			if err := errs[pl.op]; errors.Is(err, msgdir.ErrUnsafePath) {
-				e.skip(pl.a.JournalID, err)
+			r := results[pl.op]
+			if errors.Is(r.Err, msgdir.ErrUnsafePath) {
+				e.skip(pl.a.JournalID, r.Err)
 				continue
-			} else if err != nil {
+			} else if r.Err != nil {
 				// Nothing is lost: the cursor stops before this row, and
 				// it is applied again once writing works (disk full, a
 				// permission fixed).
 				next = min(next, pl.a.JournalID-1)
-				e.log.Error("cannot write a message from another device; will retry", "path", pg.ops[pl.op].Rel, "err", err)
+				writeErr = fmt.Errorf("write a message from another device to %s: %w", pg.ops[pl.op].Rel, r.Err)
 				break
 			}
-			if !pg.ops[pl.op].Remove {
-				fi, err := os.Lstat(e.abs(pl.a.Path))
-				if err != nil {
-					next = min(next, pl.a.JournalID-1)
-					break
-				}
-				pl.a.Size, pl.a.MTime = fi.Size(), fi.ModTime()
+			if r.Info != nil {
+				pl.a.Size, pl.a.MTime = r.Info.Size(), r.Info.ModTime()
 			}
 		}
 		applied = append(applied, pl.a)
@@ -97,13 +97,14 @@ func (e *Engine) poll(ctx context.Context) (full bool, err error) {
 		e.lastActive = now
 		e.emit(Event{Kind: "received", Count: received})
 	}
-	if len(page.Entries) == 0 {
-		if err := e.probe(ctx); err != nil {
-			return false, err
-		}
+	if writeErr != nil {
+		return false, writeErr
 	}
 	return full, nil
 }
+
+// cursorOverlap is how many ids before the cursor each poll reads again.
+const cursorOverlap = 100
 
 // nextAfter is the after_id for the page that follows page. The real
 // server orders a page by a one-second timestamp and cuts it at 5000 rows,
@@ -186,36 +187,55 @@ func (e *Engine) fileOf(pg *pagePlan, msgid string) (store.FileRecord, bool, err
 
 // plan opens one row and, if it is newer than the version held, plans
 // bringing the store to it.
-func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
+func (e *Engine) plan(pg *pagePlan, row account.JournalEntry, fresh bool) {
 	acct := e.opts.Account
 	en, err := e.opts.Keyring.Open(row.Data, acct)
 	if err != nil {
-		e.skip(row.ID, err)
+		if fresh { // rows of the overlap were counted the first time
+			e.skip(row.ID, err)
+		}
 		return
 	}
-	if _, inPage := pg.files[en.MsgID]; !inPage {
-		held, hasHeld, err := e.db.Version(acct, en.MsgID)
+	_, inPage := pg.files[en.MsgID]
+	var held store.Version
+	var hasHeld bool
+	if !inPage {
+		held, hasHeld, err = e.db.Version(acct, en.MsgID)
 		if err != nil || hasHeld && held.JournalID >= row.ID {
 			return // a later version is held already
 		}
 	}
 	// A local version that is queued will be put after this row, so it
-	// wins: leave the file alone. The same holds for a change of the file
-	// that the watcher has not reported yet: look at it first.
+	// wins: leave the file alone. The same holds for a local change that is
+	// not queued yet: one the watcher has not reported, a file still being
+	// written or refused, or (during the catch-up at start) an edit or a
+	// delete made while chatsync was stopped, which decideAll queues next.
 	cur, hasFile, err := e.fileOf(pg, en.MsgID)
 	if err != nil {
 		return
 	}
-	if _, inPage := pg.files[en.MsgID]; hasFile && !inPage {
-		if fi, err := os.Lstat(e.abs(cur.Path)); err == nil && (fi.Size() != cur.Size || !fi.ModTime().Equal(cur.MTime)) {
+	if hasFile && !inPage {
+		if _, waiting := e.recheck[cur.Path]; waiting {
+			return
+		}
+		if _, refused := e.rejected[cur.Path]; refused {
+			return
+		}
+		fi, err := os.Lstat(e.abs(cur.Path))
+		switch {
+		case err != nil:
+			if !e.started && hasHeld && !held.Deleted {
+				return // deleted while stopped
+			}
+		case fi.Size() != cur.Size || !fi.ModTime().Equal(cur.MTime):
 			if !e.started {
-				// Changed here since the start-up index: decideAll
-				// queues it, and it will be put after this row.
-				return
+				return // changed since the start-up index
 			}
 			e.handleFile(cur.Path, fi, true, false)
 			e.flush()
 			cur, hasFile, _ = e.db.FileByMsgID(acct, en.MsgID)
+		case !e.started && hasHeld && !held.Deleted && held.Hash != cur.Hash:
+			return // edited while stopped: the start-up index has the edit
 		}
 	}
 	if _, pending, err := e.db.Pending(acct, en.MsgID); err != nil || pending {
@@ -233,6 +253,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 		}
 		// No file here, or this device keeps what others delete: the
 		// tombstone is recorded, the file (if any) stays.
+		a.Keep = hasFile
 		pg.add(a, nil)
 	case seal.OpPut:
 		msg, err := msgdir.Parse(en.Message, maxIncomingBytes)
@@ -293,41 +314,85 @@ func (e *Engine) skip(id int64, err error) {
 	e.update(func(s *Status) { s.Skipped[reason]++ })
 }
 
-// probe checks, when the journal has nothing new, that it still holds the
-// newest row this device knows of. A journal that lost it was reset or
-// restored from a backup; its ids may start again below our cursor, where
-// polling would never see them. Done at most once per poll interval.
+// probe checks, once per poll interval, that the server still holds a row
+// this device has seen (the anchor: the newest row it knows, by id and
+// content). A journal that lost it was reset or restored from a backup; its
+// ids start again and may already have passed this device's cursor, where
+// polling alone would never notice.
 func (e *Engine) probe(ctx context.Context) error {
 	now := e.opts.Now()
 	if now.Sub(e.lastProbe) < e.opts.PollInterval {
 		return nil
 	}
-	st, err := e.db.Stats(e.opts.Account)
+	acct := e.opts.Account
+	st, err := e.db.Stats(acct)
 	if err != nil || st.Highwater == 0 {
 		return err
 	}
-	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{AfterID: st.Highwater - 1})
+	anchor, ok, err := e.db.Anchor(acct)
+	if err != nil {
+		return err
+	}
+	id := st.Highwater
+	if ok && anchor.ID <= st.Highwater {
+		id = anchor.ID
+	}
+	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{AfterID: id - 1})
 	if err != nil {
 		return fmt.Errorf("check the journal: %w", err)
 	}
 	e.lastProbe = now
-	if len(page.Entries) > 0 {
-		return nil
+	byID := make(map[int64]*account.JournalEntry, len(page.Entries))
+	for i := range page.Entries {
+		byID[page.Entries[i].ID] = &page.Entries[i]
 	}
-	return e.journalWentBackwards(fmt.Sprintf("journal entry %d, which this device has seen, is no longer on the server", st.Highwater))
+	row := byID[id]
+	switch {
+	case row == nil:
+		return e.journalWentBackwards(fmt.Sprintf("journal entry %d, which this device has seen, is no longer on the server", id))
+	case ok && anchor.ID == id && anchor.Sig != rowSig(row):
+		return e.journalWentBackwards(fmt.Sprintf("journal entry %d is not the entry this device saw under that id", id))
+	}
+	// The anchor is fine; move it to the newest row known, if this page
+	// holds it.
+	if newest := byID[st.Highwater]; newest != nil && (!ok || anchor.ID != st.Highwater) {
+		return e.db.SetAnchor(acct, store.Anchor{ID: st.Highwater, Sig: rowSig(newest)})
+	}
+	return nil
 }
 
-// journalWentBackwards handles a server that lost journal entries: the
-// cursor starts again from 0 and every local message is queued again, so
-// the new journal gets everything this device has. Nothing local is
-// deleted.
+// rowSig identifies a journal row by what the server cannot give another
+// row by accident: the writer, the time and the data.
+func rowSig(row *account.JournalEntry) string {
+	return msgdir.HashBytes([]byte(strings.ToLower(row.UUID) + "\x00" + row.Timestamp + "\x00" + row.Data))[:32]
+}
+
+// journalWentBackwards handles a server that lost journal entries. The
+// account's state forgets the old journal (cursor 0, journal ids dropped);
+// then the engine starts over as at start-up: it catches up with the new
+// journal first, so versions other devices already put back are taken
+// rather than overwritten, and only then queues what the new journal lacks
+// (requeueUnpushed). Nothing local is deleted.
 func (e *Engine) journalWentBackwards(why string) error {
-	acct := e.opts.Account
-	msg := "the server's journal went backwards (reset or restored from a backup): " + why + "; re-pushing this device's messages"
+	msg := "the server's journal went backwards (reset or restored from a backup): " + why + "; catching up and pushing again what it lacks"
 	e.log.Error(msg)
-	if err := e.db.ResetAccount(acct); err != nil {
+	if err := e.db.ResetAccount(e.opts.Account); err != nil {
 		return fmt.Errorf("reset the account state: %w", err)
 	}
+	e.started = false
+	e.newAtStart = map[string]bool{}
+	now := e.opts.Now()
+	e.update(func(s *Status) { s.ResetAt = now })
+	e.emit(Event{Kind: "reset", Message: msg})
+	return nil
+}
+
+// requeueUnpushed queues every held message that the journal does not
+// have (after a reset) and that has no queued version. It runs at every
+// start, so a crash in the middle of it only delays it: versions of a
+// healthy journal all have journal ids, and then it queues nothing.
+func (e *Engine) requeueUnpushed() error {
+	acct := e.opts.Account
 	var batch []store.Push
 	flush := func() error {
 		if len(batch) == 0 {
@@ -337,7 +402,6 @@ func (e *Engine) journalWentBackwards(why string) error {
 		batch = batch[:0]
 		return err
 	}
-	count := 0
 	for u, err := range e.db.Unpushed(acct) {
 		if err != nil {
 			return err
@@ -365,18 +429,11 @@ func (e *Engine) journalWentBackwards(why string) error {
 		}
 		p.Envelope = env
 		batch = append(batch, p)
-		count++
 		if len(batch) == 1000 {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
 	}
-	if err := flush(); err != nil {
-		return err
-	}
-	now := e.opts.Now()
-	e.update(func(s *Status) { s.ResetAt = now })
-	e.emit(Event{Kind: "reset", Count: count, Message: msg})
-	return nil
+	return flush()
 }

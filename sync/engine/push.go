@@ -44,6 +44,7 @@ func (e *Engine) push(ctx context.Context) error {
 			// The server may have stored some or all rows: find out
 			// before anything is sent again.
 			e.needCheck = true
+			e.ambiguousAt = e.opts.Now()
 		}
 		return fmt.Errorf("push %d entries: %w", len(entries), err)
 	}
@@ -65,6 +66,14 @@ func (e *Engine) push(ctx context.Context) error {
 		res = append(res, store.Result{Token: r.ID, JournalID: r.JournalID})
 		stored++
 	}
+	if backwards {
+		// Forget the old journal before recording the new ids, so these
+		// rows count as being in the new journal and are not queued again.
+		if err := e.journalWentBackwards(fmt.Sprintf("the server gave new entries ids at or below %d, an id this device had already seen", batch.Watermark)); err != nil {
+			e.needCheck = true
+			return err
+		}
+	}
 	if err := e.db.CompleteBatch(acct, res); err != nil {
 		e.needCheck = true
 		return fmt.Errorf("record pushed entries: %w", err)
@@ -78,11 +87,12 @@ func (e *Engine) push(ctx context.Context) error {
 	if stored > 0 {
 		e.emit(Event{Kind: "pushed", Count: stored})
 	}
+	if stored == 0 {
+		// Sending the same entries again at once would loop: back off.
+		return fmt.Errorf("push %d entries: the server stored none of them (journal_id null); they stay queued", len(entries))
+	}
 	if stored < len(entries) {
 		e.log.Warn("the server did not store some entries; they stay queued", "stored", stored, "sent", len(entries))
-	}
-	if backwards {
-		return e.journalWentBackwards(fmt.Sprintf("the server gave new entries ids at or below %d, an id this device had already seen", batch.Watermark))
 	}
 	return nil
 }
@@ -147,10 +157,16 @@ func (e *Engine) reconcile(ctx context.Context) (done bool, err error) {
 		}
 		after = nextAfter(page, after)
 	}
-	if len(want) > 0 && e.opts.Now().Sub(batch.Started) < e.opts.ReconcileGrace {
+	// The grace counts from the failure when this process saw one (a
+	// timeout comes long after the batch was sent), else from the send.
+	since := batch.Started
+	if e.ambiguousAt.After(since) {
+		since = e.ambiguousAt
+	}
+	if len(want) > 0 && e.opts.Now().Sub(since) < e.opts.ReconcileGrace {
 		e.log.Info("some entries of the batch in flight are not on the server yet; waiting before sending them again",
 			"found", len(results), "missing", len(want))
-		e.netRetryAt = batch.Started.Add(e.opts.ReconcileGrace)
+		e.netRetryAt = since.Add(e.opts.ReconcileGrace)
 		return false, nil
 	}
 	if err := e.db.CompleteBatch(acct, results); err != nil {
