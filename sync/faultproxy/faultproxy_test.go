@@ -26,6 +26,8 @@ type rig struct {
 	proxy  *faultproxy.Proxy
 	client *account.Client // through the proxy
 	direct *account.Client // straight to the server
+	// impatient goes through the proxy with a 1 s timeout (stalls).
+	impatient *account.Client
 }
 
 func newRig(t *testing.T, opts faultproxy.Options, now func() time.Time) *rig {
@@ -57,7 +59,8 @@ func newRig(t *testing.T, opts faultproxy.Options, now func() time.Time) *rig {
 		}
 		return c
 	}
-	return &rig{srv: srv, proxy: p, client: mk(p.URL, 2*time.Second, 1<<20), direct: mk(hs.URL, 10*time.Second, 0)}
+	return &rig{srv: srv, proxy: p, client: mk(p.URL, 30*time.Second, 1<<20), direct: mk(hs.URL, 30*time.Second, 0),
+		impatient: mk(p.URL, time.Second, 1<<20)}
 }
 
 func (r *rig) rows(t *testing.T) int {
@@ -110,7 +113,11 @@ func TestEachFaultReachesTheClientAsTheRightErrorAndStoresWhatItSays(t *testing.
 		t.Run(string(c.fault), func(t *testing.T) {
 			r := newRig(t, faultproxy.Options{Seed: 1, MaxLatency: 50 * time.Millisecond}, nil)
 			r.proxy.Add(faultproxy.Rule{Action: "put_journal_entries", Fault: c.fault, Times: 1})
-			_, err := r.client.PutJournalEntries(context.Background(), writer, entries(0, 4))
+			client := r.client
+			if c.fault == faultproxy.Stall {
+				client = r.impatient
+			}
+			_, err := client.PutJournalEntries(context.Background(), writer, entries(0, 4))
 			if got := kind(err); got != c.kind {
 				t.Errorf("put under %s: error %v (kind %v), want kind %v", c.fault, err, got, c.kind)
 			}
