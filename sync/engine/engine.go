@@ -272,6 +272,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		return nil
 	}
 
+	// Poll briskly for a while after start: someone who just started
+	// chatsync is probably about to use it.
+	e.lastActive = e.opts.Now()
 	var pending *watch.Change
 	timer := time.NewTimer(0)
 	defer timer.Stop()
