@@ -87,6 +87,9 @@ type AccountStatus struct {
 	Rejected []Rejected `json:"rejected,omitempty"`
 	// Waiting counts files given a moment to be completed by their writer.
 	Waiting int `json:"waiting,omitempty"`
+	// LocalError is set while local changes cannot be recorded in the
+	// daemon's state (a full or read-only disk); they are retried.
+	LocalError string `json:"local_error,omitempty"`
 	// ResetAt is when the server's journal was last seen going backwards.
 	ResetAt time.Time `json:"reset_at,omitzero"`
 }

@@ -439,3 +439,29 @@ func TestReadOnlyStateDirIsAClearErrorAtStart(t *testing.T) {
 		t.Errorf("opening the state in a read-only dir: %v, want an error that says the file system is read-only", err)
 	}
 }
+
+func TestFullDiskUnderTheStateDirIsReportedAndQueuedMessagesGoOutLater(t *testing.T) {
+	srv := newServer(t)
+	kr := newKeyring(t)
+	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	mountTmpfs(t, a.state, "2m")
+	logs := &syncBuffer{}
+	a.tweak = func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(logs, nil)) }
+	a.start()
+	b.start()
+	a.write("c/first.json", msg("first", "c@example.com", "before the disk filled"))
+	waitFor(t, 20*time.Second, "first on B", func() bool { return len(b.messages()) == 1 })
+	filler := fill(t, a.state)
+	for i := range 200 {
+		a.write(fmt.Sprintf("c/m%03d.json", i), msg(fmt.Sprintf("m%03d", i), "c@example.com", strings.Repeat("state disk full ", 50)))
+	}
+	waitFor(t, 20*time.Second, "A to report the full state disk in its status", func() bool {
+		return strings.Contains(a.status().LocalError, "no space left on device")
+	})
+	os.Remove(filler)
+	// Once there is room again, nothing that was written meanwhile is
+	// held back.
+	want := a.messages()
+	waitFor(t, 30*time.Second, "every message on B once the state disk has room", func() bool { return equalMaps(b.messages(), want) })
+	waitFor(t, 10*time.Second, "the state error to clear", func() bool { return a.status().LocalError == "" })
+}

@@ -178,6 +178,7 @@ type Engine struct {
 	// ambiguousAt is when a put last failed without telling whether the
 	// server stored it.
 	ambiguousAt time.Time
+	rescanNow   bool // SyncNow asked for a full look at the store
 	// newAtStart holds the files the start-up index found for the first
 	// time; decideAll treats them as new copies (see decide).
 	newAtStart map[string]bool
@@ -307,7 +308,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-e.kick:
 			e.mu.Lock()
 			if e.status.syncRequested {
+				// Sync now: look at the whole store (a file written a
+				// moment ago may not be reported yet), then push and poll.
 				e.status.syncRequested = false
+				e.rescanNow = true
 				e.nextPoll = time.Time{}
 				e.netRetryAt = time.Time{}
 			}
@@ -356,7 +360,8 @@ func (e *Engine) localWork() {
 			e.handlePath(rel, e.started)
 		}
 	}
-	if e.watchFailed.Load() && now.Sub(e.lastScan) >= watchlessRescan {
+	if e.rescanNow || e.watchFailed.Load() && now.Sub(e.lastScan) >= watchlessRescan {
+		e.rescanNow = false
 		e.scan("", e.started)
 	}
 	e.flush()

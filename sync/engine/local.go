@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/chatsync/chatsync/crypto/seal"
 	"github.com/chatsync/chatsync/store"
@@ -511,16 +512,29 @@ func (e *Engine) noteBatched(msgid, path string) {
 }
 
 // flush writes the batch. If the batch as a whole is refused, its entries
-// are written one by one, so one bad entry cannot hold back the rest.
+// are written one by one, so one bad entry cannot hold back the rest; an
+// entry that still cannot be written (a full or read-only state disk) is
+// looked at again a little later, and the problem is shown in status.
 func (e *Engine) flush() {
 	b := e.batch
 	e.batch = localBatch{}
 	acct := e.opts.Account
+	var failure error
+	retry := func(path string, err error) {
+		failure = err
+		if path != "" {
+			e.recheck[path] = e.opts.Now().Add(stateRetry)
+		}
+	}
 	if len(b.pushes) > 0 {
 		if _, err := e.db.EnqueueMany(acct, b.pushes); err != nil {
 			for _, p := range b.pushes {
 				if _, err := e.db.Enqueue(acct, p); err != nil {
-					e.log.Error("cannot queue a message", "msgid_hash", msgdir.HashBytes([]byte(p.MsgID))[:12], "err", err)
+					path := ""
+					if p.File != nil {
+						path = p.File.Path
+					}
+					retry(path, err)
 				}
 			}
 		}
@@ -529,9 +543,20 @@ func (e *Engine) flush() {
 		if err := e.db.PutFiles(acct, b.files...); err != nil {
 			for _, f := range b.files {
 				if err := e.db.PutFiles(acct, f); err != nil {
-					e.log.Error("cannot update the file index", "path", f.Path, "err", err)
+					retry(f.Path, err)
 				}
 			}
 		}
 	}
+	if failure != nil {
+		msg := fmt.Sprintf("cannot record local changes in the state database (%v): they are retried; check that the disk of daemon.state_dir has room and is writable", failure)
+		e.log.Error("cannot record local changes; retrying", "err", failure)
+		e.update(func(s *Status) { s.LocalError = msg })
+	} else if len(b.pushes)+len(b.files) > 0 {
+		e.update(func(s *Status) { s.LocalError = "" })
+	}
 }
+
+// stateRetry is how long a change that could not be recorded waits before
+// it is tried again.
+const stateRetry = 5 * time.Second

@@ -20,6 +20,9 @@ type Status struct {
 	State   string `json:"state"`
 	// Error is the current problem, if any, in words that say what to do.
 	Error string `json:"error,omitempty"`
+	// LocalError is set while local changes cannot be recorded in the
+	// state database (a full or read-only disk); they are retried.
+	LocalError string `json:"local_error,omitempty"`
 
 	Cursor       int64     `json:"cursor"`
 	OutboxDepth  int       `json:"outbox_depth"`

@@ -75,8 +75,11 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 		if a.Failures > 0 {
 			fmt.Fprintf(w, "  backoff:    %d failures in a row, next try %s\n", a.Failures, ago(a.BackoffUntil, now))
 		}
+		if a.LocalError != "" {
+			fmt.Fprintf(w, "  state:      %s\n", a.LocalError)
+		}
 		if !a.ResetAt.IsZero() {
-			fmt.Fprintf(w, "  reset:      the server's journal went backwards %s; local messages were queued again\n", ago(a.ResetAt, now))
+			fmt.Fprintf(w, "  reset:      the server's journal went backwards %s; what it lacked was queued again\n", ago(a.ResetAt, now))
 		}
 		if len(a.Skipped) > 0 {
 			var parts []string

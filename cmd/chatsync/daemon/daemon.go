@@ -168,6 +168,11 @@ func (r *accountRunner) stop() {
 		r.cancel()
 	}
 	<-r.done
+	if r.client != nil {
+		// Keep-alive connections would otherwise outlive the account
+		// (two goroutines each, until the idle timeout).
+		r.client.CloseIdleConnections()
+	}
 }
 
 func (d *Daemon) newEngine(a config.Account) (*engine.Engine, *account.Client, error) {

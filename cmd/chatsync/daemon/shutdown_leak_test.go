@@ -93,11 +93,6 @@ func TestShutdownLeavesNoGoroutineBehind(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 
-	// The account clients' idle keep-alive connections outlive Run (the
-	// daemon does not close them; they time out after 90 s): the server
-	// hangs them up here so that what is counted below is the daemon's
-	// own goroutines (engines, watchers, socket, reload loop).
-	hs.CloseClientConnections()
 	deadline = time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > baseline {
 		if time.Now().After(deadline) {

@@ -109,7 +109,7 @@ func accountStatus(a AccountStatus) apitype.AccountStatus {
 		Cursor: s.Cursor, OutboxDepth: s.OutboxDepth, OldestUnsent: s.OldestUnsent,
 		LastPush: s.LastPush, LastPushError: s.LastPushError, LastPoll: s.LastPoll, LastPollError: s.LastPollError,
 		BackoffUntil: s.BackoffUntil, Failures: s.Failures, Pushed: s.Pushed, Received: s.Received,
-		Skipped: s.Skipped, Waiting: s.Waiting, ResetAt: s.ResetAt,
+		Skipped: s.Skipped, Waiting: s.Waiting, ResetAt: s.ResetAt, LocalError: s.LocalError,
 	}
 	for _, r := range s.Rejected {
 		out.Rejected = append(out.Rejected, apitype.Rejected{Path: r.Path, Reason: r.Reason})
