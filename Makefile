@@ -1,10 +1,11 @@
 # make package: .deb and .rpm in dist/, version stamped into the binaries.
 # make build:   the two binaries in dist/build/ for this machine.
+# make bench:   end-to-end figures of the real binaries on loopback (BENCHFLAGS=-quick for a smoke run).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 ARCH    ?= $(shell go env GOARCH)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build package deb rpm test clean
+.PHONY: build package deb rpm test bench clean
 
 build:
 	mkdir -p dist/build
@@ -21,6 +22,9 @@ rpm:
 
 test:
 	go test ./...
+
+bench:
+	go run ./cmd/chatsync-bench $(BENCHFLAGS)
 
 clean:
 	rm -rf dist
