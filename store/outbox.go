@@ -352,13 +352,9 @@ func (db *DB) InFlight(acct string) (*Batch, bool, error) {
 		}
 		b = &Batch{Watermark: r.Watermark, Started: r.Started}
 		for _, seq := range r.Seqs {
-			var rec entryRecord
-			ok, err := getJSON(a.outbox, u64(seq), &rec)
+			rec, err := inFlightEntry(a, seq)
 			if err != nil {
 				return err
-			}
-			if !ok {
-				return fmt.Errorf("in-flight entry %d is missing from the outbox", seq)
 			}
 			b.Entries = append(b.Entries, rec.entry(seq))
 		}
@@ -433,16 +429,26 @@ func (db *DB) CompleteBatch(acct string, results []Result) error {
 	return nil
 }
 
-// storeEntry records that the outbox entry seq is on the server as
-// journalID, and removes it from the outbox.
-func storeEntry(a *account, seq uint64, journalID int64) error {
+// inFlightEntry reads the outbox entry seq of the in-flight batch, which
+// must be there.
+func inFlightEntry(a *account, seq uint64) (entryRecord, error) {
 	var rec entryRecord
 	ok, err := getJSON(a.outbox, u64(seq), &rec)
 	if err != nil {
-		return err
+		return rec, err
 	}
 	if !ok {
-		return fmt.Errorf("in-flight entry %d is missing from the outbox", seq)
+		return rec, fmt.Errorf("in-flight entry %d is missing from the outbox", seq)
+	}
+	return rec, nil
+}
+
+// storeEntry records that the outbox entry seq is on the server as
+// journalID, and removes it from the outbox.
+func storeEntry(a *account, seq uint64, journalID int64) error {
+	rec, err := inFlightEntry(a, seq)
+	if err != nil {
+		return err
 	}
 	if err := putI64(a.sent, []byte(rec.Token), journalID); err != nil {
 		return err
@@ -483,13 +489,9 @@ func removeEntry(a *account, seq uint64, msgid string) error {
 // requeue counts a failed attempt for the entry seq, which was definitely
 // not stored; it is dropped if a newer version of its msgid is queued.
 func requeue(a *account, seq uint64, reason string) error {
-	var rec entryRecord
-	ok, err := getJSON(a.outbox, u64(seq), &rec)
+	rec, err := inFlightEntry(a, seq)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return fmt.Errorf("in-flight entry %d is missing from the outbox", seq)
 	}
 	if cur, ok := pendingSeq(a, rec.MsgID); ok && cur != seq {
 		return removeEntry(a, seq, rec.MsgID)
