@@ -40,6 +40,23 @@ func (c *Client) set(ctx context.Context, action string, query url.Values) (stri
 	return msg, err
 }
 
+// getObject calls a getter whose reply is a JSON object, decodes it into v
+// and returns it. If orNull, a null reply is no error: getObject returns
+// nil and leaves v alone.
+func (c *Client) getObject(ctx context.Context, action string, orNull bool, v any) ([]byte, error) {
+	js, err := c.get(ctx, action, nil)
+	if err != nil || orNull && isNull(js) {
+		return nil, err
+	}
+	if err := wantObject(action, js); err != nil {
+		return nil, err
+	}
+	if err := decode(action, js, v); err != nil {
+		return nil, err
+	}
+	return js, nil
+}
+
 // Identity is the reply of get_identity (PROTOCOL §5.1). Absent values are "".
 type Identity struct {
 	SIPAddress      string `json:"sip_address"`
@@ -55,14 +72,6 @@ type Identity struct {
 
 // Identity returns the account's identity (get_identity).
 func (c *Client) Identity(ctx context.Context) (*Identity, error) {
-	const action = "get_identity"
-	js, err := c.get(ctx, action, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := wantObject(action, js); err != nil {
-		return nil, err
-	}
 	var w struct {
 		SIPAddress      flexString `json:"sip_address"`
 		Email           flexString `json:"email"`
@@ -74,7 +83,7 @@ func (c *Client) Identity(ctx context.Context) (*Identity, error) {
 		NoAnswerTimeout flexInt    `json:"no_answer_timeout"`
 		QuickDial       flexString `json:"quick_dial"`
 	}
-	if err := decode(action, js, &w); err != nil {
+	if _, err := c.getObject(ctx, "get_identity", false, &w); err != nil {
 		return nil, err
 	}
 	return &Identity{
@@ -183,19 +192,11 @@ func (w wireCall) call() Call {
 
 // History returns the account's recent calls (get_history).
 func (c *Client) History(ctx context.Context) (*History, error) {
-	const action = "get_history"
-	js, err := c.get(ctx, action, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := wantObject(action, js); err != nil {
-		return nil, err
-	}
 	var w struct {
 		Placed   []wireCall `json:"placed"`
 		Received []wireCall `json:"received"`
 	}
-	if err := decode(action, js, &w); err != nil {
+	if _, err := c.getObject(ctx, "get_history", false, &w); err != nil {
 		return nil, err
 	}
 	h := &History{}
@@ -251,18 +252,11 @@ type Prepaid struct {
 
 // Prepaid returns the prepaid status; nil when the server has none.
 func (c *Client) Prepaid(ctx context.Context) (*Prepaid, error) {
-	const action = "get_prepaid"
-	js, err := c.get(ctx, action, nil)
-	if err != nil || isNull(js) {
-		return nil, err
-	}
-	if err := wantObject(action, js); err != nil {
-		return nil, err
-	}
 	var w struct {
 		Balance flexString `json:"balance"`
 	}
-	if err := decode(action, js, &w); err != nil {
+	js, err := c.getObject(ctx, "get_prepaid", true, &w)
+	if err != nil || js == nil {
 		return nil, err
 	}
 	return &Prepaid{Balance: string(w.Balance), Raw: json.RawMessage(bytes.Clone(js))}, nil
@@ -319,19 +313,11 @@ type MonthlyUsage struct {
 // fails on the current public server (PROTOCOL §5.9); that comes back as a
 // KindServer error.
 func (c *Client) MonthlyUsage(ctx context.Context) (*MonthlyUsage, error) {
-	const action = "get_monthly_usage"
-	js, err := c.get(ctx, action, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := wantObject(action, js); err != nil {
-		return nil, err
-	}
 	var w struct {
 		Calls flexInt    `json:"calls"`
 		Price flexString `json:"price"`
 	}
-	if err := decode(action, js, &w); err != nil {
+	if _, err := c.getObject(ctx, "get_monthly_usage", false, &w); err != nil {
 		return nil, err
 	}
 	return &MonthlyUsage{Calls: int64(w.Calls), Price: string(w.Price)}, nil
@@ -441,13 +427,6 @@ type AcceptRules struct {
 // AcceptRules returns the accept rules (get_accept_rules).
 func (c *Client) AcceptRules(ctx context.Context) (*AcceptRules, error) {
 	const action = "get_accept_rules"
-	js, err := c.get(ctx, action, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := wantObject(action, js); err != nil {
-		return nil, err
-	}
 	type wireRule struct {
 		Start  flexString  `json:"start"`
 		Stop   flexString  `json:"stop"`
@@ -461,7 +440,7 @@ func (c *Client) AcceptRules(ctx context.Context) (*AcceptRules, error) {
 		} `json:"temporary"`
 		Groups flexStrings `json:"groups"`
 	}
-	if err := decode(action, js, &w); err != nil {
+	if _, err := c.getObject(ctx, action, false, &w); err != nil {
 		return nil, err
 	}
 	r := &AcceptRules{Groups: []string(w.Groups)}
@@ -562,14 +541,6 @@ type Voicemail struct {
 
 // Voicemail returns the voicemail box; nil when the account has none.
 func (c *Client) Voicemail(ctx context.Context) (*Voicemail, error) {
-	const action = "get_voicemail"
-	js, err := c.get(ctx, action, nil)
-	if err != nil || isNull(js) {
-		return nil, err
-	}
-	if err := wantObject(action, js); err != nil {
-		return nil, err
-	}
 	var w struct {
 		Mailbox  flexString `json:"Mailbox"`
 		Password flexString `json:"Password"`
@@ -579,7 +550,8 @@ func (c *Client) Voicemail(ctx context.Context) (*Voicemail, error) {
 		Options  flexString `json:"Options"`
 		Account  flexString `json:"Account"`
 	}
-	if err := decode(action, js, &w); err != nil {
+	js, err := c.getObject(ctx, "get_voicemail", true, &w)
+	if err != nil || js == nil {
 		return nil, err
 	}
 	return &Voicemail{string(w.Mailbox), string(w.Password), string(w.Name), string(w.Email),
