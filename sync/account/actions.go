@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chatsync/chatsync/sync/apitype"
 )
 
 // decode unmarshals a cleaned reply into v, turning a failure into a
@@ -58,17 +60,7 @@ func (c *Client) getObject(ctx context.Context, action string, orNull bool, v an
 }
 
 // Identity is the reply of get_identity (PROTOCOL §5.1). Absent values are "".
-type Identity struct {
-	SIPAddress      string `json:"sip_address"`
-	Email           string `json:"email"`
-	FirstName       string `json:"first_name"`
-	LastName        string `json:"last_name"`
-	PSTNCallerID    string `json:"pstn_caller_id"`
-	MobileNumber    string `json:"mobile_number"`
-	Timezone        string `json:"timezone"`
-	NoAnswerTimeout int    `json:"no_answer_timeout"` // seconds
-	QuickDial       string `json:"quick_dial"`
-}
+type Identity = apitype.Identity
 
 // Identity returns the account's identity (get_identity).
 func (c *Client) Identity(ctx context.Context) (*Identity, error) {
@@ -142,27 +134,10 @@ func (c *Client) Enum(ctx context.Context) ([]string, error) {
 }
 
 // Call is one completed call of get_history (PROTOCOL §5.4).
-type Call struct {
-	RemoteParty string   `json:"remote_party"`
-	DisplayName string   `json:"display_name"`
-	StartTime   string   `json:"start_time"` // "2006-01-02 15:04:05" in Timezone
-	StopTime    string   `json:"stop_time"`
-	Timezone    string   `json:"timezone"`
-	Duration    int64    `json:"duration"` // seconds
-	Status      int      `json:"status"`   // SIP status code
-	Price       string   `json:"price,omitempty"`
-	SessionID   string   `json:"session_id"`
-	FromTag     string   `json:"from_tag"`
-	ToTag       string   `json:"to_tag"`
-	ProxyIP     string   `json:"proxy_ip"`
-	Media       []string `json:"media"`
-}
+type Call = apitype.Call
 
 // History is the reply of get_history: completed calls of the last 14 days.
-type History struct {
-	Placed   []Call `json:"placed"`
-	Received []Call `json:"received"`
-}
+type History = apitype.History
 
 type wireCall struct {
 	RemoteParty flexString  `json:"remoteParty"`
@@ -210,13 +185,7 @@ func (c *Client) History(ctx context.Context) (*History, error) {
 }
 
 // Device is one registered SIP device (get_devices).
-type Device struct {
-	Contact       string `json:"contact"`        // ip:port
-	PublicContact string `json:"public_contact"` // ip:port as seen by the server
-	Expires       string `json:"expires"`        // as the server wrote it
-	UserAgent     string `json:"user_agent"`
-	Transport     string `json:"transport"`
-}
+type Device = apitype.Device
 
 // Devices returns the registered devices; nil when none is registered.
 func (c *Client) Devices(ctx context.Context) ([]Device, error) {
@@ -237,7 +206,8 @@ func (c *Client) Devices(ctx context.Context) ([]Device, error) {
 	}
 	var out []Device
 	for _, d := range w {
-		out = append(out, Device{string(d.Contact), string(d.PublicContact), string(d.Expires), string(d.UserAgent), string(d.Transport)})
+		out = append(out, Device{Contact: string(d.Contact), PublicContact: string(d.PublicContact),
+			Expires: string(d.Expires), UserAgent: string(d.UserAgent), Transport: string(d.Transport)})
 	}
 	return out, nil
 }
@@ -245,10 +215,7 @@ func (c *Client) Devices(ctx context.Context) ([]Device, error) {
 // Prepaid is the account's prepaid status (get_prepaid). Its fields come
 // from the NGNPro backend and only balance is known; Raw holds the whole
 // object.
-type Prepaid struct {
-	Balance string          `json:"balance"` // as the server wrote it, e.g. "12.5"
-	Raw     json.RawMessage `json:"raw"`
-}
+type Prepaid = apitype.Prepaid
 
 // Prepaid returns the prepaid status; nil when the server has none.
 func (c *Client) Prepaid(ctx context.Context) (*Prepaid, error) {
@@ -264,14 +231,7 @@ func (c *Client) Prepaid(ctx context.Context) (*Prepaid, error) {
 
 // BalanceEntry is one entry of the prepaid credit history. The known
 // fields are decoded; Raw holds the whole entry.
-type BalanceEntry struct {
-	Date        string          `json:"date"`
-	Action      string          `json:"action"`
-	Description string          `json:"description"`
-	Value       string          `json:"value"`
-	Balance     string          `json:"balance"`
-	Raw         json.RawMessage `json:"raw"`
-}
+type BalanceEntry = apitype.BalanceEntry
 
 // BalanceHistory returns the prepaid credit history (get_balance_history,
 // at most 200 entries); nil when there is none.
@@ -297,17 +257,14 @@ func (c *Client) BalanceHistory(ctx context.Context) ([]BalanceEntry, error) {
 		if err := decode(action, r, &w); err != nil {
 			return nil, err
 		}
-		out = append(out, BalanceEntry{string(w.Date), string(w.Action), string(w.Description),
-			string(w.Value), string(w.Balance), json.RawMessage(bytes.Clone(r))})
+		out = append(out, BalanceEntry{Date: string(w.Date), Action: string(w.Action), Description: string(w.Description),
+			Value: string(w.Value), Balance: string(w.Balance), Raw: json.RawMessage(bytes.Clone(r))})
 	}
 	return out, nil
 }
 
 // MonthlyUsage is the reply of get_monthly_usage: placed calls this month.
-type MonthlyUsage struct {
-	Calls int64  `json:"calls"`
-	Price string `json:"price"` // as the server wrote it
-}
+type MonthlyUsage = apitype.MonthlyUsage
 
 // MonthlyUsage returns this month's usage (get_monthly_usage). The action
 // fails on the current public server (PROTOCOL §5.9); that comes back as a
@@ -401,28 +358,14 @@ func (c *Client) SetCallForwarding(ctx context.Context, targets map[string]strin
 
 // AcceptRule is one persistent accept rule: during Start-Stop ("HH:MM") on
 // its days, calls from Groups ring ("everybody", "nobody" or a group).
-type AcceptRule struct {
-	Start  string   `json:"start"`
-	Stop   string   `json:"stop"`
-	Groups []string `json:"groups"`
-}
+type AcceptRule = apitype.AcceptRule
 
 // TemporaryRule is the temporary accept rule that do-not-disturb sets:
 // Groups ["nobody"] for Duration minutes (0: until switched off).
-type TemporaryRule struct {
-	Groups   []string `json:"groups"`
-	Duration int64    `json:"duration"` // minutes
-}
+type TemporaryRule = apitype.TemporaryRule
 
 // AcceptRules is the reply of get_accept_rules (PROTOCOL §5.10).
-type AcceptRules struct {
-	// Persistent rules keyed by a days bitmask: 1 Monday, 2 Tuesday, 4
-	// Wednesday, 8 Thursday, 16 Friday, 32 Saturday, 64 Sunday (31 weekdays,
-	// 96 weekend, 127 every day).
-	Persistent map[int]AcceptRule `json:"persistent,omitempty"`
-	Temporary  *TemporaryRule     `json:"temporary,omitempty"`
-	Groups     []string           `json:"groups"`
-}
+type AcceptRules = apitype.AcceptRules
 
 // AcceptRules returns the accept rules (get_accept_rules).
 func (c *Client) AcceptRules(ctx context.Context) (*AcceptRules, error) {
@@ -460,7 +403,7 @@ func (c *Client) AcceptRules(ctx context.Context) (*AcceptRules, error) {
 			if r.Persistent == nil {
 				r.Persistent = map[int]AcceptRule{}
 			}
-			r.Persistent[i] = AcceptRule{string(x.Start), string(x.Stop), []string(x.Groups)}
+			r.Persistent[i] = AcceptRule{Start: string(x.Start), Stop: string(x.Stop), Groups: []string(x.Groups)}
 		}
 	default:
 		var m map[string]wireRule
@@ -475,7 +418,7 @@ func (c *Client) AcceptRules(ctx context.Context) (*AcceptRules, error) {
 			if r.Persistent == nil {
 				r.Persistent = map[int]AcceptRule{}
 			}
-			r.Persistent[days] = AcceptRule{string(x.Start), string(x.Stop), []string(x.Groups)}
+			r.Persistent[days] = AcceptRule{Start: string(x.Start), Stop: string(x.Stop), Groups: []string(x.Groups)}
 		}
 	}
 	return r, nil
@@ -529,15 +472,7 @@ func (c *Client) RejectRules(ctx context.Context) ([]string, error) {
 
 // Voicemail is the account's voicemail box (get_voicemail). Password is the
 // mailbox password in clear text, as the server sends it: do not log it.
-type Voicemail struct {
-	Mailbox  string `json:"mailbox"`
-	Password string `json:"password"`
-	Name     string `json:"name"`
-	Email    string `json:"email"`
-	Info     string `json:"info"`
-	Options  string `json:"options"`
-	Account  string `json:"account"` // mailbox@voicemail-server
-}
+type Voicemail = apitype.Voicemail
 
 // Voicemail returns the voicemail box; nil when the account has none.
 func (c *Client) Voicemail(ctx context.Context) (*Voicemail, error) {
@@ -554,8 +489,8 @@ func (c *Client) Voicemail(ctx context.Context) (*Voicemail, error) {
 	if err != nil || js == nil {
 		return nil, err
 	}
-	return &Voicemail{string(w.Mailbox), string(w.Password), string(w.Name), string(w.Email),
-		string(w.Info), string(w.Options), string(w.Account)}, nil
+	return &Voicemail{Mailbox: string(w.Mailbox), Password: string(w.Password), Name: string(w.Name),
+		Email: string(w.Email), Info: string(w.Info), Options: string(w.Options), Account: string(w.Account)}, nil
 }
 
 // SetDNDOn turns do-not-disturb on (set_dnd_on) for d, sent as whole

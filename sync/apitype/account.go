@@ -8,6 +8,8 @@ import (
 // The replies of the account API routes, GET or POST /v1/account/{action}.
 // They are the SIP Account API's replies with its quirks removed: ids are
 // numbers, absent values are "" (or omitted), keys are snake_case.
+// sync/account returns these very types (its Identity, Call, … are
+// aliases), so the daemon serves exactly these shapes.
 
 // Identity is the reply of get_identity.
 type Identity struct {
@@ -47,16 +49,16 @@ type History struct {
 
 // Device is one registered device of get_devices.
 type Device struct {
-	Contact       string `json:"contact"`
-	PublicContact string `json:"public_contact"`
-	Expires       string `json:"expires"`
+	Contact       string `json:"contact"`        // ip:port
+	PublicContact string `json:"public_contact"` // ip:port as seen by the server
+	Expires       string `json:"expires"`        // as the server wrote it
 	UserAgent     string `json:"user_agent"`
 	Transport     string `json:"transport"`
 }
 
 // Prepaid is the reply of get_prepaid. Raw is the server's object as is.
 type Prepaid struct {
-	Balance string          `json:"balance"`
+	Balance string          `json:"balance"` // as the server wrote it, e.g. "12.5"
 	Raw     json.RawMessage `json:"raw"`
 }
 
@@ -73,7 +75,7 @@ type BalanceEntry struct {
 // MonthlyUsage is the reply of get_monthly_usage.
 type MonthlyUsage struct {
 	Calls int64  `json:"calls"`
-	Price string `json:"price"`
+	Price string `json:"price"` // as the server wrote it
 }
 
 // Forwarding is the reply of get_call_forwarding: condition (FUNC FNOL
@@ -111,7 +113,7 @@ type Voicemail struct {
 	Email    string `json:"email"`
 	Info     string `json:"info"`
 	Options  string `json:"options"`
-	Account  string `json:"account"`
+	Account  string `json:"account"` // mailbox@voicemail-server
 }
 
 // JournalPage is the reply of get_journal_entries.
