@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
@@ -251,34 +250,6 @@ func (d *Daemon) SyncNow(addr string) error {
 		return fmt.Errorf("no account %s in the config", addr)
 	}
 	return nil
-}
-
-// Client returns the SIP Account API client of an account, for the control
-// socket's passthrough. addr may be empty when there is one account.
-func (d *Daemon) Client(addr string) (*account.Client, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if addr == "" {
-		if len(d.accounts) != 1 {
-			names := make([]string, 0, len(d.accounts))
-			for n := range d.accounts {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			return nil, fmt.Errorf("the config has %d accounts (%v): say which with --account", len(names), names)
-		}
-		for n := range d.accounts {
-			addr = n
-		}
-	}
-	r, ok := d.accounts[addr]
-	if !ok {
-		return nil, fmt.Errorf("no account %s in the config", addr)
-	}
-	if r.client == nil {
-		return nil, fmt.Errorf("account %s is not running: %v", addr, r.err)
-	}
-	return r.client, nil
 }
 
 // Subscribe returns a channel of events and a function to stop receiving

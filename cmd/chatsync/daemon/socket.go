@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os/user"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,11 +145,7 @@ func (b backend) runner(addr string) (*accountRunner, error) {
 	defer d.mu.Unlock()
 	if addr == "" {
 		if len(d.accounts) != 1 {
-			names := make([]string, 0, len(d.accounts))
-			for n := range d.accounts {
-				names = append(names, n)
-			}
-			sort.Strings(names)
+			names := sortedKeys(d.accounts)
 			return nil, fmt.Errorf("%w: the config has %d accounts (%s): pass --account (or ?account=)", localapi.ErrAccountRequired, len(names), strings.Join(names, ", "))
 		}
 		for _, r := range d.accounts {
