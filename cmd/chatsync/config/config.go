@@ -232,6 +232,11 @@ type table struct {
 
 func (t *table) line(key string) int { return t.p.lines.key(t.header, key, t.index) }
 
+// errorf reports a problem with key, at its line.
+func (t *table) errorf(key, format string, args ...any) {
+	t.p.errorf(t.line(key), t.name+"."+key, format, args...)
+}
+
 func (t *table) unknown(known ...string) {
 	for k := range t.vals {
 		found := false
@@ -239,35 +244,38 @@ func (t *table) unknown(known ...string) {
 			found = found || k == kk
 		}
 		if !found {
-			t.p.errorf(t.line(k), t.name+"."+k, "unknown key (known keys: %s)", strings.Join(known, ", "))
+			t.errorf(k, "unknown key (known keys: %s)", strings.Join(known, ", "))
 		}
 	}
 }
 
-func (t *table) str(key string) (string, bool) {
+// value returns key's value as a T. ok is false when key is absent or,
+// reported as an error, when it holds something other than what (a T).
+func value[T any](t *table, key, what string) (x T, ok bool) {
 	v, ok := t.vals[key]
 	if !ok {
-		return "", false
+		return x, false
 	}
-	s, isStr := v.(string)
-	if !isStr {
-		t.p.errorf(t.line(key), t.name+"."+key, "must be a string, not %s", tomlType(v))
-		return "", false
+	x, ok = v.(T)
+	if !ok {
+		t.errorf(key, "must be %s, not %s", what, tomlType(v))
 	}
-	return s, true
+	return x, ok
 }
+
+func (t *table) str(key string) (string, bool) { return value[string](t, key, "a string") }
 
 func (t *table) path(key string) (string, bool) {
 	s, ok := t.str(key)
 	if !ok || s == "" {
 		if ok {
-			t.p.errorf(t.line(key), t.name+"."+key, "must not be empty")
+			t.errorf(key, "must not be empty")
 		}
 		return "", false
 	}
 	expanded, err := ExpandPath(s)
 	if err != nil {
-		t.p.errorf(t.line(key), t.name+"."+key, "%v", err)
+		t.errorf(key, "%v", err)
 		return "", false
 	}
 	return expanded, true
@@ -280,41 +288,31 @@ func (t *table) duration(key string, def, min time.Duration) time.Duration {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		t.p.errorf(t.line(key), t.name+"."+key, "%q is not a duration: write it like \"30s\", \"2m\" or \"1h\"", s)
+		t.errorf(key, "%q is not a duration: write it like \"30s\", \"2m\" or \"1h\"", s)
 		return def
 	}
 	if d < min {
-		t.p.errorf(t.line(key), t.name+"."+key, "%s is too short: the minimum is %s", d, min)
+		t.errorf(key, "%s is too short: the minimum is %s", d, min)
 		return def
 	}
 	return d
 }
 
 func (t *table) boolean(key string, def bool) bool {
-	v, ok := t.vals[key]
+	b, ok := value[bool](t, key, "true or false")
 	if !ok {
-		return def
-	}
-	b, isBool := v.(bool)
-	if !isBool {
-		t.p.errorf(t.line(key), t.name+"."+key, "must be true or false, not %s", tomlType(v))
 		return def
 	}
 	return b
 }
 
 func (t *table) integer(key string, def, min, max int64) int64 {
-	v, ok := t.vals[key]
+	n, ok := value[int64](t, key, "an integer")
 	if !ok {
 		return def
 	}
-	n, isInt := v.(int64)
-	if !isInt {
-		t.p.errorf(t.line(key), t.name+"."+key, "must be an integer, not %s", tomlType(v))
-		return def
-	}
 	if n < min || n > max {
-		t.p.errorf(t.line(key), t.name+"."+key, "%d is out of range: it must be between %d and %d", n, min, max)
+		t.errorf(key, "%d is out of range: it must be between %d and %d", n, min, max)
 		return def
 	}
 	return n
