@@ -134,14 +134,14 @@ func getJournal(ctx context.Context, c *account.Client, p url.Values, x *actionC
 		}
 		q.AfterID = n
 	}
-	all, err := boolValue(p, "all_devices")
+	all, err := boolValue("all_devices", p.Get("all_devices"))
 	if err != nil {
 		return nil, err
 	}
 	if all {
 		q.ExceptUUID = ""
 	}
-	decrypt, err := boolValue(p, "decrypt")
+	decrypt, err := boolValue("decrypt", p.Get("decrypt"))
 	if err != nil {
 		return nil, err
 	}
@@ -173,8 +173,8 @@ func getJournal(ctx context.Context, c *account.Client, p url.Values, x *actionC
 	return out, nil
 }
 
-func boolValue(p url.Values, name string) (bool, error) {
-	v := p.Get(name)
+// boolValue parses v, the value of the parameter name: "" is false.
+func boolValue(name, v string) (bool, error) {
 	if v == "" {
 		return false, nil
 	}

@@ -236,7 +236,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	addr := r.FormValue("account")
-	wait, err := boolParam(r, "wait")
+	wait, err := boolValue("wait", r.FormValue("wait"))
 	if err != nil {
 		return err
 	}
@@ -407,16 +407,4 @@ func checkParams(r *http.Request, allowed ...string) error {
 		}
 	}
 	return nil
-}
-
-func boolParam(r *http.Request, name string) (bool, error) {
-	v := r.FormValue(name)
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, httpErrorf(http.StatusBadRequest, "%s=%q: want 1 or 0", name, v)
-	}
-	return b, nil
 }
