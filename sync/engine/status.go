@@ -2,6 +2,7 @@ package engine
 
 import (
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -96,7 +97,7 @@ func (e *Engine) update(f func(s *Status)) {
 // publishRejected copies the rejected-file map into the status.
 func (e *Engine) publishRejected() {
 	list := make([]Rejected, 0, len(e.rejected))
-	for _, p := range sortedKeys(e.rejected) {
+	for _, p := range slices.Sorted(maps.Keys(e.rejected)) {
 		list = append(list, Rejected{Path: p, Reason: e.rejected[p]})
 	}
 	e.update(func(s *Status) { s.Rejected = list })

@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,7 +84,7 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 		}
 		if len(a.Skipped) > 0 {
 			var parts []string
-			for _, k := range sortedKeys(a.Skipped) {
+			for _, k := range slices.Sorted(maps.Keys(a.Skipped)) {
 				parts = append(parts, fmt.Sprintf("%d %s", a.Skipped[k], k))
 			}
 			fmt.Fprintf(w, "  skipped:    %s (journal entries this device cannot use)\n", strings.Join(parts, ", "))
@@ -123,13 +124,4 @@ func errSuffix(e string) string {
 		return ""
 	}
 	return " (failed: " + oneLine(e) + ")"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
