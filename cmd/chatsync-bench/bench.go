@@ -28,6 +28,7 @@ type config struct {
 	Latency  int           // watch-to-push samples
 	D2D      int           // device-to-device samples
 	Idle     time.Duration // idle window measured
+	Settle   time.Duration // wait after the restart before the idle window
 	PprofDir string        // where CPU and heap profiles of the daemon go ("" for none)
 	BinDir   string        // prebuilt chatsync and chatsync-server ("" to build them)
 	Keep     bool          // keep the work directory
@@ -310,11 +311,19 @@ func (b *bench) backlog(ctx context.Context, n int, last bool) error {
 	if got != n {
 		return fmt.Errorf("floor get: %d rows, want %d", got, n)
 	}
+	// What a poll costs the writer of all these rows: the daemon polls
+	// with except_uuid = itself after its cursor, which its own pushes do
+	// not move.
+	t0 = time.Now()
+	if _, err := fc.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: floorDevice}); err != nil {
+		return fmt.Errorf("floor poll: %w", err)
+	}
+	ownPoll := time.Since(t0)
 	fsrv.stop()
 	envs = nil
 	b.logf("%d: floor: put %s, get %s", n, floorPush.Round(time.Millisecond), floorPull.Round(time.Millisecond))
 	b.rep.Server = append(b.rep.Server, serverFigures{N: n, EnvBytes: envBytes, Put: floorPush, Get: floorPull,
-		PutCPU: mid.onCPU - before.onCPU, GetCPU: after.onCPU - mid.onCPU, RSS: after.hwm})
+		PutCPU: mid.onCPU - before.onCPU, GetCPU: after.onCPU - mid.onCPU, RSS: after.hwm, OwnPoll: ownPoll})
 
 	// Device A has the backlog on disk when chatsync starts for the first
 	// time; timed from the start of the process until the last entry is on
@@ -388,9 +397,9 @@ func (b *bench) backlog(ctx context.Context, n int, last bool) error {
 	b.logf("%d: pull: %s (B peak RSS %s)", n, pull.Round(time.Millisecond), mib(bSample.hwm))
 	b.rep.Backlogs = append(b.rep.Backlogs, backlogFigures{
 		N: n, FileBytes: fileBytes,
-		Push: push, PushRSS: aSample.hwm, PushCPU: aSample.onCPU, PushServerCPU: sAfter.onCPU - sBefore.onCPU,
+		Push: push, PushRSS: aSample.hwm, PushAnon: a.peakAnon, PushCPU: aSample.onCPU, PushServerCPU: sAfter.onCPU - sBefore.onCPU,
 		FloorPush: floorPush, FloorPushServerCPU: mid.onCPU - before.onCPU,
-		Pull: pull, PullRSS: bSample.hwm, PullCPU: bSample.onCPU, PullServerCPU: sAfter2.onCPU - sBefore2.onCPU,
+		Pull: pull, PullRSS: bSample.hwm, PullAnon: bd.peakAnon, PullCPU: bSample.onCPU, PullServerCPU: sAfter2.onCPU - sBefore2.onCPU,
 		FloorPull: floorPull, FloorPullServerCPU: after.onCPU - mid.onCPU,
 	})
 	if !last {
@@ -587,8 +596,7 @@ func (b *bench) idle(ctx context.Context, srv *server, a *device, n int) error {
 		return err
 	}
 	restart := done.Sub(t0)
-	settle := min(5*time.Second, b.cfg.Idle/4)
-	time.Sleep(settle)
+	time.Sleep(b.cfg.Settle)
 	s0, err := sampleProc(a.pid())
 	if err != nil {
 		return err
@@ -622,11 +630,17 @@ func (b *bench) idle(ctx context.Context, srv *server, a *device, n int) error {
 	if err != nil {
 		return err
 	}
-	page, err := c.GetJournalEntries(ctx, account.JournalQuery{AfterID: 0})
-	if err != nil {
-		return err
+	var top int64 // the newest row: the polls below find nothing after it
+	for {
+		page, err := c.GetJournalEntries(ctx, account.JournalQuery{AfterID: top})
+		if err != nil {
+			return err
+		}
+		top = max(top, page.MaxID())
+		if len(page.Entries) < account.JournalPageMax {
+			break
+		}
 	}
-	top := page.MaxID()
 	const polls = 50
 	var ru0, ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
@@ -639,11 +653,11 @@ func (b *bench) idle(ctx context.Context, srv *server, a *device, n int) error {
 	perPoll := (tv(ru1.Utime) + tv(ru1.Stime) - tv(ru0.Utime) - tv(ru0.Stime)) / polls
 
 	b.rep.Idle = idleFigures{
-		Messages: n, Restart: restart, Window: win,
+		Messages: n, Restart: restart, RestartCPU: s0.onCPU, Window: win, Settle: b.cfg.Settle,
 		CPUPerHour:     time.Duration(float64(s1.onCPU-s0.onCPU) * perHour),
 		TickCPUPerHour: time.Duration(float64(s1.cpu-s0.cpu) * perHour),
 		WakeupsPerHour: float64(s1.ctxsw-s0.ctxsw) * perHour,
-		RSS:            s1.rss, HWM: s1.hwm, Threads: s1.threads,
+		RSS:            s1.rss, HWM: s1.hwm, Anon: s1.anon, Threads: s1.threads,
 		FloorCPUPerHour: perPoll * 120,
 	}
 	b.logf("idle: %.2f s CPU/h, %.0f wakeups/h, RSS %s", b.rep.Idle.CPUPerHour.Seconds(), b.rep.Idle.WakeupsPerHour, mib(s1.rss))

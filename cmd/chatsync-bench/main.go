@@ -13,7 +13,7 @@
 // Usage:
 //
 //	go run ./cmd/chatsync-bench [-sizes 10000,100000] [-latency 100] [-d2d 60]
-//	                            [-idle 90s] [-quick] [-pprof DIR] [-keep]
+//	                            [-idle 90s] [-settle 30s] [-quick] [-pprof DIR] [-keep]
 //
 // or `make bench`. -pprof DIR builds the daemon with -tags benchpprof and
 // saves CPU profiles of the push, the pull and the idle window (2 s each;
@@ -55,6 +55,7 @@ func parseFlags(args []string) (config, error) {
 	latency := fs.Int("latency", 100, "watch-to-push `samples`")
 	d2d := fs.Int("d2d", 60, "device-to-device `samples`")
 	idle := fs.Duration("idle", 90*time.Second, "idle `window` measured (the daemon polls every 30 s)")
+	settle := fs.Duration("settle", 30*time.Second, "`wait` after the daemon's restart before the idle window (the Go runtime returns the scan's memory meanwhile)")
 	quick := fs.Bool("quick", false, "a smoke run: -sizes 300 -latency 5 -d2d 3 -idle 2s")
 	pprofDir := fs.String("pprof", "", "save CPU and heap profiles of the daemon in `dir`")
 	binDir := fs.String("bin", "", "use chatsync and chatsync-server from `dir` instead of building them")
@@ -66,13 +67,13 @@ func parseFlags(args []string) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	cfg := config{Latency: *latency, D2D: *d2d, Idle: *idle, PprofDir: *pprofDir, BinDir: *binDir, Keep: *keep, Verbose: true, Log: os.Stderr}
+	cfg := config{Latency: *latency, D2D: *d2d, Idle: *idle, Settle: *settle, PprofDir: *pprofDir, BinDir: *binDir, Keep: *keep, Verbose: true, Log: os.Stderr}
 	if *quiet {
 		cfg.Log = nil
 	}
 	if *quick {
 		*sizes = "300"
-		cfg.Latency, cfg.D2D, cfg.Idle = 5, 3, 2*time.Second
+		cfg.Latency, cfg.D2D, cfg.Idle, cfg.Settle = 5, 3, 2*time.Second, 500*time.Millisecond
 	}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(strings.ReplaceAll(s, "_", "")))
@@ -81,7 +82,7 @@ func parseFlags(args []string) (config, error) {
 		}
 		cfg.Sizes = append(cfg.Sizes, n)
 	}
-	if cfg.Latency <= 0 || cfg.D2D <= 0 || cfg.Idle <= 0 {
+	if cfg.Latency <= 0 || cfg.D2D <= 0 || cfg.Idle <= 0 || cfg.Settle < 0 {
 		return config{}, fmt.Errorf("-latency, -d2d and -idle must be positive")
 	}
 	return cfg, nil

@@ -18,6 +18,7 @@ type procSample struct {
 	ctxsw   int64         // sum over threads of voluntary+nonvoluntary switches
 	rss     int64         // VmRSS, bytes
 	hwm     int64         // VmHWM (peak RSS), bytes
+	anon    int64         // RssAnon: RSS less the mapped files (bbolt's mmap), bytes
 	threads int
 }
 
@@ -44,7 +45,7 @@ func sampleProc(pid int) (procSample, error) {
 	if err != nil {
 		return s, err
 	}
-	s.rss, s.hwm = status["VmRSS"]*1024, status["VmHWM"]*1024
+	s.rss, s.hwm, s.anon = status["VmRSS"]*1024, status["VmHWM"]*1024, status["RssAnon"]*1024
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 	s.threads = len(tasks)
 	for _, t := range tasks {

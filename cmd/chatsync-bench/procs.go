@@ -103,6 +103,8 @@ type device struct {
 	cmd    *exec.Cmd
 	exited chan error
 	lc     *localclient.Client
+	// peakAnon is the highest RssAnon seen by waitFor since start.
+	peakAnon int64
 }
 
 func (b *bench) newDevice(name string, srv *server) (*device, error) {
@@ -158,7 +160,7 @@ func (d *device) start() error {
 		logf.Close()
 		return err
 	}
-	d.cmd, d.exited = cmd, make(chan error, 1)
+	d.cmd, d.exited, d.peakAnon = cmd, make(chan error, 1), 0
 	go func() {
 		d.exited <- cmd.Wait()
 		logf.Close()
@@ -220,6 +222,9 @@ func (d *device) waitFor(ctx context.Context, timeout time.Duration, what string
 			d.cmd = nil
 			return time.Time{}, fmt.Errorf("%s exited (%v) while waiting for %s; log:\n%s", d.name, err, what, d.logTail())
 		default:
+		}
+		if m, err := readStatus(fmt.Sprintf("/proc/%d/status", d.pid())); err == nil {
+			d.peakAnon = max(d.peakAnon, m["RssAnon"]*1024)
 		}
 		st, err := d.status(ctx)
 		if err == nil {

@@ -13,12 +13,12 @@ type backlogFigures struct {
 	FileBytes int
 
 	Push, FloorPush                   time.Duration
-	PushRSS                           int64
+	PushRSS, PushAnon                 int64         // VmHWM; highest RssAnon sampled
 	PushCPU                           time.Duration // the daemon's CPU time
 	PushServerCPU, FloorPushServerCPU time.Duration
 
 	Pull, FloorPull                   time.Duration
-	PullRSS                           int64
+	PullRSS, PullAnon                 int64
 	PullCPU                           time.Duration
 	PullServerCPU, FloorPullServerCPU time.Duration
 }
@@ -29,6 +29,7 @@ type serverFigures struct {
 	Put, Get       time.Duration
 	PutCPU, GetCPU time.Duration
 	RSS            int64
+	OwnPoll        time.Duration // an empty poll by the writer of all the rows
 }
 
 type latencyFigures struct {
@@ -40,11 +41,13 @@ type latencyFigures struct {
 type idleFigures struct {
 	Messages        int
 	Restart         time.Duration
+	RestartCPU      time.Duration // the daemon's CPU until it settled: about one full rescan
 	Window          time.Duration
+	Settle          time.Duration
 	CPUPerHour      time.Duration // from the threads' schedstat (ns)
 	TickCPUPerHour  time.Duration // from utime+stime (10 ms ticks)
 	WakeupsPerHour  float64       // context switches of all threads
-	RSS, HWM        int64
+	RSS, HWM, Anon  int64
 	Threads         int
 	FloorCPUPerHour time.Duration
 }
@@ -116,7 +119,7 @@ func (r *report) write(w io.Writer) {
 			res = verdict(ratio <= pushRatioTarget, fmt.Sprintf("%.1f×", ratio))
 		}
 		row(fmt.Sprintf("push %s backlog", count(b.N)),
-			fmt.Sprintf("%s, %s, peak RSS %s", secs(b.Push), rate(b.N, b.Push), mib(b.PushRSS)),
+			fmt.Sprintf("%s, %s, peak RSS %s (anon %s)", secs(b.Push), rate(b.N, b.Push), mib(b.PushRSS), mib(b.PushAnon)),
 			fmt.Sprintf("%s, %s", secs(b.FloorPush), rate(b.N, b.FloorPush)), target, res)
 	}
 	for _, b := range r.Backlogs {
@@ -127,7 +130,7 @@ func (r *report) write(w io.Writer) {
 			res = verdict(ok, fmt.Sprintf("%s, %s", secs(b.Pull), mib(b.PullRSS)))
 		}
 		row(fmt.Sprintf("pull %s onto an empty device", count(b.N)),
-			fmt.Sprintf("%s, %s, peak RSS %s", secs(b.Pull), rate(b.N, b.Pull), mib(b.PullRSS)),
+			fmt.Sprintf("%s, %s, peak RSS %s (anon %s)", secs(b.Pull), rate(b.N, b.Pull), mib(b.PullRSS), mib(b.PullAnon)),
 			fmt.Sprintf("%s, %s", secs(b.FloorPull), rate(b.N, b.FloorPull)), target, res)
 	}
 	if r.W2P.N > 0 {
@@ -143,7 +146,7 @@ func (r *report) write(w io.Writer) {
 	if r.Idle.Window > 0 {
 		i := r.Idle
 		row(fmt.Sprintf("idle, %s messages indexed", count(i.Messages)),
-			fmt.Sprintf("%.2f s CPU/h, %.0f wakeups/h, RSS %s", i.CPUPerHour.Seconds(), i.WakeupsPerHour, mib(i.RSS)),
+			fmt.Sprintf("%.2f s CPU/h, %.0f wakeups/h, RSS %s (anon %s)", i.CPUPerHour.Seconds(), i.WakeupsPerHour, mib(i.RSS), mib(i.Anon)),
 			fmt.Sprintf("%.2f s CPU/h (1 poll / 30 s)", i.FloorCPUPerHour.Seconds()),
 			"< 1 s CPU/h, RSS < 30 MB",
 			verdict(i.CPUPerHour < idleCPUTarget && i.RSS < idleRSSTarget, fmt.Sprintf("%.2f s/h, %s", i.CPUPerHour.Seconds(), mib(i.RSS))))
@@ -159,19 +162,30 @@ func (r *report) write(w io.Writer) {
 	tw.Flush()
 
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, legend)
 	fmt.Fprintf(w, "machine: %s; load average %s before, %s after; the run took %s\n",
 		r.Machine, r.LoadBefore, r.LoadAfter, r.Took.Round(time.Second))
 	for _, b := range r.Backlogs {
+		fmt.Fprintf(w, "%s: peak RSS without mapped files (RssAnon, sampled every 20 ms): push %s, pull %s\n", count(b.N), mib(b.PushAnon), mib(b.PullAnon))
 		fmt.Fprintf(w, "%s: push: daemon CPU %s, server CPU %s (floor: server CPU %s); pull: daemon CPU %s, server CPU %s (floor: server CPU %s)\n",
 			count(b.N), secs(b.PushCPU), secs(b.PushServerCPU), secs(b.FloorPushServerCPU),
 			secs(b.PullCPU), secs(b.PullServerCPU), secs(b.FloorPullServerCPU))
+	}
+	for _, s := range r.Server {
+		fmt.Fprintf(w, "%s: an empty poll (except_uuid = the writer of every row, after_id 0) takes %s\n", count(s.N), ms(s.OwnPoll))
 	}
 	if r.W2P.N > 0 {
 		fmt.Fprintf(w, "latency maxima: watch-to-push %s, device-to-device %s\n", ms(r.W2P.Max), ms(r.D2D.Max))
 	}
 	if r.Idle.Window > 0 {
 		i := r.Idle
-		fmt.Fprintf(w, "idle: window %s after a restart that took %s; CPU %.2f s/h by utime+stime (10 ms ticks); peak RSS %s; %d threads\n",
-			i.Window.Round(time.Second), secs(i.Restart), i.TickCPUPerHour.Seconds(), mib(i.HWM), i.Threads)
+		fmt.Fprintf(w, "idle: the restart (a full scan of the store, as the hourly rescan does) took %s and %s of CPU\n", secs(i.Restart), secs(i.RestartCPU))
+		fmt.Fprintf(w, "idle: window %s, %s after the restart settled; CPU %.2f s/h by utime+stime (10 ms ticks); RSS %s of which anonymous %s; peak RSS %s; %d threads\n",
+			i.Window.Round(time.Second), i.Settle, i.TickCPUPerHour.Seconds(), mib(i.RSS), mib(i.Anon), mib(i.HWM), i.Threads)
 	}
 }
+
+// legend explains the columns; printed under the table.
+const legend = `RSS is VmHWM (peak) or VmRSS (idle) of the daemon from /proc, which counts the pages of
+its bbolt state file that are mapped in; "anon" is RssAnon, the process's own memory
+(peak sampled every 20 ms). CPU is the sum of the threads' schedstat run time.`
