@@ -13,7 +13,7 @@
 // Usage:
 //
 //	go run ./cmd/chatsync-bench [-sizes 10000,100000] [-latency 100] [-d2d 60]
-//	                            [-idle 90s] [-settle 30s] [-quick] [-pprof DIR] [-keep]
+//	                            [-idle 90s] [-settle 130s] [-quick] [-pprof DIR] [-keep]
 //
 // or `make bench`. -pprof DIR builds the daemon with -tags benchpprof and
 // saves CPU profiles of the push, the pull and the idle window (2 s each;
@@ -55,7 +55,7 @@ func parseFlags(args []string) (config, error) {
 	latency := fs.Int("latency", 100, "watch-to-push `samples`")
 	d2d := fs.Int("d2d", 60, "device-to-device `samples`")
 	idle := fs.Duration("idle", 90*time.Second, "idle `window` measured (the daemon polls every 30 s)")
-	settle := fs.Duration("settle", 30*time.Second, "`wait` after the daemon's restart before the idle window (the Go runtime returns the scan's memory meanwhile)")
+	settle := fs.Duration("settle", 130*time.Second, "`wait` after the daemon's restart before the idle window: it polls every second for 2 minutes after a start or any activity")
 	quick := fs.Bool("quick", false, "a smoke run: -sizes 300 -latency 5 -d2d 3 -idle 2s")
 	pprofDir := fs.String("pprof", "", "save CPU and heap profiles of the daemon in `dir`")
 	binDir := fs.String("bin", "", "use chatsync and chatsync-server from `dir` instead of building them")

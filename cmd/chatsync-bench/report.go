@@ -179,7 +179,7 @@ func (r *report) write(w io.Writer) {
 	}
 	if r.Idle.Window > 0 {
 		i := r.Idle
-		fmt.Fprintf(w, "idle: the restart (a full scan of the store, as the hourly rescan does) took %s and %s of CPU\n", secs(i.Restart), secs(i.RestartCPU))
+		fmt.Fprintf(w, "idle: the restart (a full scan of the store, as the hourly rescan does) took %s; the daemon had used %s of CPU when the window began\n", secs(i.Restart), secs(i.RestartCPU))
 		fmt.Fprintf(w, "idle: window %s, %s after the restart settled; CPU %.2f s/h by utime+stime (10 ms ticks); RSS %s of which anonymous %s; peak RSS %s; %d threads\n",
 			i.Window.Round(time.Second), i.Settle, i.TickCPUPerHour.Seconds(), mib(i.RSS), mib(i.Anon), mib(i.HWM), i.Threads)
 	}
