@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command chatsync-bench measures chatsync end to end, the way its users
 // feel it: it builds the real chatsync and chatsync-server, runs them on
 // loopback and prints a table of figures, each next to its floor (the same
