@@ -139,6 +139,9 @@ func (e *Engine) scan(dir string, decide bool) {
 			return nil // gone since the directory was read
 		}
 		e.handleFile(rel, fi, decide, false)
+		if len(e.batch.files)+len(e.batch.pushes) >= flushEvery {
+			e.flush() // one huge transaction is slower than many mid-sized ones
+		}
 		return nil
 	})
 	if err != nil {
@@ -556,6 +559,9 @@ func (e *Engine) flush() {
 		e.update(func(s *Status) { s.LocalError = "" })
 	}
 }
+
+// flushEvery bounds a scan's batch of state writes.
+const flushEvery = 1000
 
 // stateRetry is how long a change that could not be recorded waits before
 // it is tried again.

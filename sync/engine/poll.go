@@ -86,8 +86,10 @@ func (e *Engine) poll(ctx context.Context) (full bool, err error) {
 	if err := e.failpoint("before-apply-commit"); err != nil {
 		return false, err
 	}
-	if err := e.db.ApplyRemote(acct, next, applied); err != nil {
-		return false, fmt.Errorf("record applied entries: %w", err)
+	if len(applied) > 0 || next != cursor { // an empty poll writes nothing
+		if err := e.db.ApplyRemote(acct, next, applied); err != nil {
+			return false, fmt.Errorf("record applied entries: %w", err)
+		}
 	}
 	e.update(func(s *Status) {
 		s.LastPoll, s.LastPollError = now, ""
@@ -353,10 +355,20 @@ func (e *Engine) probe(ctx context.Context) error {
 	case ok && anchor.ID == id && anchor.Sig != rowSig(row):
 		return e.journalWentBackwards(fmt.Sprintf("journal entry %d is not the entry this device saw under that id", id))
 	}
-	// The anchor is fine; move it to the newest row known, if this page
-	// holds it.
-	if newest := byID[st.Highwater]; newest != nil && (!ok || anchor.ID != st.Highwater) {
-		return e.db.SetAnchor(acct, store.Anchor{ID: st.Highwater, Sig: rowSig(newest)})
+	// The anchor is fine; move it towards the newest row known: to that
+	// row if this page holds it, else as far as this page reaches.
+	if !ok || anchor.ID != st.Highwater {
+		next := byID[st.Highwater]
+		if next == nil {
+			for i := range page.Entries {
+				if r := &page.Entries[i]; r.ID <= st.Highwater && (next == nil || r.ID > next.ID) {
+					next = r
+				}
+			}
+		}
+		if next != nil && (!ok || next.ID != anchor.ID) {
+			return e.db.SetAnchor(acct, store.Anchor{ID: next.ID, Sig: rowSig(next)})
+		}
 	}
 	return nil
 }

@@ -79,7 +79,9 @@ func (e *Engine) push(ctx context.Context) error {
 		return fmt.Errorf("record pushed entries: %w", err)
 	}
 	e.lastActive = now
-	e.nextPoll = now // others may be talking too: look right after
+	// Others may be talking too: look soon, but not after every batch of a
+	// long backlog (each poll makes the server walk this device's rows).
+	e.nextPoll = earlier(e.nextPoll, now.Add(e.opts.ActivePollInterval))
 	e.update(func(s *Status) {
 		s.LastPush, s.LastPushError = now, ""
 		s.Pushed += int64(stored)

@@ -106,6 +106,10 @@ func Run(ctx context.Context, opts Options, out chan<- Change) error {
 	for {
 		var send chan<- Change
 		var ready Change
+		var rootC <-chan time.Time // only while the root is missing
+		if !w.rootPresent {
+			rootC = rootPoll.C
+		}
 		if w.ready() {
 			send, ready = out, w.change()
 		}
@@ -148,7 +152,7 @@ func Run(ctx context.Context, opts Options, out chan<- Change) error {
 		case <-rescanC:
 			w.askRescan("periodic rescan")
 			w.due = true
-		case <-rootPoll.C:
+		case <-rootC:
 			if !w.rootPresent && w.addTree(opts.Root) {
 				w.rootPresent = true
 				opts.Logger.Info("message store directory is back; rescanning", "store", opts.Root)
