@@ -335,8 +335,11 @@ func (e *Engine) probe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Check the anchor row; but when it lags a whole page or more behind
+	// the newest row (after a large backlog), checking it would download a
+	// full page at every probe: anchor at the newest row instead.
 	id := st.Highwater
-	if ok && anchor.ID <= st.Highwater {
+	if ok && anchor.ID <= st.Highwater && st.Highwater-anchor.ID < account.JournalPageMax {
 		id = anchor.ID
 	}
 	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{AfterID: id - 1})
