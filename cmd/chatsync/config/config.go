@@ -11,6 +11,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -467,7 +468,7 @@ func (p *parser) secret(t *table, inlineKey, fileKey string, needed bool) (value
 		}
 		return inline, ""
 	case hasFile:
-		data, err := os.ReadFile(file)
+		data, err := readSecretFile(file)
 		if errors.Is(err, os.ErrNotExist) {
 			p.warnf(t.line(fileKey), t.name+"."+fileKey, "%s does not exist yet: write the password into it and run `chmod 600 %s`", file, file)
 			return "", file
@@ -566,4 +567,29 @@ func ExpandPath(s string) (string, error) {
 		return "", err
 	}
 	return abs, nil
+}
+
+// maxSecretFile bounds a password file: it holds one line.
+const maxSecretFile = 64 << 10
+
+// readSecretFile reads a password file. Only a regular file of a sane size
+// is read: a config naming /dev/zero, a FIFO or a terminal must be an error,
+// not a daemon that hangs or fills its memory.
+func readSecretFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > maxSecretFile {
+		return nil, fmt.Errorf("%s is %d bytes, too large for a password file", path, fi.Size())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxSecretFile))
 }

@@ -247,3 +247,24 @@ key_file = "/etc/chatsync/alice.key"
 		t.Errorf("daemon = %+v", cfg.Daemon)
 	}
 }
+
+func TestPasswordFileThatIsADeviceIsRefusedNotRead(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no /dev/zero")
+	}
+	home(t)
+	_, problems := Parse("/x/config.toml", []byte(`[[account]]
+address = "alice@example.com"
+settings_url = "https://example.com/settings.phtml"
+password_file = "/dev/zero"
+store = "/tmp/s"
+key_file = "/tmp/k"
+`))
+	var found bool
+	for _, p := range problems {
+		found = found || p.Key == "account[1].password_file" && p.Line == 4 && strings.Contains(p.Message, "not a regular file")
+	}
+	if !found {
+		t.Errorf("problems = %v, want password_file on line 4 refused as not a regular file", problems)
+	}
+}
