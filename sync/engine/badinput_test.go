@@ -52,9 +52,7 @@ func serverMsgIDs(t *testing.T, srv *server, kr *seal.Keyring) map[string]int {
 }
 
 func TestBrokenMessageFilesAreReportedAndEverythingValidStillSyncs(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, kr, a, b := twoDevices(t)
 	a.tweak = func(o *Options) { o.MaxMessageBytes = 4096 }
 	outside := filepath.Join(t.TempDir(), "secret.json")
 	os.WriteFile(outside, []byte(`{"msgid":"outside","body":"must never leave this machine"}`), 0o600)
@@ -155,9 +153,7 @@ func TestUnreadableFileIsReportedAndOthersSync(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("running as root: a file of mode 000 is still readable, so there is nothing to report")
 	}
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	_, _, a, b := twoDevices(t)
 	a.write("c/locked.json", msg("locked", "c@example.com", "x"))
 	os.Chmod(filepath.Join(a.store, "c", "locked.json"), 0)
 	a.write("c/ok.json", msg("ok", "c@example.com", "x"))
@@ -210,9 +206,7 @@ func TestManyFilesInOneDirectoryAndADeepTreeAllReachTheServer(t *testing.T) {
 }
 
 func TestStoreDirectoryRemovedPausesAndComingBackDeletesNothing(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	for i := range 5 {
 		a.write(fmt.Sprintf("c/m%d.json", i), msg(fmt.Sprintf("m%d", i), "c@example.com", "kept"))
 	}
@@ -270,9 +264,7 @@ func proxied(t *testing.T, d *device, srv *server, maxReply int64, timeout time.
 }
 
 func TestHostileAndBrokenRepliesAreReportedAndSyncResumes(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	p := proxied(t, b, srv, 4<<20, 2*time.Second)
 	a.start()
 	for i := range 5 {
@@ -403,9 +395,7 @@ func fill(t *testing.T, dir string) string {
 }
 
 func TestFullDiskOnTheReceivingStoreLosesNoMessage(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	mountTmpfs(t, b.store, "1m")
 	logs := &syncBuffer{}
 	b.tweak = func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(logs, nil)) }
@@ -441,9 +431,7 @@ func TestReadOnlyStateDirIsAClearErrorAtStart(t *testing.T) {
 }
 
 func TestFullDiskUnderTheStateDirIsReportedAndQueuedMessagesGoOutLater(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	_, _, a, b := twoDevices(t)
 	mountTmpfs(t, a.state, "2m")
 	logs := &syncBuffer{}
 	a.tweak = func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(logs, nil)) }

@@ -579,8 +579,6 @@ func (e *Engine) hasIndexedFiles() bool {
 	return false
 }
 
-func (e *Engine) rootPresentCached() bool { return !e.storeMissing }
-
 func (e *Engine) failpoint(name string) error {
 	if e.opts.Failpoint != nil {
 		return e.opts.Failpoint(name)

@@ -11,9 +11,7 @@ import (
 )
 
 func TestMessagesWrittenOnAAppearOnBWithTheSameContent(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	a.start()
 	b.start()
 	want := map[string]string{}
@@ -55,9 +53,7 @@ func TestJournalRowsHoldNoBodyMsgidOrAddressInClear(t *testing.T) {
 }
 
 func TestEditAndDeleteOnBReachA(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	_, _, a, b := twoDevices(t)
 	a.start()
 	b.start()
 	m1, m2 := msg("m1", "bob@example.com", "first"), msg("m2", "bob@example.com", "second")
@@ -109,9 +105,7 @@ func TestRestartPushesNothingAgain(t *testing.T) {
 }
 
 func TestChangesMadeWhileStoppedAreFoundAtStart(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	_, _, a, b := twoDevices(t)
 	a.start()
 	b.start()
 	a.write("c/m1.json", msg("m1", "c@example.com", "one"))
@@ -129,9 +123,7 @@ func TestChangesMadeWhileStoppedAreFoundAtStart(t *testing.T) {
 }
 
 func TestConcurrentEditsOfOneMessageConverge(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, kr, a, b := twoDevices(t)
 	a.start()
 	b.start()
 	a.write("c/m.json", msg("m", "c@example.com", "original"))
@@ -160,9 +152,7 @@ func TestConcurrentEditsOfOneMessageConverge(t *testing.T) {
 }
 
 func TestSameMessageOnBothDevicesBeforeSyncCausesNoRewriteNoEchoNoDuplicate(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	m := msg("forked@example.com", "bob@example.com", "delivered to every device")
 	a.write("from-a/forked.json", m)
 	b.write("elsewhere/forked-copy.json", m)
@@ -187,9 +177,7 @@ func TestSameMessageOnBothDevicesBeforeSyncCausesNoRewriteNoEchoNoDuplicate(t *t
 }
 
 func TestDeleteWinsOverALateCopyOfTheMessage(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	m := msg("late@example.com", "bob@example.com", "hi")
 	a.start()
 	a.write("bob/late.json", m)
@@ -213,9 +201,7 @@ func TestDeleteWinsOverALateCopyOfTheMessage(t *testing.T) {
 }
 
 func TestInvalidFilesAreReportedAndTheRestStillSyncs(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	_, _, a, b := twoDevices(t)
 	a.tweak = func(o *Options) { o.MaxMessageBytes = 2048 }
 	a.writeRaw("bad/notjson.json", `{"msgid": "x", `)
 	a.writeRaw("bad/nomsgid.json", `{"body":"no id"}`)

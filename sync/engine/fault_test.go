@@ -21,9 +21,7 @@ import (
 var errCrash = errors.New("simulated crash")
 
 func TestCrashBetweenInsertAndMappingCommitEndsWithOneRowAndOneFile(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	var crashed atomic.Bool
 	a.tweak = func(o *Options) {
 		o.Failpoint = func(name string) error {
@@ -53,9 +51,7 @@ func TestCrashBetweenInsertAndMappingCommitEndsWithOneRowAndOneFile(t *testing.T
 }
 
 func TestCrashWhileApplyingAPageReappliesItIdempotently(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	a.start()
 	for i := range 10 {
 		a.write(fmt.Sprintf("c/m%d.json", i), msg(fmt.Sprintf("m%d", i), "c@example.com", "x"))
@@ -102,9 +98,7 @@ func putReplyAllNull(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestNullJournalIDsStayQueuedAndAreSentAgain(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	var nulled atomic.Int32
 	srv.setIntercept(func(w http.ResponseWriter, r *http.Request, acct, action string) bool {
 		if action == "put_journal_entries" && nulled.Add(1) <= 2 {
@@ -272,9 +266,7 @@ func TestServerResetIsDetectedAndLocalMessagesArePushedAgain(t *testing.T) {
 }
 
 func TestEntriesUnderAnotherKeyAreSkippedAndCounted(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	stranger := newDevice(t, "X", srv, newKeyring(t))
 	stranger.write("c/x.json", msg("x", "c@example.com", "under another key"))
 	stranger.start()

@@ -164,6 +164,15 @@ func newDevice(t *testing.T, name string, srv *server, kr *seal.Keyring) *device
 	return d
 }
 
+// twoDevices is the usual setup: a server and devices A and B of one
+// account sharing one key, not started yet.
+func twoDevices(t *testing.T) (*server, *seal.Keyring, *device, *device) {
+	t.Helper()
+	srv := newServer(t)
+	kr := newKeyring(t)
+	return srv, kr, newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+}
+
 func (d *device) options() Options {
 	o := Options{
 		Account: testAccount, Store: d.store, Keyring: d.kr, Remote: d.srv.client(d.t), DB: d.db,

@@ -91,9 +91,7 @@ func fileOf(t *testing.T, d *device, msgid string) string {
 // hour away, so B's next poll reads both versions in one page. B must end
 // on the newer one and echo nothing back.
 func TestTwoVersionsOfOneMessageInOnePageEndOnTheNewest(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, kr, a, b := twoDevices(t)
 	b.tweak = func(o *Options) { o.PollInterval, o.ActivePollInterval = time.Hour, time.Hour }
 	a.start()
 	b.start()
@@ -131,9 +129,7 @@ func TestTwoVersionsOfOneMessageInOnePageEndOnTheNewest(t *testing.T) {
 // The same, in the catch-up poll at start: both versions arrive while B is
 // stopped.
 func TestTwoVersionsOfOneMessageInTheCatchUpPageEndOnTheNewest(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, kr, a, b := twoDevices(t)
 	a.start()
 	b.start()
 	a.write("c/m.json", msg("m", "c@example.com", "v0"))
@@ -166,9 +162,7 @@ func TestTwoVersionsOfOneMessageInTheCatchUpPageEndOnTheNewest(t *testing.T) {
 // must not overwrite its own edit with A's: the edit made while stopped is
 // pushed after A's and wins on both devices.
 func TestEditMadeWhileStoppedWinsOverTheJournal(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	a.start()
 	b.start()
 	a.write("c/m.json", msg("m", "c@example.com", "v0"))
@@ -192,9 +186,7 @@ func TestUnreadableDirectoryIsNotTakenForDeletes(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("needs a non-root user: root reads a directory of mode 0 anyway, so it cannot be made unreadable")
 	}
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, kr, a, b := twoDevices(t)
 	b.tweak = func(o *Options) { o.RescanInterval = 200 * time.Millisecond }
 	a.start()
 	b.start()
@@ -229,9 +221,7 @@ func TestUnreadableDirectoryIsNotTakenForDeletes(t *testing.T) {
 // mount point is an empty directory. B must pause and delete nothing
 // elsewhere, and go on normally once the volume is back.
 func TestEmptyMountPointDeletesNothing(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, _, a, b := twoDevices(t)
 	a.start()
 	b.start()
 	a.write("c/m1.json", msg("m1", "c@example.com", "one"))
@@ -286,9 +276,7 @@ func TestEmptyMountPointDeletesNothing(t *testing.T) {
 // common setup: ~/chats -> /data/chats). Received messages must survive
 // B's periodic rescans and B's own messages must be replicated.
 func TestStoreReachedThroughASymlinkIsReplicated(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, kr, a, b := twoDevices(t)
 	real := b.store + ".real"
 	if err := os.Rename(b.store, real); err != nil {
 		t.Fatal(err)
@@ -334,9 +322,7 @@ func TestStoreReachedThroughASymlinkIsReplicated(t *testing.T) {
 // journal's ids have passed B's cursor. B must notice the reset, end with
 // every message, and push nothing the new journal already has.
 func TestJournalResetIsFoundAfterNewIdsPassTheCursor(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, kr, a, b := twoDevices(t)
 	a.start()
 	b.start()
 	for i := range 10 { // one message edited ten times: ids 1..10
@@ -478,9 +464,7 @@ func TestTimedOutPutIsNotResentWhileTheServerStillInserts(t *testing.T) {
 // keep it queued and retry with backoff rather than in a loop, and must
 // keep receiving other devices' messages meanwhile.
 func TestEntryTheServerNeverStoresBacksOffAndReceivingGoesOn(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, kr, a, b := twoDevices(t)
 	a.start()
 	b.start()
 	since := time.Now()
@@ -578,9 +562,7 @@ func TestCrashAfterResetStillPushesWhatTheNewJournalLacks(t *testing.T) {
 // one is written there. A must get the edit and the new message, and lose
 // nothing to the move.
 func TestEditInARenamedDirectoryReachesTheOtherDevice(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	srv, kr, a, b := twoDevices(t)
 	a.start()
 	b.start()
 	b.write("c/m1.json", msg("m1", "c@example.com", "one"))
@@ -615,9 +597,7 @@ func TestMessageWhoseWriteFailedArrivesOnceWritingWorks(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("needs a non-root user: root writes into a read-only directory anyway (TestFullDiskOnTheReceivingStoreLosesNoMessage covers ENOSPC as root)")
 	}
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	_, _, a, b := twoDevices(t)
 	m1 := msg("m1", "c@example.com", "one")
 	dir := filepath.Join(b.store, filepath.Dir(fileOfIncoming(t, m1)))
 	if err := os.Mkdir(dir, 0o500); err != nil {
