@@ -31,6 +31,39 @@
 //	delete_journal_entries  default: deletes       strict: {"error_message":"database error"}
 //	get_monthly_usage       default: calls, price  strict: HTTP 500, empty body
 //
+// # Reproducing the real server under load and faults
+//
+// These options (and chatsync-server flags) reproduce what the real
+// server was measured to do under load and faults (PROTOCOL §12), so the
+// daemon can be tested against it. Each works on its own; StrictCompat
+// does not set them, but chatsync-server --strict-compat turns on the
+// first two unless their flags are given.
+//
+//	PageBytesLimit     --page-bytes-limit N  a get_journal_entries reply over N bytes is
+//	                                         HTTP 500 with an empty body (PHP out of memory:
+//	                                         it needs ~5x the rows' bytes, so the stock
+//	                                         memory_limit=128M fails at about 20 MB of rows;
+//	                                         --strict-compat: 20,000,000)
+//	ShuffleSameSecond  --shuffle-same-second same-second rows in random order; a page cut
+//	                                         inside a second holds a random subset of that
+//	                                         second (it may lack lower ids and hold higher
+//	                                         ones); earlier seconds are complete
+//	                                         (ShuffleSeed / --shuffle-seed makes it
+//	                                         reproducible; --strict-compat turns it on)
+//	PageRows           --page-rows N         rows per page (default 5000); an honoured limit
+//	                                         gives min(limit, N)
+//	IgnoreAfterID      --ignore-after-id     after_id is ignored, like the historical Mongo
+//	                                         backend: pages start at the first row
+//	MaxRowBytes        --max-row-bytes N     a put element with data over N bytes is not
+//	                                         stored, its result has "journal_id":null
+//	                                         (MariaDB max_allowed_packet)
+//	HaltOnError        --halt-on-error       with MaxRowBytes: the put stops at that element
+//	                                         like PHP with Halt_On_Error=yes; rows before it
+//	                                         are stored, it and the rest are not, and the reply
+//	                                         is HTTP 200 with the text
+//	                                         "MySQL error: 1153 (Got a packet bigger than
+//	                                         'max_allowed_packet' bytes)\nSession halted.\n"
+//
 // Journal timestamps never go backwards: a row gets the clock's time, or
 // the newest timestamp already stored if the clock stepped back. So id
 // order is timestamp order, and a page is a bbolt cursor scan from

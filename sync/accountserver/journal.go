@@ -3,12 +3,14 @@ package accountserver
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// maxJournalRows is the real server's cap on one get_journal_entries page.
+// maxJournalRows is the real server's cap on one get_journal_entries page,
+// and the threshold of its limit bug (0 < limit < 5000 gives LIMIT 0).
 const maxJournalRows = 5000
 
 type journalRow struct {
@@ -46,20 +48,27 @@ func afterTimestamp(v string) string {
 }
 
 func (q *request) getJournalEntries() {
-	limit := maxJournalRows
-	if l := phpIntval(q.p.get("limit")); l > 0 && l < maxJournalRows {
-		if q.s.opts.StrictCompat {
+	o := &q.s.opts
+	limit := o.PageRows
+	if l := phpIntval(q.p.get("limit")); l > 0 {
+		switch {
+		case o.StrictCompat && l < maxJournalRows:
 			limit = 0 // the real LIMIT 0 bug
-		} else {
-			limit = int(l)
+		case !o.StrictCompat:
+			limit = int(min(l, int64(o.PageRows)))
 		}
+	}
+	afterID := phpIntval(q.p.get("after_id"))
+	if o.IgnoreAfterID {
+		afterID = 0
 	}
 	rows, err := q.s.queryJournal(journalQuery{
 		account:        q.acct.Address,
 		exceptUUID:     q.p.get("except_uuid"),
-		afterID:        phpIntval(q.p.get("after_id")),
+		afterID:        afterID,
 		afterTimestamp: afterTimestamp(q.p.get("after_timestamp")),
 		limit:          limit,
+		shuffle:        o.ShuffleSameSecond,
 	})
 	if err != nil {
 		q.s.log.Error("journal query failed", "account", q.acct.Address, "err", err)
@@ -71,7 +80,20 @@ func (q *request) getJournalEntries() {
 	for i, e := range rows {
 		out[i] = journalRow{strconv.FormatUint(e.ID, 10), "default", e.Timestamp, e.Account, e.UUID, e.IPAddress, e.Data}
 	}
-	q.ok(getReply{true, nil, out, len(out)})
+	body, err := phpJSON(getReply{true, nil, out, len(out)})
+	if err != nil {
+		fatal(q.w)
+		return
+	}
+	if o.PageBytesLimit > 0 && int64(len(body)) > o.PageBytesLimit {
+		// The real server builds the page in PHP memory and dies at
+		// memory_limit: HTTP 500, empty body (PROTOCOL §12).
+		q.s.log.Warn("journal page over the page byte limit: HTTP 500", "account", q.acct.Address,
+			"rows", len(out), "bytes", len(body), "limit", o.PageBytesLimit)
+		fatal(q.w)
+		return
+	}
+	writeText(q.w, http.StatusOK, string(body))
 }
 
 type putResult struct {
@@ -96,7 +118,10 @@ func (q *request) putFail(msg string) { q.ok(putFailure{[]putResult{}, false, ms
 // putJournalEntries implements PROTOCOL §4.3 and the §11.1 cases: the
 // elements are inserted in one transaction; an element whose data is an
 // array or object stops the request with a 500 after the rows before it
-// were stored, like the real server's TypeError.
+// were stored, like the real server's TypeError. With Options.MaxRowBytes
+// an element with longer data is not stored and gets journal_id null, or
+// with Options.HaltOnError stops the request like the TypeError but with
+// HaltOnErrorBody and HTTP 200 (PROTOCOL §12).
 func (q *request) putJournalEntries() {
 	// "Missing" means absent or empty (PROTOCOL §4.3: "0" reaches
 	// json_decode and fails there).
@@ -118,7 +143,8 @@ func (q *request) putJournalEntries() {
 	elems, _ := collection(raw) // a truthy scalar: foreach visits nothing
 	var ids []json.RawMessage
 	var values []string
-	failed := false
+	var tooBig []bool // per result row: over MaxRowBytes, not stored
+	failed, halted := false, false
 	for _, el := range elems {
 		if t := bytes.TrimSpace(el); len(t) == 0 || t[0] != '{' {
 			continue // not an object: $entry->data is null
@@ -144,13 +170,25 @@ func (q *request) putJournalEntries() {
 			failed = true // addslashes(stdClass|array): TypeError
 			break
 		}
+		over := q.s.opts.MaxRowBytes > 0 && len(s) > q.s.opts.MaxRowBytes
+		if over && q.s.opts.HaltOnError {
+			halted = true // PHP dies on this INSERT
+			break
+		}
 		if id == nil {
 			id = json.RawMessage("null")
 		} else if c, err := canonicalJSON(id); err == nil {
 			id = c
 		}
 		ids = append(ids, id)
-		values = append(values, s)
+		tooBig = append(tooBig, over)
+		if !over {
+			values = append(values, s)
+		}
+	}
+	if n := len(ids) - len(values); n > 0 || halted {
+		q.s.log.Warn("journal put: a row over the max row bytes is not stored", "account", q.acct.Address,
+			"skipped", n, "halted", halted, "max_row_bytes", q.s.opts.MaxRowBytes)
 	}
 	jids, err := q.s.putRows(q.acct.Address, uuid, q.ip, values)
 	if err != nil {
@@ -161,16 +199,31 @@ func (q *request) putJournalEntries() {
 		fatal(q.w)
 		return
 	}
+	if halted {
+		writeText(q.w, http.StatusOK, HaltOnErrorBody)
+		return
+	}
 	results := make([]putResult, len(ids))
+	next := 0 // index into jids of the next stored row
 	for i, id := range ids {
 		results[i] = putResult{ID: id, Source: "default"}
-		if i < len(jids) {
-			s := strconv.FormatUint(jids[i], 10)
+		if tooBig[i] {
+			continue
+		}
+		if next < len(jids) {
+			s := strconv.FormatUint(jids[next], 10)
 			results[i].JournalID = &s
 		}
+		next++
 	}
 	q.ok(putReply{results, true})
 }
+
+// HaltOnErrorBody is the reply of a put that hits an element over
+// Options.MaxRowBytes with Options.HaltOnError: PHP's DB layer with
+// Halt_On_Error=yes printing MariaDB's error for a row over
+// max_allowed_packet.
+const HaltOnErrorBody = "MySQL error: 1153 (Got a packet bigger than 'max_allowed_packet' bytes)\nSession halted.\n"
 
 // deleteJournalEntries implements PROTOCOL §4.5. The default deletes the
 // account's rows; StrictCompat reproduces the real server, whose SQL is

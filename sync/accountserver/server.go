@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"mime"
 	"mime/multipart"
 	"net"
@@ -23,6 +24,16 @@ import (
 
 // DefaultMaxBody is the request body limit when Options.MaxBody is 0.
 const DefaultMaxBody = 16 << 20
+
+// DefaultPageRows is the real server's cap on the rows of one
+// get_journal_entries page, used when Options.PageRows is 0.
+const DefaultPageRows = 5000
+
+// StrictPageBytesLimit is the page size at which a stock real server
+// (PHP memory_limit=128M, about 5x the rows' bytes) runs out of memory
+// (PROTOCOL §12). chatsync-server --strict-compat uses it as
+// Options.PageBytesLimit unless --page-bytes-limit is given.
+const StrictPageBytesLimit = 20_000_000
 
 // Path is the only URL path the server answers.
 const Path = "/settings.phtml"
@@ -46,6 +57,49 @@ type Options struct {
 	StrictCompat bool
 	// MaxBody limits request bodies in bytes; 0 means DefaultMaxBody.
 	MaxBody int64
+
+	// The options below reproduce how the real server behaves under load
+	// and faults (PROTOCOL §12). Each works on its own; StrictCompat does
+	// not set them (chatsync-server --strict-compat sets PageBytesLimit
+	// and ShuffleSameSecond).
+
+	// PageBytesLimit, if positive, is the largest get_journal_entries
+	// reply body in bytes: a page whose JSON would be larger is answered
+	// with HTTP 500 and an empty body, like the real server running out
+	// of PHP memory (it needs about 5x the rows' bytes, so memory_limit
+	// 128M fails at about StrictPageBytesLimit). 0 means no limit.
+	PageBytesLimit int64
+	// PageRows caps the rows of one get_journal_entries page; 0 means
+	// DefaultPageRows. A limit parameter that is honoured (not in
+	// StrictCompat, where 0 < limit < 5000 gives no rows) gives
+	// min(limit, PageRows) rows.
+	PageRows int
+	// ShuffleSameSecond makes rows with the same one-second timestamp
+	// come back in no defined order, as on real MariaDB: within a page
+	// each second's rows are in random order, and when the page is cut at
+	// its cap inside a second, which rows of that last second are in the
+	// page is random (not the lowest ids). Rows of the earlier seconds of
+	// a page are always all there.
+	ShuffleSameSecond bool
+	// ShuffleSeed seeds the random source of ShuffleSameSecond, so tests
+	// are reproducible; 0 means a seed taken from the clock.
+	ShuffleSeed uint64
+	// IgnoreAfterID ignores the after_id parameter, like the historical
+	// Mongo backend (PROTOCOL §4.6): every page starts at the account's
+	// first row. except_uuid and after_timestamp still apply.
+	IgnoreAfterID bool
+	// MaxRowBytes, if positive, mimics MariaDB's max_allowed_packet: a
+	// put_journal_entries element whose data is longer than this many
+	// bytes is not stored and its result has "journal_id":null; the other
+	// rows of the batch are stored.
+	MaxRowBytes int
+	// HaltOnError (only with MaxRowBytes) mimics PHP's
+	// Halt_On_Error=yes instead: the put stops at the first oversized
+	// element. The rows before it are stored, it and the rows after it
+	// are not, and the reply is HTTP 200 with the MySQL error text
+	// (HaltOnErrorBody) instead of JSON.
+	HaltOnError bool
+
 	// Now is the clock for journal timestamps, nonces and monthly usage;
 	// nil means time.Now. Tests set it to put many rows into one second or
 	// to expire nonces.
@@ -70,6 +124,9 @@ type Server struct {
 	domains  map[string]bool
 	log      *slog.Logger
 
+	rngMu sync.Mutex
+	rng   *mrand.Rand // for ShuffleSameSecond
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -92,7 +149,15 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.PageRows <= 0 {
+		opts.PageRows = DefaultPageRows
+	}
+	seed := opts.ShuffleSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
 	s := &Server{
+		rng:      mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		opts:     opts,
 		accounts: map[string]*Account{},
 		domains:  map[string]bool{},

@@ -107,12 +107,16 @@ type journalQuery struct {
 	afterID        int64
 	afterTimestamp string // "" means no filter
 	limit          int
+	// shuffle gives same-second rows no defined order (see
+	// Options.ShuffleSameSecond).
+	shuffle bool
 }
 
 // queryJournal walks the account's rows from after_id+1 in id order. Rows
 // get non-decreasing timestamps (see putRows), so id order is the
 // timestamp order of the real ORDER BY timestamp, and a page never needs
-// more than limit rows in memory.
+// more than limit rows in memory (with q.shuffle, plus the ids of the
+// rest of its last second).
 func (s *Server) queryJournal(q journalQuery) ([]Entry, error) {
 	out := []Entry{}
 	if q.limit <= 0 {
@@ -130,30 +134,113 @@ func (s *Server) queryJournal(q journalQuery) ([]Entry, error) {
 		if b == nil {
 			return nil
 		}
-		c := b.Cursor()
-		for k, v := c.Seek(idKey(start)); k != nil && len(out) < q.limit; k, v = c.Next() {
+		// match decodes a row (all but its data) and reports whether the
+		// filters keep it.
+		match := func(k, v []byte) (e Entry, data []byte, ok bool, err error) {
 			ts, uuid, ip, data, err := decodeRowHead(v)
 			if err != nil {
-				return fmt.Errorf("row %x: %w", k, err)
+				return Entry{}, nil, false, fmt.Errorf("row %x: %w", k, err)
 			}
-			if q.exceptUUID != "" && strings.EqualFold(uuid, q.exceptUUID) {
-				continue
+			e = Entry{ID: binary.BigEndian.Uint64(k), Timestamp: ts, Account: q.account, UUID: uuid, IPAddress: ip}
+			ok = (q.exceptUUID == "" || !strings.EqualFold(uuid, q.exceptUUID)) &&
+				(q.afterTimestamp == "" || ts > q.afterTimestamp)
+			return e, data, ok, nil
+		}
+		c := b.Cursor()
+		k, v := c.Seek(idKey(start))
+		for ; k != nil && len(out) < q.limit; k, v = c.Next() {
+			e, data, ok, err := match(k, v)
+			if err != nil {
+				return err
 			}
-			if q.afterTimestamp != "" && ts <= q.afterTimestamp {
-				continue
+			if ok {
+				e.Data = string(data)
+				out = append(out, e)
 			}
-			out = append(out, Entry{
-				ID:        binary.BigEndian.Uint64(k),
-				Timestamp: ts,
-				Account:   q.account,
-				UUID:      uuid,
-				IPAddress: ip,
-				Data:      string(data),
-			})
+		}
+		if !q.shuffle {
+			return nil
+		}
+		if len(out) == q.limit {
+			// The page is cut at its cap: k is the first row not taken.
+			// The rest of the last second competes with the rows of that
+			// second already taken for their places.
+			var rest []uint64
+			last := out[len(out)-1].Timestamp
+			for ; k != nil; k, v = c.Next() {
+				e, _, ok, err := match(k, v)
+				if err != nil {
+					return err
+				}
+				if e.Timestamp > last {
+					break // timestamps never decrease in id order
+				}
+				if ok {
+					rest = append(rest, e.ID)
+				}
+			}
+			if len(rest) > 0 {
+				if err := s.drawLastSecond(b, out, rest, match); err != nil {
+					return err
+				}
+			}
+		}
+		for i := 0; i < len(out); {
+			j := i + 1
+			for j < len(out) && out[j].Timestamp == out[i].Timestamp {
+				j++
+			}
+			sec := out[i:j]
+			s.shuffle(len(sec), func(a, b int) { sec[a], sec[b] = sec[b], sec[a] })
+			i = j
 		}
 		return nil
 	})
 	return out, err
+}
+
+// drawLastSecond replaces the rows of out's last second by as many rows
+// drawn at random from them and rest (the ids of that second's other
+// matching rows), reading the rows drawn from rest from b.
+func (s *Server) drawLastSecond(b *bolt.Bucket, out []Entry, rest []uint64, match func(k, v []byte) (Entry, []byte, bool, error)) error {
+	first := len(out) - 1
+	for first > 0 && out[first-1].Timestamp == out[len(out)-1].Timestamp {
+		first--
+	}
+	tail := out[first:]
+	have := make(map[uint64]Entry, len(tail))
+	pool := make([]uint64, 0, len(tail)+len(rest))
+	for _, e := range tail {
+		have[e.ID] = e
+		pool = append(pool, e.ID)
+	}
+	pool = append(pool, rest...)
+	s.shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+	for i, id := range pool[:len(tail)] {
+		if e, ok := have[id]; ok {
+			tail[i] = e
+			continue
+		}
+		k := idKey(id)
+		e, data, ok, err := match(k, b.Get(k))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("row %x: no longer matches", k)
+		}
+		e.Data = string(data)
+		tail[i] = e
+	}
+	return nil
+}
+
+// shuffle permutes n elements with swap, using the server's seeded
+// source.
+func (s *Server) shuffle(n int, swap func(i, j int)) {
+	s.rngMu.Lock()
+	defer s.rngMu.Unlock()
+	s.rng.Shuffle(n, swap)
 }
 
 // putRows inserts rows for one account in one transaction (one fsync) and
