@@ -6,6 +6,21 @@
 //
 //	chatsync-server --listen 127.0.0.1:8080 --data DIR --accounts accounts.toml
 //	                [--tls-cert F --tls-key F] [--strict-compat] [--max-body BYTES]
+//	                [--page-bytes-limit N] [--page-rows N]
+//	                [--shuffle-same-second [--shuffle-seed N]] [--ignore-after-id]
+//	                [--max-row-bytes N [--halt-on-error]]
+//
+// The last five reproduce the real server's page behaviour under load and
+// faults (PROTOCOL.md §12; see the accountserver package documentation):
+// --page-bytes-limit answers HTTP 500 with an empty body for a page over
+// N bytes (sizes take k, M, G for powers of 1000 and Ki, Mi, Gi for powers
+// of 1024), --page-rows caps the rows per page (default 5000),
+// --shuffle-same-second returns same-second rows in no defined order,
+// --ignore-after-id ignores after_id like the old Mongo backend, and
+// --max-row-bytes stores no put element with data over N bytes
+// ("journal_id":null, or with --halt-on-error the MySQL error text and
+// nothing from that element on). --strict-compat also sets
+// --page-bytes-limit 20M and --shuffle-same-second unless they are given.
 //
 // The first line of standard output is "listening on URL", where URL is
 // the settings URL clients use. Logs go to standard error.
@@ -19,10 +34,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,7 +66,17 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-func run(args []string, stdout, stderr io.Writer) error {
+// serverConfig is the parsed command line.
+type serverConfig struct {
+	listen, accountsPath, tlsCert, tlsKey string
+	logLevel                              slog.Level
+	// opts are the server options, all but Accounts and Logger.
+	opts accountserver.Options
+}
+
+// parseFlags parses the command line. It returns nil and no error when
+// it has done what was asked (--help, --version).
+func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) {
 	fs := flag.NewFlagSet("chatsync-server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "`address` to listen on (port 0 picks a free port)")
@@ -56,69 +84,166 @@ func run(args []string, stdout, stderr io.Writer) error {
 	accountsPath := fs.String("accounts", "", "accounts.toml `file` listing the served accounts")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate `file` (PEM); serve https with --tls-key")
 	tlsKey := fs.String("tls-key", "", "TLS private key `file` (PEM)")
-	strict := fs.Bool("strict-compat", false, "reproduce the real server's bugs (limit, delete_journal_entries, get_monthly_usage)")
+	strict := fs.Bool("strict-compat", false, "reproduce the real server's bugs (limit, delete_journal_entries, get_monthly_usage)\nand, unless their flags are given, its page limits: --page-bytes-limit 20M --shuffle-same-second")
 	maxBody := fs.Int64("max-body", accountserver.DefaultMaxBody, "largest accepted request body in `bytes`")
+	var pageBytes, maxRow byteSize
+	fs.Var(&pageBytes, "page-bytes-limit", "answer HTTP 500 with an empty body when a get_journal_entries reply would be over `N` bytes,\n"+
+		"like the real server out of PHP memory (k, M, G: 1000, 1000², 1000³; Ki, Mi, Gi: 1024, 1024², 1024³;\n"+
+		"0: no limit; --strict-compat: 20M)")
+	pageRows := fs.Int("page-rows", accountserver.DefaultPageRows, "cap a get_journal_entries page at `N` rows (the real server's cap is 5000);\nan honoured limit parameter gives min(limit, N)")
+	shuffle := fs.Bool("shuffle-same-second", false, "return the rows of one second in no defined order, and a page cut inside a second\n"+
+		"with an arbitrary subset of that second's rows, as real MariaDB does (on with --strict-compat)")
+	shuffleSeed := fs.Uint64("shuffle-seed", 0, "seed `N` of --shuffle-same-second's random order, for reproducible runs (0: from the clock)")
+	ignoreAfterID := fs.Bool("ignore-after-id", false, "ignore after_id like the historical Mongo backend: every page starts at the account's first row")
+	fs.Var(&maxRow, "max-row-bytes", "do not store a put element whose data is over `N` bytes and answer \"journal_id\":null for it,\n"+
+		"like MariaDB's max_allowed_packet (suffixes as for --page-bytes-limit; 0: no limit)")
+	haltOnError := fs.Bool("halt-on-error", false, "with --max-row-bytes: stop the put at that element instead (the rows before it are stored)\n"+
+		"and reply with the MySQL error text, like PHP with Halt_On_Error=yes")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: chatsync-server --listen ADDR --data DIR --accounts FILE [--tls-cert F --tls-key F] [--strict-compat] [--max-body BYTES]")
+		fmt.Fprintln(stderr, "usage: chatsync-server --listen ADDR --data DIR --accounts FILE [--tls-cert F --tls-key F] [--strict-compat] [--max-body BYTES]\n"+
+			"                       [--page-bytes-limit N] [--page-rows N] [--shuffle-same-second [--shuffle-seed N]]\n"+
+			"                       [--ignore-after-id] [--max-row-bytes N [--halt-on-error]]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			return nil, nil
 		}
-		return usageError{err.Error()}
+		return nil, usageError{err.Error()}
 	}
 	if *showVersion {
 		_, err := fmt.Fprintf(stdout, "chatsync-server %s\n", version)
-		return err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q; all options are flags (see --help)", fs.Arg(0))}
+		return nil, usageError{fmt.Sprintf("unexpected argument %q; all options are flags (see --help)", fs.Arg(0))}
 	}
 	if *dataDir == "" {
-		return usageError{"--data is required: give a directory for the journal database, e.g. --data ./server-data"}
+		return nil, usageError{"--data is required: give a directory for the journal database, e.g. --data ./server-data"}
 	}
 	if *accountsPath == "" {
-		return usageError{"--accounts is required: give an accounts.toml with at least one [[account]] (address, password)"}
+		return nil, usageError{"--accounts is required: give an accounts.toml with at least one [[account]] (address, password)"}
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
-		return usageError{"--tls-cert and --tls-key go together: give both, or neither for plain http"}
+		return nil, usageError{"--tls-cert and --tls-key go together: give both, or neither for plain http"}
 	}
 	if *maxBody <= 0 {
-		return usageError{"--max-body must be a positive number of bytes"}
+		return nil, usageError{"--max-body must be a positive number of bytes"}
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError{fmt.Sprintf("--log-level %q: use debug, info, warn or error", *logLevel)}
+	if *pageRows <= 0 {
+		return nil, usageError{fmt.Sprintf("--page-rows %d: want a positive number of rows (the real server's is 5000)", *pageRows)}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if maxRow.n > math.MaxInt {
+		return nil, usageError{fmt.Sprintf("--max-row-bytes %d: too large", maxRow.n)}
+	}
+	if *haltOnError && maxRow.n == 0 {
+		return nil, usageError{"--halt-on-error needs --max-row-bytes N: it says what happens to a put element over N bytes"}
+	}
+	cfg := &serverConfig{listen: *listen, accountsPath: *accountsPath, tlsCert: *tlsCert, tlsKey: *tlsKey}
+	if err := cfg.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: use debug, info, warn or error", *logLevel)}
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	cfg.opts = accountserver.Options{
+		DataDir:           *dataDir,
+		StrictCompat:      *strict,
+		MaxBody:           *maxBody,
+		PageBytesLimit:    pageBytes.n,
+		PageRows:          *pageRows,
+		ShuffleSameSecond: *shuffle,
+		ShuffleSeed:       *shuffleSeed,
+		IgnoreAfterID:     *ignoreAfterID,
+		MaxRowBytes:       int(maxRow.n),
+		HaltOnError:       *haltOnError,
+	}
+	if *strict {
+		if !given["page-bytes-limit"] {
+			cfg.opts.PageBytesLimit = accountserver.StrictPageBytesLimit
+		}
+		if !given["shuffle-same-second"] {
+			cfg.opts.ShuffleSameSecond = true
+		}
+	}
+	return cfg, nil
+}
 
-	accounts, err := accountserver.LoadAccounts(*accountsPath)
+// byteSize is a flag value: a number of bytes with an optional suffix.
+type byteSize struct{ n int64 }
+
+func (b *byteSize) String() string { return strconv.FormatInt(b.n, 10) }
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseByteSize(s)
+	if err != nil {
+		return err
+	}
+	b.n = n
+	return nil
+}
+
+// byteSuffixes are the accepted size suffixes, longest first.
+var byteSuffixes = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30},
+	{"kB", 1e3}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},
+	{"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9},
+	{"B", 1},
+}
+
+// parseByteSize reads "20000000", "20M" (decimal: 20,000,000), "16Mi"
+// (binary: 16,777,216) and the like.
+func parseByteSize(s string) (int64, error) {
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, x := range byteSuffixes {
+		if rest, ok := strings.CutSuffix(num, x.suffix); ok {
+			num, mult = strings.TrimSpace(rest), x.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q: want a number of bytes, optionally with k, M, G (powers of 1000) or Ki, Mi, Gi (powers of 1024), e.g. 20M", s)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q: too large", s)
+	}
+	return n * mult, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stdout, stderr)
+	if err != nil || cfg == nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+
+	accounts, err := accountserver.LoadAccounts(cfg.accountsPath)
 	if err != nil {
 		return fmt.Errorf("accounts: %w", err)
 	}
-	srv, err := accountserver.New(accountserver.Options{
-		DataDir:      *dataDir,
-		Accounts:     accounts,
-		StrictCompat: *strict,
-		MaxBody:      *maxBody,
-		Logger:       log,
-	})
+	opts := cfg.opts
+	opts.Accounts = accounts
+	opts.Logger = log
+	srv, err := accountserver.New(opts)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is the port in use? try --listen 127.0.0.1:0)", *listen, err)
+		return fmt.Errorf("listen on %s: %w (is the port in use? try --listen 127.0.0.1:0)", cfg.listen, err)
 	}
 	scheme := "http"
 	var tlsConfig *tls.Config
-	if *tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+	if cfg.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("TLS key pair: %w (give PEM files: --tls-cert CERT --tls-key KEY)", err)
@@ -133,13 +258,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(stdout, "listening on %s://%s%s\n", scheme, ln.Addr(), accountserver.Path)
-	log.Info("serving", "addr", ln.Addr().String(), "accounts", len(accounts), "strict_compat", *strict, "data", *dataDir)
+	log.Info("serving", "addr", ln.Addr().String(), "accounts", len(accounts), "strict_compat", opts.StrictCompat, "data", opts.DataDir,
+		"page_rows", opts.PageRows, "page_bytes_limit", opts.PageBytesLimit, "shuffle_same_second", opts.ShuffleSameSecond,
+		"ignore_after_id", opts.IgnoreAfterID, "max_row_bytes", opts.MaxRowBytes, "halt_on_error", opts.HaltOnError)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() {
-		if *tlsCert != "" {
+		if cfg.tlsCert != "" {
 			errc <- hs.ServeTLS(ln, "", "")
 		} else {
 			errc <- hs.Serve(ln)
