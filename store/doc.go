@@ -21,7 +21,7 @@
 //	        │   ├── outbox_len : uint64  number of outbox entries
 //	        │   └── inflight   : JSON    {seqs, tokens, watermark, started}; absent when none
 //	        ├── outbox
-//	        │   └── <seq uint64> : JSON  {token, msgid, op, envelope, hash, enqueued, attempts, last_error}
+//	        │   └── <seq uint64> : JSON  {token, msgid, op, envelope, hash, enqueued, attempts, last_error, retry_at}
 //	        ├── pending                  msgid → newest outbox entry of that msgid
 //	        │   └── <msgid> : uint64     seq
 //	        ├── sent                     token → journal id of the stored row

@@ -46,6 +46,11 @@ type Entry struct {
 	Enqueued  time.Time // when the first still-unsent version of MsgID was enqueued
 	Attempts  int       // sends that did not store the entry
 	LastError string
+	// RetryAt, when set, holds the entry back until then: the server
+	// refused this entry itself (journal_id null, or the row its reply
+	// died on), so it waits with its own backoff while the entries behind
+	// it are sent.
+	RetryAt time.Time
 }
 
 // wireOverhead is the JSON framing around one row in put_journal_entries'
@@ -66,11 +71,12 @@ type entryRecord struct {
 	Enqueued  time.Time `json:"enqueued"`
 	Attempts  int       `json:"attempts,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
+	RetryAt   time.Time `json:"retry_at,omitzero"`
 }
 
 func (r entryRecord) entry(seq uint64) Entry {
 	return Entry{Seq: seq, Token: r.Token, MsgID: r.MsgID, Op: r.Op, Envelope: r.Envelope,
-		Hash: r.Hash, Enqueued: r.Enqueued, Attempts: r.Attempts, LastError: r.LastError}
+		Hash: r.Hash, Enqueued: r.Enqueued, Attempts: r.Attempts, LastError: r.LastError, RetryAt: r.RetryAt}
 }
 
 // Batch is a group of outbox entries sent in one put_journal_entries call.
@@ -81,6 +87,9 @@ type Batch struct {
 	// reconciliation reads this device's rows with after_id = Watermark.
 	Watermark int64
 	Started   time.Time
+	// HeldUntil is the earliest RetryAt of the entries NextBatch passed
+	// over because they are held back; zero when none is.
+	HeldUntil time.Time
 }
 
 // inflightRecord is the in-flight marker, stored before the POST.
@@ -100,6 +109,9 @@ type Result struct {
 	JournalID int64
 	// Err, optional, is kept as the entry's LastError when JournalID is 0.
 	Err string
+	// RetryAt, optional, holds a not-stored entry back until then (see
+	// Entry.RetryAt); zero sends it again with the next batch.
+	RetryAt time.Time
 }
 
 func (p Push) validate() error {
@@ -270,7 +282,8 @@ func (db *DB) Pending(acct, msgid string) (Entry, bool, error) {
 
 // NextBatch takes the oldest outbox entries, in order, at most maxCount of
 // them and at most maxBytes of WireSize in total (but always at least one,
-// so an entry larger than maxBytes is still sent, alone), and durably records
+// so an entry larger than maxBytes is still sent, alone), passing over the
+// entries held back until a later time (Entry.RetryAt), and durably records
 // them as in flight before returning, with the watermark and start time.
 // The engine must call it BEFORE the POST and then exactly one of
 // CompleteBatch or FailBatch. An empty Batch means the outbox is empty and
@@ -293,11 +306,18 @@ func (db *DB) NextBatch(acct string, maxCount, maxBytes int) (Batch, error) {
 			return err
 		}
 		size := 0
+		now := db.now()
 		c := a.outbox.Cursor()
 		for k, v := c.First(); k != nil && len(b.Entries) < maxCount; k, v = c.Next() {
 			rec, err := decodeEntry(v)
 			if err != nil {
 				return err
+			}
+			if now.Before(rec.RetryAt) {
+				if b.HeldUntil.IsZero() || rec.RetryAt.Before(b.HeldUntil) {
+					b.HeldUntil = rec.RetryAt
+				}
+				continue
 			}
 			e := rec.entry(binary.BigEndian.Uint64(k))
 			if len(b.Entries) > 0 && size+e.WireSize() > maxBytes {
@@ -415,7 +435,7 @@ func (db *DB) CompleteBatch(acct string, results []Result) error {
 						reason = res.Err
 					}
 				}
-				err = requeue(a, seq, reason)
+				err = requeue(a, seq, reason, res.RetryAt)
 			}
 			if err != nil {
 				return err
@@ -487,8 +507,9 @@ func removeEntry(a *account, seq uint64, msgid string) error {
 }
 
 // requeue counts a failed attempt for the entry seq, which was definitely
-// not stored; it is dropped if a newer version of its msgid is queued.
-func requeue(a *account, seq uint64, reason string) error {
+// not stored, holding it back until retryAt (zero: not held); it is dropped
+// if a newer version of its msgid is queued.
+func requeue(a *account, seq uint64, reason string, retryAt time.Time) error {
 	rec, err := inFlightEntry(a, seq)
 	if err != nil {
 		return err
@@ -498,6 +519,7 @@ func requeue(a *account, seq uint64, reason string) error {
 	}
 	rec.Attempts++
 	rec.LastError = reason
+	rec.RetryAt = retryAt
 	return putJSON(a.outbox, u64(seq), rec)
 }
 
@@ -531,7 +553,7 @@ func (db *DB) FailBatch(acct string, cause error) error {
 			return ErrNoBatchInFlight
 		}
 		for _, seq := range r.Seqs {
-			if err := requeue(a, seq, reason); err != nil {
+			if err := requeue(a, seq, reason, time.Time{}); err != nil {
 				return err
 			}
 		}
@@ -541,6 +563,34 @@ func (db *DB) FailBatch(acct string, cause error) error {
 		return fmt.Errorf("fail batch: %w", err)
 	}
 	return nil
+}
+
+// Held returns the outbox entries held back by RetryAt (whether or not
+// that time has passed), in outbox order: the entries the server refused.
+// It reads the whole outbox (O(outbox)); the engine calls it once at start
+// and then follows the batches' results.
+func (db *DB) Held(acct string) ([]Entry, error) {
+	var out []Entry
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		a := readAccount(tx, acct)
+		if !a.exists() {
+			return nil
+		}
+		return a.outbox.ForEach(func(k, v []byte) error {
+			rec, err := decodeEntry(v)
+			if err != nil {
+				return err
+			}
+			if !rec.RetryAt.IsZero() {
+				out = append(out, rec.entry(binary.BigEndian.Uint64(k)))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("held entries: %w", err)
+	}
+	return out, nil
 }
 
 // JournalIDOf returns the journal id the server gave the row sent with

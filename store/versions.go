@@ -86,7 +86,7 @@ func (db *DB) SetAnchor(acct string, an Anchor) error {
 }
 
 // Cursor returns the highest journal id of acct applied so far; polling
-// continues with after_id = Cursor (minus any overlap the engine keeps).
+// continues with after_id = Cursor.
 func (db *DB) Cursor(acct string) (int64, error) {
 	var c int64
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -118,8 +118,9 @@ func (db *DB) Version(acct, msgid string) (Version, bool, error) {
 // apply the same page again, which is idempotent. A put moves the msgid's
 // index entry to Path (dropping the entry of the old path, whose file the
 // engine removed or replaced); a delete removes the msgid's index entry and
-// leaves a tombstone version.
-func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied) error {
+// leaves a tombstone version. A non-nil anchor is recorded as by SetAnchor,
+// in the same transaction.
+func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied, anchor *Anchor) error {
 	for _, ap := range applied {
 		if ap.MsgID == "" || ap.JournalID <= 0 {
 			return fmt.Errorf("apply remote: bad version %q journal id %d", ap.MsgID, ap.JournalID)
@@ -154,6 +155,11 @@ func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied) error {
 		}
 		if err := raiseI64(a.state, keyCursor, cursor); err != nil {
 			return err
+		}
+		if anchor != nil {
+			if err := putJSON(a.state, keyAnchor, *anchor); err != nil {
+				return err
+			}
 		}
 		return raiseI64(a.state, keyHighwater, high)
 	})
