@@ -475,22 +475,31 @@ func (c *Client) RejectRules(ctx context.Context) ([]string, error) {
 type Voicemail = apitype.Voicemail
 
 // Voicemail returns the voicemail box; nil when the account has none.
+// Options keeps the server's JSON value: the real server sends a
+// structure (PROTOCOL §12: {"delete":false}), old servers a string; null
+// leaves it empty.
 func (c *Client) Voicemail(ctx context.Context) (*Voicemail, error) {
 	var w struct {
-		Mailbox  flexString `json:"Mailbox"`
-		Password flexString `json:"Password"`
-		Name     flexString `json:"Name"`
-		Email    flexString `json:"Email"`
-		Info     flexString `json:"Info"`
-		Options  flexString `json:"Options"`
-		Account  flexString `json:"Account"`
+		Mailbox  flexString      `json:"Mailbox"`
+		Password flexString      `json:"Password"`
+		Name     flexString      `json:"Name"`
+		Email    flexString      `json:"Email"`
+		Info     flexString      `json:"Info"`
+		Options  json.RawMessage `json:"Options"`
+		Account  flexString      `json:"Account"`
 	}
 	js, err := c.getObject(ctx, "get_voicemail", true, &w)
 	if err != nil || js == nil {
 		return nil, err
 	}
+	var opts json.RawMessage
+	if len(w.Options) > 0 && !isNull(w.Options) {
+		var b bytes.Buffer
+		json.Compact(&b, w.Options) // cannot fail: decoding checked it
+		opts = b.Bytes()
+	}
 	return &Voicemail{Mailbox: string(w.Mailbox), Password: string(w.Password), Name: string(w.Name),
-		Email: string(w.Email), Info: string(w.Info), Options: string(w.Options), Account: string(w.Account)}, nil
+		Email: string(w.Email), Info: string(w.Info), Options: opts, Account: string(w.Account)}, nil
 }
 
 // SetDNDOn turns do-not-disturb on (set_dnd_on) for d, sent as whole

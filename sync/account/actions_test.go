@@ -275,17 +275,47 @@ func TestRejectRulesParsesURIs(t *testing.T) {
 }
 
 func TestVoicemailParsesBoxAndNullIsNone(t *testing.T) {
-	s := newTestServer(t, reply(`{"Mailbox":"1234","Password":"9876","Name":"Alice Liddell","Email":"alice@example.org","Info":null,"Options":"attach=yes","Account":"1234@vm.example.com"}`))
+	// The real server's reply: Options is a structure (PROTOCOL §12).
+	s := newTestServer(t, reply(`{"Mailbox":"1001","Password":"1234","Name":"Alice","Email":"a@x","Info":"","Options":{"delete":false},"Account":"1001@vm.example.com"}`))
 	c := newClient(t, s)
 	got, err := c.Voicemail(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Voicemail{Mailbox: "1234", Password: "9876", Name: "Alice Liddell", Email: "alice@example.org", Options: "attach=yes", Account: "1234@vm.example.com"}
-	if *got != want {
-		t.Fatalf("Voicemail = %+v", got)
+	want := &Voicemail{Mailbox: "1001", Password: "1234", Name: "Alice", Email: "a@x", Options: json.RawMessage(`{"delete":false}`), Account: "1001@vm.example.com"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Voicemail = %+v (options %s)\nwant %+v", got, got.Options, want)
 	}
 	wantQuery(t, s, "get_voicemail", nil)
+	js, _ := json.Marshal(got)
+	if !strings.Contains(string(js), `"options":{"delete":false}`) {
+		t.Errorf("JSON of the box: %s", js)
+	}
+
+	// An old server's string Options, spaced-out JSON, and a null one.
+	for _, tc := range []struct{ options, want string }{
+		{`"attach=yes"`, `"attach=yes"`},
+		{`{ "delete" : true, "n": [1, 2] }`, `{"delete":true,"n":[1,2]}`},
+		{`null`, ``},
+	} {
+		s.setHandler(reply(`{"Mailbox":"1234","Password":"9876","Name":"Alice Liddell","Email":"alice@example.org","Info":null,"Options":` + tc.options + `,"Account":"1234@vm.example.com"}`))
+		got, err := c.Voicemail(t.Context())
+		if err != nil {
+			t.Fatalf("Options %s: %v", tc.options, err)
+		}
+		if string(got.Options) != tc.want || got.Mailbox != "1234" || got.Info != "" || got.Account != "1234@vm.example.com" {
+			t.Errorf("Options %s: got %+v (options %s), want options %s", tc.options, got, got.Options, tc.want)
+		}
+	}
+	s.setHandler(reply(`{"Mailbox":"1234","Password":"9876","Name":"Alice","Email":"","Info":"","Account":"1234@vm.example.com"}`))
+	if got, err := c.Voicemail(t.Context()); err != nil || got.Options != nil {
+		t.Fatalf("Voicemail without Options = %+v, %v", got, err)
+	}
+	js, _ = json.Marshal(&Voicemail{Mailbox: "1"})
+	if strings.Contains(string(js), "options") {
+		t.Errorf("no options: %s", js)
+	}
+
 	s.setHandler(reply("null"))
 	if got, err := c.Voicemail(t.Context()); err != nil || got != nil {
 		t.Fatalf("Voicemail on null = %+v, %v", got, err)

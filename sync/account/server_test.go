@@ -128,7 +128,7 @@ password = "vm-secret"
 name = "Alice"
 email = "alice@mail.example.com"
 info = "office"
-options = "attach=yes"
+options = { delete = true }
 
 [[account]]
 address  = "bob@example.com"
@@ -713,7 +713,7 @@ func TestServerVoicemailReturnsSeedAndNilWhenNone(t *testing.T) {
 		Name:     "Alice",
 		Email:    "alice@mail.example.com",
 		Info:     "office",
-		Options:  "attach=yes",
+		Options:  json.RawMessage(`{"delete":true}`),
 		Account:  "1001@vm.example.com",
 	})
 	v, err = h.bob(t).Voicemail(ctx(t))

@@ -123,13 +123,30 @@ type TemporaryRule struct {
 // Voicemail is the mailbox get_voicemail returns. Server is the voicemail
 // server used in the "Account" field (default "vm.<domain>").
 type Voicemail struct {
-	Mailbox  string `toml:"mailbox"`
-	Password string `toml:"password"`
-	Name     string `toml:"name"`
-	Email    string `toml:"email"`
-	Info     string `toml:"info"`
-	Options  string `toml:"options"`
-	Server   string `toml:"server"`
+	Mailbox  string           `toml:"mailbox"`
+	Password string           `toml:"password"`
+	Name     string           `toml:"name"`
+	Email    string           `toml:"email"`
+	Info     string           `toml:"info"`
+	Options  VoicemailOptions `toml:"options"` // nil: {"delete":false}
+	Server   string           `toml:"server"`
+}
+
+// VoicemailOptions are the mailbox options. The real server's Options is
+// a structure, replied as a JSON object such as {"delete":false}
+// (PROTOCOL §12); in accounts.toml it is a table with the same keys,
+// e.g. options = { delete = false }.
+type VoicemailOptions map[string]any
+
+// UnmarshalTOML accepts only a table, so the old string form gets a clear
+// error.
+func (o *VoicemailOptions) UnmarshalTOML(v any) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("voicemail options is a %T; want a table, e.g. options = { delete = false }", v)
+	}
+	*o = m
+	return nil
 }
 
 // forwardingKeys are the diversion conditions in the order the real server

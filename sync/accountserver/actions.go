@@ -544,13 +544,13 @@ func (q *request) getAcceptRules() {
 func (q *request) getRejectRules() { q.ok(nonNil(q.acct.RejectRules)) }
 
 type voicemailReply struct {
-	Mailbox  string `json:"Mailbox"`
-	Password string `json:"Password"`
-	Name     string `json:"Name"`
-	Email    string `json:"Email"`
-	Info     string `json:"Info"`
-	Options  string `json:"Options"`
-	Account  string `json:"Account"`
+	Mailbox  string           `json:"Mailbox"`
+	Password string           `json:"Password"`
+	Name     string           `json:"Name"`
+	Email    string           `json:"Email"`
+	Info     string           `json:"Info"`
+	Options  VoicemailOptions `json:"Options"`
+	Account  string           `json:"Account"`
 }
 
 func (q *request) getVoicemail() {
@@ -567,7 +567,11 @@ func (q *request) getVoicemail() {
 	if mailbox == "" {
 		mailbox = q.acct.user()
 	}
-	q.ok(voicemailReply{mailbox, v.Password, v.Name, v.Email, v.Info, v.Options, mailbox + "@" + server})
+	opts := v.Options
+	if opts == nil {
+		opts = VoicemailOptions{"delete": false}
+	}
+	q.ok(voicemailReply{mailbox, v.Password, v.Name, v.Email, v.Info, opts, mailbox + "@" + server})
 }
 
 func (q *request) setTemporary(groups []string, duration int, msg string) {

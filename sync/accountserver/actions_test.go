@@ -25,7 +25,7 @@ func TestActions(t *testing.T) {
 		{"get_call_forwarding", nil, `{"FUNC":null,"FNOL":null,"FBUS":"bob@example.com","FNOA":"<voice-mailbox>","FUNV":null}`},
 		{"get_accept_rules", nil, `{"persistent":{"31":{"start":"09:00","stop":"17:00","groups":["everybody"]}},"temporary":{"groups":["everybody"],"duration":0},"groups":["coworkers"]}`},
 		{"get_reject_rules", nil, `["sip:spam@example.net"]`},
-		{"get_voicemail", nil, `{"Mailbox":"1001","Password":"1234","Name":"Alice","Email":"alice@mail.example.com","Info":"","Options":"attach=yes","Account":"1001@vm.example.com"}`},
+		{"get_voicemail", nil, `{"Mailbox":"1001","Password":"1234","Name":"Alice","Email":"alice@mail.example.com","Info":"","Options":{"attach":"yes","delete":true,"keep_days":30},"Account":"1001@vm.example.com"}`},
 		{"add_alias", nil, `{"success":false,"error_message":"Error: missing username"}`},
 		{"add_alias", []string{"username", "  Al2 "}, `{"success":true,"error_message":"Added alias al2"}`},
 		{"add_alias", []string{"username", "al2"}, `{"success":false,"error_message":"Error (SipPort): Alias al2@example.com already exists"}`},
@@ -69,6 +69,9 @@ func TestActions(t *testing.T) {
 	} {
 		wantBody(t, e.as(bob, "example.com", tc.action), 200, tc.body)
 	}
+	// A mailbox without options has the real server's default structure.
+	wantBody(t, e.as(e.client("web", "webpw"), "example.com", "get_voicemail"), 200,
+		`{"Mailbox":"2002","Password":"","Name":"","Email":"","Info":"","Options":{"delete":false},"Account":"2002@voicemail.example.net"}`)
 	// The <mobile-number> bug without a mobile number.
 	wantBody(t, e.as(bob, "example.com", "set_call_forwarding", "FNOL", "<mobile-number>"), 200,
 		`Key FNOL changed <mobile-number>{"success":true,"error_message":"Changed diversions FNOL=sip:<mobile-number>@example.com "}`)
@@ -176,6 +179,7 @@ func TestParseAccountsErrors(t *testing.T) {
 		{"[[account]]\naddress = \"a@b\"\npassword = 5\n", "line 3"},
 		{"[[account]]\naddress = \"a@b\"\npassword = \"x\"\ntimezone = \"Mars/Base\"\n", `timezone "Mars/Base"`},
 		{"", "no [[account]]"},
+		{"[[account]]\naddress = \"a@b\"\npassword = \"x\"\n[account.voicemail]\noptions = \"attach=yes\"\n", "want a table, e.g. options = { delete = false }"},
 	} {
 		_, err := ParseAccounts([]byte(tc.toml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -17,6 +17,10 @@
 //     API marker.
 //   - JSON written like PHP's json_encode: "\/", \uXXXX for non-ASCII,
 //     journal ids as strings.
+//   - get_voicemail's Options as the structure the real server returns
+//     (PROTOCOL §12): a JSON object with the keys of the voicemail options
+//     table in accounts.toml (options = { delete = false }), and
+//     {"delete":false} when the table is absent.
 //   - The client_journal table: one global increasing id, second-resolution
 //     UTC timestamps, ORDER BY timestamp with a 5000 row cap, put that is
 //     not idempotent.

@@ -100,7 +100,7 @@ password = "1234"
 name = "Alice"
 email = "alice@mail.example.com"
 info = ""
-options = "attach=yes"
+options = { delete = true, attach = "yes", keep_days = 30 }
 
 [[account]]
 address  = "bob@example.com"
@@ -110,6 +110,10 @@ password = "bobpw"
 address  = "web@example.com"
 password = "sippw"
 web_password = "webpw"
+
+[account.voicemail]
+mailbox = "2002"
+server = "voicemail.example.net"
 
 [[account]]
 address  = "hashed@example.org"

@@ -112,8 +112,11 @@ type Voicemail struct {
 	Name     string `json:"name"`
 	Email    string `json:"email"`
 	Info     string `json:"info"`
-	Options  string `json:"options"`
-	Account  string `json:"account"` // mailbox@voicemail-server
+	// Options is the server's Options value as JSON: on the real server
+	// an object such as {"delete":false}, on old servers a string;
+	// absent when the server sent null or nothing.
+	Options json.RawMessage `json:"options,omitempty"`
+	Account string          `json:"account"` // mailbox@voicemail-server
 }
 
 // JournalPage is the reply of get_journal_entries.

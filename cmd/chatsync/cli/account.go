@@ -404,9 +404,41 @@ func printVoicemail(w io.Writer, v any) error {
 		fmt.Fprintf(tw, "account\t%s\n", orDash(vm.Account))
 		fmt.Fprintf(tw, "name\t%s\n", orDash(vm.Name))
 		fmt.Fprintf(tw, "email\t%s\n", orDash(vm.Email))
-		fmt.Fprintf(tw, "options\t%s\n", orDash(vm.Options))
+		fmt.Fprintf(tw, "options\t%s\n", orDash(voicemailOptions(vm.Options)))
 		fmt.Fprintf(tw, "password\t(hidden: --json shows it)\n")
 	})
+}
+
+// voicemailOptions shows the server's Options value for people: an
+// object as "key=value" pairs in key order ("delete=false"), a string (old
+// servers) as it is, anything else as its JSON.
+func voicemailOptions(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var s string
+	if raw[0] == '"' && json.Unmarshal(raw, &s) == nil {
+		return oneLine(s)
+	}
+	var m map[string]json.RawMessage
+	if raw[0] != '{' || json.Unmarshal(raw, &m) != nil {
+		return oneLine(string(raw))
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		v := string(m[k])
+		var str string
+		if strings.HasPrefix(v, `"`) && json.Unmarshal(m[k], &str) == nil {
+			v = str
+		}
+		parts = append(parts, oneLine(k)+"="+oneLine(v))
+	}
+	return strings.Join(parts, " ")
 }
 
 func (a *accountCmd) journalCmd() *cobra.Command {

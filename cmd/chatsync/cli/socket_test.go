@@ -248,12 +248,19 @@ func TestAccountCommands(t *testing.T) {
 			}
 			var vm *apitype.Voicemail
 			td.cliJSON(t, &vm, "account", "voicemail")
-			if vm == nil || vm.Mailbox != "4000" {
-				t.Errorf("voicemail = %+v", vm)
+			var vmOpts bytes.Buffer
+			if vm != nil {
+				json.Compact(&vmOpts, vm.Options)
+			}
+			if vm == nil || vm.Mailbox != "4000" || vmOpts.String() != `{"delete":false}` {
+				t.Errorf("voicemail = %+v, options %s", vm, vmOpts.String())
 			}
 			code, out, _ := td.cli(t, "account", "voicemail")
 			if code != 0 || strings.Contains(out, "1234") {
 				t.Errorf("voicemail (human): exit %d, shows the password: %q", code, out)
+			}
+			if !strings.Contains(out, "\noptions   delete=false\n") {
+				t.Errorf("voicemail (human) does not show the options readably:\n%s", out)
 			}
 			td.cliJSON(t, &conf, "account", "privacy", "on")
 			if !strings.Contains(conf.Message, "hidden") {
