@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chatsync/chatsync/sync/account"
 	"github.com/chatsync/chatsync/sync/apitype"
 )
 
@@ -451,7 +452,12 @@ func (a *accountCmd) journalCmd() *cobra.Command {
 written by the other devices (as the daemon polls them), with --all-devices
 also this device's own. The data is ciphertext; --decrypt has the daemon open
 it with this device's key and shows the message instead (keys never leave
-the daemon).`,
+the daemon).
+
+A page holds at most 5000 rows. When it is full there may be more, and get
+says so on standard error with the --after-id that continues it without
+skipping rows (rows of one second come in no defined order, so the highest
+id shown is not safe); --json adds "full": true and "next_after_id".`,
 		Example: "  chatsync account journal get\n  chatsync account journal get --after-id 120 --all-devices\n  chatsync account journal get --decrypt --json",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
@@ -468,11 +474,21 @@ the daemon).`,
 			if decrypt {
 				q.Set("decrypt", "1")
 			}
-			var page apitype.JournalPage
-			if err := a.call(c, "get_journal_entries", q, &page); err != nil {
+			var out journalGetOutput
+			if err := a.call(c, "get_journal_entries", q, &out.JournalPage); err != nil {
 				return err
 			}
-			return a.print(&page, func(w io.Writer, v any) error { return printJournal(w, v.(*apitype.JournalPage), decrypt) })
+			last, oneSecond := out.continuation()
+			if a.asJSON {
+				return printJSON(a.g.stdout, &out)
+			}
+			if err := printJournal(a.g.stdout, &out.JournalPage, decrypt); err != nil {
+				return err
+			}
+			if out.Full {
+				fullPageHint(a.g.stderr, len(out.Entries), out.NextAfterID, last, oneSecond)
+			}
+			return nil
 		},
 	}
 	get.Flags().Int64Var(&afterID, "after-id", 0, "only rows with a journal id above `N`")
@@ -492,6 +508,80 @@ the daemon).`,
 	}
 	c.AddCommand(get)
 	return c
+}
+
+// journalGetOutput is what `journal get --json` prints: the page, and
+// whether it was full (the fields are only added: omitted if not full).
+type journalGetOutput struct {
+	apitype.JournalPage
+	// Full says the page holds account.JournalPageMax rows, the real
+	// server's cap: there may be more (it has no "more" flag).
+	Full bool `json:"full,omitempty"`
+	// NextAfterID is the --after-id that continues a full page without
+	// skipping rows (see continuation).
+	NextAfterID int64 `json:"next_after_id,omitempty"`
+}
+
+// continuation sets Full and NextAfterID; for a full page it returns the
+// page's last (highest) timestamp and whether every row has it. The server orders a page by a one-second timestamp and
+// same-second rows come in no defined order, so a page cut at its cap
+// may lack lower ids of its last second while it holds higher ones:
+// continuing after the highest id shown would skip those. Continuing
+// after the highest id of the earlier seconds (which a page always holds
+// whole) reads the rows of the last second again instead. If the whole
+// page is one second there is no earlier one: the highest id it is.
+func (o *journalGetOutput) continuation() (last string, oneSecond bool) {
+	if len(o.Entries) < account.JournalPageMax {
+		return "", false
+	}
+	o.Full = true
+	for _, e := range o.Entries {
+		if timestampLess(last, e.Timestamp) {
+			last = e.Timestamp
+		}
+	}
+	var maxAll, maxBefore int64
+	for _, e := range o.Entries {
+		maxAll = max(maxAll, e.ID)
+		if timestampLess(e.Timestamp, last) {
+			maxBefore = max(maxBefore, e.ID)
+		}
+	}
+	if maxBefore == 0 {
+		o.NextAfterID = maxAll
+		return last, true
+	}
+	o.NextAfterID = maxBefore
+	return last, false
+}
+
+// timestampLess orders journal timestamps: "YYYY-MM-DD HH:MM:SS" strings
+// (MySQL) compare as text, Unix seconds (the old Mongo backend) as
+// numbers.
+func timestampLess(a, b string) bool {
+	if isDigits(a) && isDigits(b) {
+		a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+		if len(a) != len(b) {
+			return len(a) < len(b)
+		}
+	}
+	return a < b
+}
+
+func isDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// fullPageHint tells on stderr that a page is full and how to continue.
+func fullPageHint(w io.Writer, rows int, next int64, last string, oneSecond bool) {
+	fmt.Fprintf(w, "this page is full: %d rows, the most the server returns in one page, so there may be more.\n", rows)
+	if oneSecond {
+		fmt.Fprintf(w, "Continue with --after-id %d. The whole page is from one second (%s), and rows of one second come\n"+
+			"in no defined order: rows of that second missing from this page may be skipped.\n", next, last)
+		return
+	}
+	fmt.Fprintf(w, "Continue with --after-id %d, not the highest id shown: rows of one second come in no defined order,\n"+
+		"so this page may lack lower ids of its last second (%s); --after-id %d reads that second again.\n", next, last, next)
 }
 
 func shortUUID(u string) string {
