@@ -15,12 +15,30 @@ import (
 
 // Format constants.
 const (
-	// formatV1 is the envelope prefix of format version 1.
+	// formatV1 is the envelope prefix of format version 1: the box holds
+	// the entry JSON. Open still reads it; Seal no longer writes it.
 	formatV1 = "cs1"
 
+	// formatV2 is the envelope prefix of format version 2: the box holds
+	// the entry JSON compressed with raw DEFLATE. Seal writes it.
+	formatV2 = "cs2"
+
 	// MaxEnvelopeSize is the largest envelope, in bytes, that Open accepts
-	// and Seal produces. Open checks it before decoding anything.
+	// and Seal produces. Open checks it before decoding anything. It
+	// matches the sync engine's 4 MiB upload batch, so that every entry
+	// fits in one request.
 	MaxEnvelopeSize = 4 << 20
+
+	// MaxPlaintextSize is the largest entry JSON, in bytes, that Seal
+	// accepts and that a cs2 plaintext may inflate to in Open; Open stops
+	// inflating, and refuses the envelope, as soon as it is exceeded, so a
+	// small envelope cannot make it allocate more (a "zip bomb"). It is the
+	// largest message the daemon accepts from another device (16 MiB of
+	// JSON, the sync engine's maxIncomingBytes and the largest
+	// max_message_bytes) plus 1 MiB for the entry fields around it. Such a
+	// message seals only if it compresses into MaxEnvelopeSize. A cs1
+	// plaintext is bounded by MaxEnvelopeSize already.
+	MaxPlaintextSize = 17 << 20
 
 	// MaxMsgIDLen is the largest msgid, in bytes.
 	MaxMsgIDLen = 256
@@ -65,17 +83,31 @@ type wireEntry struct {
 
 // Seal encrypts e with the newest key and returns the envelope
 //
-//	cs1.<keyid>.<base64(nonce || secretbox(json))>
+//	cs2.<keyid>.<base64(nonce || secretbox(deflate(json)))>
 //
 // using a fresh random nonce. It returns an error matching ErrBadEntry if e
-// is not valid (see Open for the rules) and ErrTooLarge if the envelope
-// would exceed MaxEnvelopeSize.
+// is not valid (see Open for the rules) and ErrTooLarge if the entry JSON
+// would exceed MaxPlaintextSize or the envelope MaxEnvelopeSize.
 func (k *Keyring) Seal(e Entry) (string, error) {
 	if k == nil || len(k.keys) == 0 {
 		return "", errors.New("seal: empty keyring; load one with LoadKeyring")
 	}
-	if err := validate(&e); err != nil {
+	plain, err := encodeEntry(e)
+	if err != nil {
 		return "", err
+	}
+	defer clear(plain)
+	return k.sealRaw(plain)
+}
+
+// encodeEntry validates e and returns its JSON, the plaintext of its
+// envelope.
+func encodeEntry(e Entry) ([]byte, error) {
+	if err := validate(&e); err != nil {
+		return nil, err
+	}
+	if len(e.Message) > MaxPlaintextSize {
+		return nil, fmt.Errorf("%w: message is %d bytes, limit %d", ErrTooLarge, len(e.Message), MaxPlaintextSize)
 	}
 	w := wireEntry{
 		V:       entryV1,
@@ -96,19 +128,28 @@ func (k *Keyring) Seal(e Entry) (string, error) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(&w); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadEntry, err)
+		clear(buf.Bytes())
+		return nil, fmt.Errorf("%w: %v", ErrBadEntry, err)
 	}
-	plain := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	defer clear(buf.Bytes())
-	return k.sealRaw(plain)
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// sealRaw seals plaintext bytes as they are. Tests use it to make
-// authentic envelopes with invalid contents.
+// sealRaw seals plaintext bytes as they are, compressed, as a cs2
+// envelope. Tests use it to make authentic envelopes with invalid
+// contents.
 func (k *Keyring) sealRaw(plain []byte) (string, error) {
-	rk := &k.keys[len(k.keys)-1]
-	boxLen := nonceSize + len(plain) + secretbox.Overhead
-	if total := len(rk.header) + base64.StdEncoding.EncodedLen(boxLen); total > MaxEnvelopeSize {
+	if len(plain) > MaxPlaintextSize {
+		return "", fmt.Errorf("%w: entry is %d bytes of JSON, limit %d", ErrTooLarge, len(plain), MaxPlaintextSize)
+	}
+	z := deflate(plain)
+	defer clear(z)
+	return sealBox(&k.keys[len(k.keys)-1].v2, z)
+}
+
+// sealBox seals content, the box's plaintext, under bk.
+func sealBox(bk *boxKey, content []byte) (string, error) {
+	boxLen := nonceSize + len(content) + secretbox.Overhead
+	if total := len(bk.header) + base64.StdEncoding.EncodedLen(boxLen); total > MaxEnvelopeSize {
 		return "", fmt.Errorf("%w: entry would seal to %d bytes, limit %d", ErrTooLarge, total, MaxEnvelopeSize)
 	}
 	var nonce [nonceSize]byte
@@ -117,19 +158,23 @@ func (k *Keyring) sealRaw(plain []byte) (string, error) {
 	}
 	box := make([]byte, nonceSize, boxLen)
 	copy(box, nonce[:])
-	box = secretbox.Seal(box, plain, &nonce, &rk.entryKey)
-	return rk.header + base64.StdEncoding.EncodeToString(box), nil
+	box = secretbox.Seal(box, content, &nonce, &bk.key)
+	return bk.header + base64.StdEncoding.EncodeToString(box), nil
 }
 
 // Open decrypts and checks an envelope made by Seal, in this order:
 //
 //   - size at most MaxEnvelopeSize (ErrTooLarge), before any decoding;
-//   - prefix "cs1." (ErrUnsupportedVersion) and an 8-hex-digit key id
-//     (ErrBadFormat);
+//   - prefix "cs1." or "cs2." (another "cs<digits>." is
+//     ErrUnsupportedVersion, anything else ErrBadFormat) and an
+//     8-hex-digit key id (ErrBadFormat);
 //   - the key id is in the keyring (*UnknownKeyError, ErrUnknownKey);
 //   - payload is padded standard base64 with no white space (ErrBadBase64)
 //     holding at least a nonce and an authenticator (ErrTruncated);
-//   - the box authenticates (ErrAuth);
+//   - the box authenticates under the key derived for this header (ErrAuth);
+//   - for cs2, the box holds one complete raw DEFLATE stream and nothing
+//     after it (ErrBadFormat) that inflates to at most MaxPlaintextSize
+//     bytes (ErrTooLarge); inflating stops at that limit;
 //   - the plaintext is a version 1 entry: valid JSON, "v" is 1, op is put or
 //     delete, msgid non-empty and at most MaxMsgIDLen bytes, account
 //     non-empty, device "urn:uuid:<uuid>", time RFC 3339, and message a JSON
@@ -138,20 +183,26 @@ func (k *Keyring) sealRaw(plain []byte) (string, error) {
 //     (*ForeignAccountError, ErrForeignAccount).
 //
 // Every error matches exactly one of ErrBadFormat, ErrUnknownKey, ErrAuth,
-// ErrBadEntry and ErrForeignAccount.
+// ErrBadEntry and ErrForeignAccount. A cs1 and a cs2 envelope of the same
+// entry open to the same Entry.
 func (k *Keyring) Open(envelope string, account string) (Entry, error) {
 	if len(envelope) > MaxEnvelopeSize {
 		return Entry{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(envelope), MaxEnvelopeSize)
 	}
 	version, rest, ok := strings.Cut(envelope, ".")
 	if !ok {
-		return Entry{}, fmt.Errorf("%w: no \"cs1.\" prefix", ErrBadFormat)
+		return Entry{}, fmt.Errorf("%w: no \"cs2.\" or \"cs1.\" prefix", ErrBadFormat)
 	}
-	if version != formatV1 {
+	compressed := false
+	switch version {
+	case formatV1:
+	case formatV2:
+		compressed = true
+	default:
 		if !isFormatName(version) {
-			return Entry{}, fmt.Errorf("%w: no \"cs1.\" prefix", ErrBadFormat)
+			return Entry{}, fmt.Errorf("%w: no \"cs2.\" or \"cs1.\" prefix", ErrBadFormat)
 		}
-		return Entry{}, fmt.Errorf("%w %q (this chatsync reads %q; upgrade it if another device is newer)", ErrUnsupportedVersion, version, formatV1)
+		return Entry{}, fmt.Errorf("%w %q (this chatsync reads %q and %q; upgrade it if another device is newer)", ErrUnsupportedVersion, version, formatV1, formatV2)
 	}
 	id, payload, ok := strings.Cut(rest, ".")
 	if !ok || !isKeyID(id) {
@@ -163,6 +214,10 @@ func (k *Keyring) Open(envelope string, account string) (Entry, error) {
 	rk := k.lookup(id)
 	if rk == nil {
 		return Entry{}, &UnknownKeyError{KeyID: id}
+	}
+	bk := &rk.v1
+	if compressed {
+		bk = &rk.v2
 	}
 	if len(payload)%4 != 0 {
 		return Entry{}, fmt.Errorf("%w: payload length %d is not a multiple of 4", ErrTruncated, len(payload))
@@ -181,9 +236,17 @@ func (k *Keyring) Open(envelope string, account string) (Entry, error) {
 	}
 	var nonce [nonceSize]byte
 	copy(nonce[:], box[:nonceSize])
-	plain, ok := secretbox.Open(nil, box[nonceSize:], &nonce, &rk.entryKey)
+	plain, ok := secretbox.Open(nil, box[nonceSize:], &nonce, &bk.key)
 	if !ok {
 		return Entry{}, fmt.Errorf("%w (key id %s)", ErrAuth, id)
+	}
+	if compressed {
+		z := plain
+		plain, err = inflate(z, MaxPlaintextSize)
+		clear(z)
+		if err != nil {
+			return Entry{}, err
+		}
 	}
 	defer clear(plain)
 	e, err := parseEntry(plain)
@@ -289,7 +352,7 @@ func isKeyID(s string) bool {
 }
 
 // isFormatName reports whether s looks like a format prefix, "cs" and 1 to 4
-// digits, so that a future "cs2" envelope is reported as a newer version.
+// digits, so that a future "cs3" envelope is reported as a newer version.
 func isFormatName(s string) bool {
 	if len(s) < 3 || len(s) > 6 || s[:2] != "cs" {
 		return false

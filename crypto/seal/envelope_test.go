@@ -2,12 +2,19 @@ package seal
 
 import (
 	"bytes"
+	"compress/flate"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/nacl/secretbox"
 )
 
 const (
@@ -86,27 +93,43 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	}
 }
 
-func TestEnvelopeHasDocumentedPrefix(t *testing.T) {
+// TestEnvelopeHasDocumentedFormat opens an envelope by following doc.go,
+// with none of the package's own code.
+func TestEnvelopeHasDocumentedFormat(t *testing.T) {
 	k := testKey(1)
 	env := mustSeal(t, mustKeyring(t, k), testEntry())
-	prefix := "cs1." + k.ID() + "."
+	prefix := "cs2." + k.ID() + "."
 	if !strings.HasPrefix(env, prefix) {
 		t.Fatalf("envelope %.20q... does not start with %q", env, prefix)
+	}
+	if strings.ContainsAny(env, "\r\n ") {
+		t.Errorf("envelope contains white space")
 	}
 	box, err := base64.StdEncoding.DecodeString(env[len(prefix):])
 	if err != nil {
 		t.Fatalf("payload is not std base64: %v", err)
 	}
-	var plain bytes.Buffer
-	enc := json.NewEncoder(&plain)
+	ek, err := hkdf.Key(sha256.New, k[:], nil, "chatsync/seal entry key v1\x00"+prefix, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nonce [24]byte
+	copy(nonce[:], box)
+	z, ok := secretbox.Open(nil, box[24:], &nonce, (*[32]byte)(ek))
+	if !ok {
+		t.Fatal("box does not open under HKDF(key, info = label || header)")
+	}
+	plain, err := io.ReadAll(flate.NewReader(bytes.NewReader(z)))
+	if err != nil {
+		t.Fatalf("box does not hold raw DEFLATE: %v", err)
+	}
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
 	enc.SetEscapeHTML(false)
 	enc.Encode(wireEntry{V: 1, Op: OpPut, MsgID: testEntry().MsgID, Account: testAccount,
 		Device: testDevice, Time: "2026-01-02T03:04:05.123456789Z", Message: testEntry().Message})
-	if want := nonceSize + plain.Len() - 1 + 16; len(box) != want { // -1: Encode's newline
-		t.Errorf("box is %d bytes, want nonce + plaintext + 16 = %d", len(box), want)
-	}
-	if strings.ContainsAny(env, "\r\n ") {
-		t.Errorf("envelope contains white space")
+	if got, want := string(plain), strings.TrimSuffix(want.String(), "\n"); got != want {
+		t.Errorf("plaintext\n%s\nwant\n%s", got, want)
 	}
 }
 
@@ -116,7 +139,7 @@ func TestSealUsesFreshNonces(t *testing.T) {
 	if a == b {
 		t.Fatal("two seals of the same entry are identical")
 	}
-	header := len("cs1." + testKey(1).ID() + ".")
+	header := len("cs2." + testKey(1).ID() + ".")
 	na, nb := mustDecode(t, a[header:]), mustDecode(t, b[header:])
 	if bytes.Equal(na[:nonceSize], nb[:nonceSize]) {
 		t.Fatal("two seals share a nonce")
@@ -166,8 +189,10 @@ func TestOpenFailuresAreDistinct(t *testing.T) {
 	kr := mustKeyring(t, k1)
 	both := mustKeyring(t, k1, k2)
 	good := mustSeal(t, kr, testEntry())
-	header := "cs1." + k1.ID() + "."
+	header := "cs2." + k1.ID() + "."
 	payload := good[len(header):]
+	v1 := sealV1(t, kr, testEntry())
+	v1Payload := v1[len("cs1."+k1.ID()+"."):]
 
 	flip := func(s string, i int) string {
 		b, _ := base64.StdEncoding.DecodeString(s)
@@ -186,13 +211,18 @@ func TestOpenFailuresAreDistinct(t *testing.T) {
 		contains string
 	}{
 		{"wrong key (id unknown to keyring)", mustKeyring(t, k2), good, testAccount, ErrUnknownKey, ErrUnknownKey, k1.ID()},
-		{"unknown key id", kr, "cs1.00000000." + payload, testAccount, ErrUnknownKey, ErrUnknownKey, "import that key"},
-		{"wrong key under a known id", both, "cs1." + k2.ID() + "." + payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"unknown key id", kr, "cs2.00000000." + payload, testAccount, ErrUnknownKey, ErrUnknownKey, "import that key"},
+		{"unknown key id cs1", kr, "cs1.00000000." + v1Payload, testAccount, ErrUnknownKey, ErrUnknownKey, "import that key"},
+		{"wrong key under a known id", both, "cs2." + k2.ID() + "." + payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"wrong key under a known id cs1", both, "cs1." + k2.ID() + "." + v1Payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
 		{"tampered ciphertext byte", kr, header + flip(payload, nonceSize+20), testAccount, ErrAuth, ErrAuth, ""},
 		{"tampered authenticator byte", kr, header + flip(payload, nonceSize), testAccount, ErrAuth, ErrAuth, ""},
 		{"tampered nonce byte", kr, header + flip(payload, 3), testAccount, ErrAuth, ErrAuth, ""},
-		{"tampered header version", kr, "cs2." + k1.ID() + "." + payload, testAccount, ErrUnsupportedVersion, ErrBadFormat, `"cs2"`},
-		{"tampered header key id case", kr, "cs1." + strings.ToUpper(k1.ID()) + "." + payload, testAccount, ErrBadFormat, ErrBadFormat, "key id"},
+		{"cs2 box relabelled cs1", kr, "cs1." + k1.ID() + "." + payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"cs1 box relabelled cs2", kr, "cs2." + k1.ID() + "." + v1Payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"tampered cs1 ciphertext byte", kr, "cs1." + k1.ID() + "." + flip(v1Payload, nonceSize+20), testAccount, ErrAuth, ErrAuth, ""},
+		{"unknown version", kr, "cs3." + k1.ID() + "." + payload, testAccount, ErrUnsupportedVersion, ErrBadFormat, `"cs3"`},
+		{"tampered header key id case", kr, "cs2." + strings.ToUpper(k1.ID()) + "." + payload, testAccount, ErrBadFormat, ErrBadFormat, "key id"},
 		{"no prefix", kr, payload, testAccount, ErrBadFormat, ErrBadFormat, "prefix"},
 		{"empty", kr, "", testAccount, ErrBadFormat, ErrBadFormat, ""},
 		{"truncated to the nonce", kr, header + payload[:32], testAccount, ErrTruncated, ErrBadFormat, "at least 40"},
@@ -214,7 +244,17 @@ func TestOpenFailuresAreDistinct(t *testing.T) {
 		{"bad device", kr, sealRawWith(t, kr, `{"v":1,"op":"delete","msgid":"m","account":"a@b","device":"phone","time":"2026-01-02T03:04:05Z"}`), "a@b", ErrBadEntry, ErrBadEntry, "device"},
 		{"bad time", kr, sealRawWith(t, kr, `{"v":1,"op":"delete","msgid":"m","account":"a@b","device":"`+testDevice+`","time":"yesterday"}`), "a@b", ErrBadEntry, ErrBadEntry, "time"},
 		{"wrong field type", kr, sealRawWith(t, kr, `{"v":"1"}`), testAccount, ErrBadEntry, ErrBadEntry, `"v"`},
-		{"oversize", kr, "cs1." + k1.ID() + "." + strings.Repeat("A", MaxEnvelopeSize), testAccount, ErrTooLarge, ErrBadFormat, "limit"},
+		{"oversize", kr, "cs2." + k1.ID() + "." + strings.Repeat("A", MaxEnvelopeSize), testAccount, ErrTooLarge, ErrBadFormat, "limit"},
+		{"oversize cs1", kr, "cs1." + k1.ID() + "." + strings.Repeat("A", MaxEnvelopeSize), testAccount, ErrTooLarge, ErrBadFormat, "limit"},
+		{"oversize, bad header", kr, strings.Repeat("A", MaxEnvelopeSize+1), testAccount, ErrTooLarge, ErrBadFormat, "limit"},
+		{"zip bomb", kr, zipBomb(t, kr), testAccount, ErrTooLarge, ErrBadFormat, "inflates beyond 17825792 bytes"},
+		{"deflate stream cut short", kr, sealDeflated(t, kr, deflateString(`{"v":1}`)[:4]), testAccount, errCorrupt, ErrBadFormat, "ends early"},
+		{"deflate stream with trailing data", kr, sealDeflated(t, kr, append(deflateString(`{"v":1}`), 0)), testAccount, errCorrupt, ErrBadFormat, "1 bytes follow"},
+		{"not deflate data", kr, sealDeflated(t, kr, []byte(`{"v":1,"op":"put"}`)), testAccount, errCorrupt, ErrBadFormat, "corrupt"},
+		{"reserved deflate block type", kr, sealDeflated(t, kr, []byte{0x07, 0x00}), testAccount, errCorrupt, ErrBadFormat, "corrupt input before offset 1"},
+		{"empty cs2 box", kr, sealDeflated(t, kr, nil), testAccount, errCorrupt, ErrBadFormat, "ends early"},
+		{"empty deflate stream", kr, sealDeflated(t, kr, deflateString("")), testAccount, ErrBadEntry, ErrBadEntry, "not JSON"},
+		{"bad inner JSON cs1", kr, sealRawV1(t, kr, `{"v":1,"op":"put",`), testAccount, ErrBadEntry, ErrBadEntry, "not JSON"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -305,24 +345,59 @@ func TestSealRefusesInvalidEntries(t *testing.T) {
 	}
 }
 
+// incompressible returns n bytes of random base64 text, which DEFLATE
+// shrinks by a quarter at most (6 bits of entropy a byte).
+func incompressible(n int) string {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, n/4*3+3)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return base64.StdEncoding.EncodeToString(b)[:n]
+}
+
 func TestSealRefusesOversizeEntry(t *testing.T) {
 	kr := mustKeyring(t, testKey(1))
 	e := testEntry()
-	e.Message = json.RawMessage(`{"body":"` + strings.Repeat("x", MaxEnvelopeSize) + `"}`)
-	if _, err := kr.Seal(e); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("Seal: got %v, want ErrTooLarge", err)
+	// 6 MiB of base64 deflate to 4.5 MiB: the envelope is too large.
+	e.Message = json.RawMessage(`{"body":"` + incompressible(6<<20) + `"}`)
+	if _, err := kr.Seal(e); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "would seal to") {
+		t.Fatalf("Seal: got %v, want ErrTooLarge for the envelope", err)
 	}
-	// Just below the limit seals and opens again.
-	e.Message = json.RawMessage(`{"body":"` + strings.Repeat("x", MaxEnvelopeSize/4*3-400) + `"}`)
-	env, err := kr.Seal(e)
-	if err != nil {
-		t.Fatalf("Seal near the limit: %v", err)
+	// The JSON is too large, however well it compresses.
+	e.Message = json.RawMessage(`{"body":"` + strings.Repeat("x", MaxPlaintextSize) + `"}`)
+	if _, err := kr.Seal(e); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "limit 17825792") {
+		t.Fatalf("Seal: got %v, want ErrTooLarge for the plaintext", err)
 	}
-	if len(env) > MaxEnvelopeSize {
-		t.Fatalf("envelope is %d bytes, over the limit", len(env))
-	}
-	if _, err := kr.Open(env, testAccount); err != nil {
-		t.Fatalf("Open near the limit: %v", err)
+	for _, tc := range []struct {
+		name string
+		body string
+	}{
+		// Below the limit seals and opens again: 3 MiB of base64 deflate
+		// to about 2.3 MiB, 3 MiB of envelope.
+		{"incompressible near the envelope limit", incompressible(3 << 20)},
+		// The largest message another device may send (16 MiB of JSON,
+		// the sync engine's maxIncomingBytes) opens if it compressed
+		// into an envelope.
+		{"16 MiB message", strings.Repeat("x", 16<<20-len(`{"body":""}`))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.Message = json.RawMessage(`{"body":"` + tc.body + `"}`)
+			env, err := kr.Seal(e)
+			if err != nil {
+				t.Fatalf("Seal: %v", err)
+			}
+			if len(env) > MaxEnvelopeSize {
+				t.Fatalf("envelope is %d bytes, over the limit", len(env))
+			}
+			got, err := kr.Open(env, testAccount)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if !bytes.Equal(got.Message, e.Message) {
+				t.Fatalf("message of %d bytes opened as %d bytes", len(e.Message), len(got.Message))
+			}
+		})
 	}
 }
 
@@ -342,7 +417,7 @@ func TestKeyringRotationNewestSealsAllOpen(t *testing.T) {
 	oldEnv := mustSeal(t, mustKeyring(t, oldK), testEntry())
 	kr := mustKeyring(t, oldK, newK)
 	env := mustSeal(t, kr, testEntry())
-	if want := "cs1." + newK.ID() + "."; !strings.HasPrefix(env, want) {
+	if want := "cs2." + newK.ID() + "."; !strings.HasPrefix(env, want) {
 		t.Errorf("rotated keyring sealed with %.13s, want %s", env, want)
 	}
 	for name, e := range map[string]string{"old": oldEnv, "new": env} {
@@ -386,8 +461,11 @@ func FuzzOpen(f *testing.F) {
 	f.Add(good)
 	f.Add(mustSeal(f, kr, del))
 	f.Add(good[:len(good)/2])
+	f.Add(cs1PutFixture)
+	f.Add(cs1DeleteFixture)
 	f.Add("cs1." + testKey(1).ID() + ".")
-	f.Add("cs2.00000000.AAAA")
+	f.Add("cs2." + testKey(1).ID() + ".")
+	f.Add("cs3.00000000.AAAA")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, env string) {
 		e, err := kr.Open(env, testAccount)

@@ -12,11 +12,15 @@ import (
 // ErrBadBase64 and ErrTruncated also match ErrBadFormat.
 var (
 	// ErrBadFormat means the envelope is not a well-formed chatsync
-	// envelope: wrong prefix, bad key id, bad base64, too short or too large.
+	// envelope: wrong prefix, bad key id, bad base64, too short or too
+	// large, or (behind a valid authenticator) a cs2 plaintext that is not
+	// valid DEFLATE data or inflates beyond MaxPlaintextSize.
 	ErrBadFormat = errors.New("seal: malformed envelope")
 
-	// ErrTooLarge means the envelope (or, for Seal, the entry) exceeds
-	// MaxEnvelopeSize. It matches ErrBadFormat.
+	// ErrTooLarge means the envelope (or, for Seal, the sealed entry)
+	// exceeds MaxEnvelopeSize, or the plaintext exceeds MaxPlaintextSize
+	// (for Open: a cs2 plaintext inflates beyond it). It matches
+	// ErrBadFormat.
 	ErrTooLarge error = &subError{"seal: envelope too large", ErrBadFormat}
 
 	// ErrUnsupportedVersion means the envelope prefix names a format this
@@ -31,6 +35,12 @@ var (
 	// authenticator. A box cut inside its ciphertext cannot be told apart
 	// from tampering and is reported as ErrAuth. It matches ErrBadFormat.
 	ErrTruncated error = &subError{"seal: envelope truncated", ErrBadFormat}
+
+	// errCorrupt means an authentic cs2 box holds data that is not one
+	// complete DEFLATE stream; only a buggy or hostile holder of the key
+	// can make one. It matches ErrBadFormat. It is not exported: callers
+	// only count it as a malformed envelope.
+	errCorrupt error = &subError{"seal: compressed plaintext is corrupt", ErrBadFormat}
 
 	// ErrUnknownKey means the envelope names a key id that is not in the
 	// keyring. The returned error is an *UnknownKeyError naming the id.

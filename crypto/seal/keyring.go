@@ -19,10 +19,21 @@ type Keyring struct {
 }
 
 type ringKey struct {
-	key      Key
-	id       string
-	header   string   // envelope prefix up to and including the final dot
-	entryKey [32]byte // HKDF of key bound to header; see deriveEntryKey
+	key Key
+	id  string
+	v1  boxKey // format cs1: opens only
+	v2  boxKey // format cs2: seals and opens
+}
+
+// boxKey is the secretbox key of one key for one envelope format.
+type boxKey struct {
+	header string   // envelope prefix up to and including the final dot
+	key    [32]byte // HKDF of the master key bound to header; see deriveEntryKey
+}
+
+func newBoxKey(k *Key, format, id string) boxKey {
+	header := format + "." + id + "."
+	return boxKey{header: header, key: deriveEntryKey(k, header)}
 }
 
 // NewKeyring returns a keyring of the given keys, oldest first: the last key
@@ -42,9 +53,7 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 			return nil, fmt.Errorf("seal: keys %d and %d share the key id %s; remove one of them", j+1, i+1, id)
 		}
 		seen[id] = i
-		rk := ringKey{key: k, id: id, header: formatV1 + "." + id + "."}
-		rk.entryKey = deriveEntryKey(&k, rk.header)
-		kr.keys = append(kr.keys, rk)
+		kr.keys = append(kr.keys, ringKey{key: k, id: id, v1: newBoxKey(&k, formatV1, id), v2: newBoxKey(&k, formatV2, id)})
 	}
 	return kr, nil
 }

@@ -1,0 +1,202 @@
+package seal
+
+import (
+	"bytes"
+	"compress/flate"
+	"errors"
+	"io"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// cs1PutFixture and cs1DeleteFixture were made by Seal before cs2 existed
+// (commit 3b34f75), with testKey(1), from testEntry() and from testEntry()
+// as a delete. Every cs1 row already in a journal must keep opening.
+const (
+	cs1PutFixture    = "cs1.d3d67f90.28Yqgj5QorvnpTwWTwHJe7AKbyVygBazIXj3+SKx6aboUtCtAQ2K3JAMD6gvvTz2kY16P2V+qoPKWMoeBVsM/mcK6/HbySGWFz6KC+TiB6aFSVtuhcIytfYFRIdfuy6JkWfF2fKlAtWE1R6Zwt2h/cjYaWaOwLaupxDwPxhqQ5Vh1FXgbI0F4LD98B1SKoYY6c3Tkvcr/ZWxk2ShH049SCpwbPGA7LFC8iHbLEhNv8Te1IYfBdPbvANM5RKpfg6GYAyZJQ3nqilasyOdq8Ok7NJcLkDvbV1MFZ7Pesogo5VeeHDLAdaGgnkngdCcECkJ/i9931zNMtAjNK/cnKZg2jblZrjtYD3zfRiJZYnnE9Zp8eR+JPCVq7pSlS2cnJon7yy/+5JW9wFpzULnCiUDrAv6EK2i8tBKqMZUhd8fKSkSwuKQxaeoauTrB6iBGX/F+hDuwOaTjd1oXe9dsLqm"
+	cs1DeleteFixture = "cs1.d3d67f90.mkn6CRN+Ygk2ZNKZq7GkoLc9Nq1k2moxGbcC9B2Qq0rkQoTZew0sGVCfbhwTENnXVd7dbttgzy3Jx2i8cOksPfYlWQCA/6FOKboh696y1++2/zNqrtlftO8EqE9dt5ntYp55H2oEWaVCOGCBpoY70XtxBxaV5ZWzmEe1e3fj75kYW8GFCw4OrZJgbASKQYnmCH3VUg7KUIOAjkyAjXTm0Uya1dKHYuqOwu8Iu8FVIz5mGClV6fvk+uhtpwZ4o6zaUCLABvIniLmzcBVPiLhoYjOLYLarv2Tph7VCzRBdEkyB"
+)
+
+// sealV1 is the cs1 code path of Seal as it was: the entry JSON sealed
+// uncompressed under the cs1 header and its key. Seal no longer writes cs1;
+// the tests use this to compare the formats and to open fresh cs1
+// envelopes.
+func (k *Keyring) sealV1(e Entry) (string, error) {
+	plain, err := encodeEntry(e)
+	if err != nil {
+		return "", err
+	}
+	defer clear(plain)
+	return sealBox(&k.keys[len(k.keys)-1].v1, plain)
+}
+
+func sealV1(t testing.TB, kr *Keyring, e Entry) string {
+	t.Helper()
+	env, err := kr.sealV1(e)
+	if err != nil {
+		t.Fatalf("sealV1: %v", err)
+	}
+	return env
+}
+
+// sealRawV1 seals plain uncompressed as cs1 with kr's newest key.
+func sealRawV1(t testing.TB, kr *Keyring, plain string) string {
+	t.Helper()
+	env, err := sealBox(&kr.keys[len(kr.keys)-1].v1, []byte(plain))
+	if err != nil {
+		t.Fatalf("sealBox: %v", err)
+	}
+	return env
+}
+
+// sealDeflated seals z as the box content of a cs2 envelope, as it is: an
+// authentic envelope whose compressed data may be anything.
+func sealDeflated(t testing.TB, kr *Keyring, z []byte) string {
+	t.Helper()
+	env, err := sealBox(&kr.keys[len(kr.keys)-1].v2, z)
+	if err != nil {
+		t.Fatalf("sealBox: %v", err)
+	}
+	return env
+}
+
+func deflateString(s string) []byte { return deflate([]byte(s)) }
+
+// zipBombStream returns a raw DEFLATE stream of about 1 KiB per MiB that
+// inflates to mib MiB of zeros: one flushed MiB, then the segment that
+// encodes the second MiB repeated (after 32 KiB of zeros it decodes to a
+// MiB of zeros wherever it is), then an empty final stored block.
+func zipBombStream(mib int) []byte {
+	zeros := make([]byte, 1<<20)
+	var out bytes.Buffer
+	w, _ := flate.NewWriter(&out, flate.BestCompression)
+	w.Write(zeros)
+	w.Flush()
+	first := out.Len()
+	w.Write(zeros)
+	w.Flush()
+	segment := bytes.Clone(out.Bytes()[first:])
+	stream := bytes.Clone(out.Bytes()[:first])
+	for range mib - 1 {
+		stream = append(stream, segment...)
+	}
+	return append(stream, 0x01, 0x00, 0x00, 0xff, 0xff) // BFINAL, stored, LEN 0, NLEN
+}
+
+// zipBomb returns an authentic cs2 envelope of about 64 KiB that inflates
+// to 64 MiB.
+func zipBomb(t testing.TB, kr *Keyring) string {
+	t.Helper()
+	return sealDeflated(t, kr, zipBombStream(64))
+}
+
+func TestZipBombStreamInflatesAsDescribed(t *testing.T) {
+	z := zipBombStream(5)
+	n, err := io.Copy(io.Discard, flate.NewReader(bytes.NewReader(z)))
+	if err != nil || n != 5<<20 {
+		t.Fatalf("inflated %d bytes (%v), want 5 MiB", n, err)
+	}
+	if len(z) > 8<<10 {
+		t.Fatalf("bomb of 5 MiB is %d bytes of DEFLATE, want about 1 KiB per MiB", len(z))
+	}
+}
+
+func TestCS1FixturesStillOpen(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	del := testEntry()
+	del.Op, del.Message = OpDelete, nil
+	for _, tc := range []struct {
+		name string
+		env  string
+		want Entry
+	}{
+		{"put", cs1PutFixture, testEntry()},
+		{"delete", cs1DeleteFixture, del},
+		{"fresh cs1 put", sealV1(t, kr, testEntry()), testEntry()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.HasPrefix(tc.env, "cs1.") {
+				t.Fatalf("fixture %.20q is not cs1", tc.env)
+			}
+			got, err := kr.Open(tc.env, testAccount)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
+			}
+			// And it opens to exactly what its cs2 form opens to.
+			v2, err := kr.Open(mustSeal(t, kr, tc.want), testAccount)
+			if err != nil {
+				t.Fatalf("Open cs2: %v", err)
+			}
+			if !reflect.DeepEqual(got, v2) {
+				t.Errorf("cs1 opens to %+v\ncs2 opens to %+v", got, v2)
+			}
+		})
+	}
+}
+
+func TestCS2RoundTripsOrdinaryChat(t *testing.T) {
+	kr := mustKeyring(t, testKey(3))
+	for i, e := range ordinaryChat(50, 7) {
+		env := mustSeal(t, kr, e)
+		if !strings.HasPrefix(env, "cs2.") {
+			t.Fatalf("Seal made %.13s, want cs2", env)
+		}
+		got, err := kr.Open(env, testAccount)
+		if err != nil {
+			t.Fatalf("entry %d: Open: %v", i, err)
+		}
+		want := e
+		want.Time = e.Time.UTC()
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("entry %d: got %+v\nwant %+v", i, got, want)
+		}
+	}
+}
+
+func TestOpenRefusesZipBombWithoutInflatingIt(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	// 1 GiB of zeros in about 1 MiB of envelope.
+	env := sealDeflated(t, kr, zipBombStream(1024))
+	if len(env) > MaxEnvelopeSize {
+		t.Fatalf("bomb envelope is %d bytes, over MaxEnvelopeSize", len(env))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := kr.Open(env, testAccount)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrBadFormat) {
+		t.Fatalf("Open: got %v, want ErrTooLarge", err)
+	}
+	checkOneCategory(t, err)
+	// The plaintext buffers stop at MaxPlaintextSize+1 bytes; the base64
+	// decoding and the box take about twice the envelope. Without the
+	// limit, Open would allocate 1 GiB or more.
+	limit := uint64(MaxPlaintextSize + 4*len(env) + 1<<20)
+	if got := after.TotalAlloc - before.TotalAlloc; got > limit {
+		t.Errorf("Open of a zip bomb allocated %d MiB, want at most %d MiB", got>>20, limit>>20)
+	}
+}
+
+func TestInflateLimitIsInclusive(t *testing.T) {
+	got, err := inflate(zipBombStream(17), 17<<20)
+	if err != nil || len(got) != 17<<20 {
+		t.Fatalf("inflate to exactly the limit: %d bytes, %v", len(got), err)
+	}
+	if _, err := inflate(zipBombStream(18), 17<<20); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("inflate one MiB over the limit: got %v, want ErrTooLarge", err)
+	}
+	if MaxPlaintextSize != 17<<20 {
+		t.Fatalf("MaxPlaintextSize is %d; update this test", MaxPlaintextSize)
+	}
+	// At the limit, Open goes on to the entry checks.
+	kr := mustKeyring(t, testKey(1))
+	if _, err := kr.Open(sealDeflated(t, kr, zipBombStream(17)), testAccount); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("Open of 17 MiB of zeros: got %v, want ErrBadEntry", err)
+	}
+}
