@@ -187,6 +187,65 @@ func TestCS2RowsOfOrdinaryChatAreSmaller(t *testing.T) {
 	}
 }
 
+// BenchmarkRowSizeOrdinaryChat seals and opens 1000 ordinary chat messages
+// per iteration in both formats and reports the mean row (envelope) size in
+// bytes/row. MB/s counts message JSON bytes. The machine is shared: compare
+// cs1 and cs2 of one run, not runs.
+func BenchmarkRowSizeOrdinaryChat(b *testing.B) {
+	kr := mustKeyring(b, testKey(1))
+	es := ordinaryChat(1000, 1)
+	msgBytes := 0
+	for _, e := range es {
+		msgBytes += len(e.Message)
+	}
+	for _, f := range []struct {
+		name string
+		seal func(Entry) (string, error)
+	}{
+		{"cs1", kr.sealV1},
+		{"cs2", kr.Seal},
+	} {
+		envs := make([]string, len(es))
+		rowBytes := 0
+		for i, e := range es {
+			envs[i] = mustRun(b, f.seal, e)
+			rowBytes += len(envs[i])
+		}
+		meanRow := float64(rowBytes) / float64(len(es))
+		b.Run(f.name+"/seal", func(b *testing.B) {
+			b.SetBytes(int64(msgBytes))
+			for b.Loop() {
+				for _, e := range es {
+					if _, err := f.seal(e); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(meanRow, "bytes/row")
+		})
+		b.Run(f.name+"/open", func(b *testing.B) {
+			b.SetBytes(int64(msgBytes))
+			for b.Loop() {
+				for _, env := range envs {
+					if _, err := kr.Open(env, testAccount); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(meanRow, "bytes/row")
+		})
+	}
+}
+
+func mustRun(b *testing.B, seal func(Entry) (string, error), e Entry) string {
+	b.Helper()
+	env, err := seal(e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return env
+}
+
 // BenchmarkDeflateLevel is the measurement behind deflateLevel: compressed
 // size (bytes/row, and as a share of the JSON) and speed of each level on
 // entries of chat text of three sizes.

@@ -10,25 +10,28 @@ import (
 
 // deflateLevel is the compress/flate level of cs2 plaintexts.
 //
-// Measured on ordinary chat text (Blink messages with one to three
-// sentences, about 810 bytes of entry JSON; see BenchmarkDeflateLevel),
-// compressed size as a share of the JSON and time per entry:
+// Measured with BenchmarkDeflateLevel on chat text: entries of Blink
+// messages with one to three sentences (about 810 bytes of entry JSON),
+// with about 4 KiB of body, and with 256 KiB. Compressed size as a share
+// of the JSON, and time relative to level 1 (absolute times vary too much
+// on a shared machine; level 6 takes some 60 µs for an ordinary entry):
 //
-//	level        ~810 B entry   ~4 KiB entry   256 KiB entry
-//	HuffmanOnly  71%   20 µs    62%   50 µs    57%   5.6 ms
-//	1 BestSpeed  60%   28 µs    53%   90 µs    37%   12 ms
-//	2            58%   48 µs    48%  140 µs    35%   22 ms
-//	6 Default    58%   50 µs    47%  150 µs    32%   55 ms
-//	9 BestComp   58%   52 µs    47%  160 µs    32%   55 ms
+//	level          ~810 B entry    ~4 KiB entry    256 KiB entry
+//	HuffmanOnly    70.5%  x0.6     62.0%  x0.5     56.7%  x0.5
+//	1 BestSpeed    60.4%  x1       49.7%  x1       35.9%  x1
+//	2              58.2%  x1.7     48.2%  x1.4     34.5%  x1.7
+//	6 Default      57.7%  x1.7     47.5%  x1.5     32.4%  x5.2
+//	9 Best         57.7%  x1.7     47.5%  x1.4     32.4%  x5.3
 //
 // Levels 2 to 9 cost the same on entries of a few kilobytes: resetting the
 // compressor (clearing its 640 KiB of hash tables) outweighs compressing
-// them. Level 6 is a few percent smaller than level 1 and than 2 on those,
-// 6% to 12% on larger ones, and the large rows are the ones that fill a
-// server page, so the row size matters more than the CPU: even a 17 MiB
-// plaintext compresses in well under a second, once, on the writing
-// device. Level 9 gains nothing on text over 6 and can be much slower on
-// repetitive input. The reader does not depend on the level.
+// them. Level 6 makes those 4.5% smaller than level 1 does, and large
+// entries 10% smaller (6% smaller than level 2), and large rows are the
+// ones that fill a server page, so size matters more here than CPU: even
+// a 17 MiB plaintext compresses in about a second, once, on the writing
+// device, and a chat message in well under a millisecond. Level 9 gains
+// nothing on text over 6 and can be much slower on repetitive input. The
+// reader does not depend on the level.
 const deflateLevel = flate.DefaultCompression
 
 // Compressors and decompressors are pooled: a level 6 flate.Writer holds
