@@ -309,8 +309,20 @@ func (c *Client) endpoint(action string, extra url.Values) *url.URL {
 
 // send performs the call and returns the cleaned JSON of a 2xx reply.
 func (c *Client) send(ctx context.Context, r request) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	resp, cancel, err := c.roundTrip(ctx, r)
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
+	defer resp.Body.Close()
+	return c.readReply(r.action, resp, resp.Body)
+}
+
+// roundTrip sends r and returns the response, whose body is to be read
+// within the call's timeout: the caller closes the body, then calls
+// cancel.
+func (c *Client) roundTrip(ctx context.Context, r request) (*http.Response, context.CancelFunc, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 
 	u := c.endpoint(r.action, r.query)
 	var req *http.Request
@@ -324,31 +336,38 @@ func (c *Client) send(ctx context.Context, r request) ([]byte, error) {
 		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	}
 	if err != nil {
-		return nil, &Error{Kind: KindTransport, Action: r.action, Message: "cannot build request", Err: err}
+		cancel()
+		return nil, nil, &Error{Kind: KindTransport, Action: r.action, Message: "cannot build request", Err: err}
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", "application/json, text/html;q=0.9, */*;q=0.1")
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, transportError(r.action, err)
+		cancel()
+		return nil, nil, transportError(r.action, err)
 	}
-	defer resp.Body.Close()
+	return resp, cancel, nil
+}
 
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxReply+1))
+// readReply reads a whole reply body from body (resp.Body, or a reader
+// over it that has not consumed anything yet), at most MaxReplyBytes,
+// maps a non-2xx status to an error and returns the cleaned JSON.
+func (c *Client) readReply(action string, resp *http.Response, body io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(body, c.maxReply+1))
 	if err != nil {
-		return nil, transportError(r.action, fmt.Errorf("reading reply: %w", err))
+		return nil, transportError(action, fmt.Errorf("reading reply: %w", err))
 	}
-	if int64(len(body)) > c.maxReply {
-		return nil, &Error{Kind: KindMalformed, Action: r.action, StatusCode: resp.StatusCode,
+	if int64(len(b)) > c.maxReply {
+		return nil, &Error{Kind: KindMalformed, Action: action, StatusCode: resp.StatusCode,
 			Message: fmt.Sprintf("reply is larger than %d bytes", c.maxReply)}
 	}
-	if e := c.statusError(r.action, resp); e != nil {
+	if e := c.statusError(action, resp); e != nil {
 		return nil, e
 	}
-	js, e := cleanReply(body)
+	js, e := cleanReply(b)
 	if e != nil {
-		e.Action = r.action
+		e.Action = action
 		e.StatusCode = resp.StatusCode
 		switch {
 		case errors.Is(e.Err, errUnknownDomain):
