@@ -34,6 +34,7 @@ import (
 const (
 	DefaultTimeout       = 30 * time.Second
 	DefaultMaxReplyBytes = 64 << 20
+	DefaultMaxRowBytes   = 64 << 20
 	DefaultUserAgent     = "chatsync"
 )
 
@@ -60,9 +61,22 @@ type Config struct {
 	// Timeout bounds each call, including the digest round trip. Default
 	// DefaultTimeout.
 	Timeout time.Duration
-	// MaxReplyBytes bounds a reply body; a larger one is a Malformed
-	// error. Default DefaultMaxReplyBytes.
+	// MaxReplyBytes bounds a reply body that is read whole; a larger one
+	// is a Malformed error. Default DefaultMaxReplyBytes. Every action's
+	// reply is read whole except a get_journal_entries page, which is
+	// decoded as a stream (see MaxRowBytes) whatever its size: a legal
+	// page (5000 rows of up to several MB each) can exceed any cap on the
+	// whole reply. The page is read whole, under this cap, only when text
+	// precedes its JSON (PHP notices printed by a deployment with
+	// display_errors on, PROTOCOL §11.2).
 	MaxReplyBytes int64
+	// MaxRowBytes bounds one row of a get_journal_entries page: its JSON
+	// text, counted with the comma and white space before it. A larger
+	// row fails the call with a Malformed error naming the row's index
+	// and the limit; so does any other member of the reply object over
+	// the limit. Memory for a page is the rows kept plus about twice the
+	// largest row. Default DefaultMaxRowBytes.
+	MaxRowBytes int64
 	// Transport is the base HTTP transport (tests, fault injection). The
 	// digest layer wraps it. Default: a clone of http.DefaultTransport.
 	// CAFile is applied to it when it is an *http.Transport.
@@ -81,6 +95,7 @@ type Client struct {
 	webPassword bool
 	timeout     time.Duration
 	maxReply    int64
+	maxRow      int64
 	userAgent   string
 	hc          *http.Client
 	now         func() time.Time
@@ -109,6 +124,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxReplyBytes < 0 {
 		return nil, fmt.Errorf("account %s: max reply bytes %d is negative", cfg.Address, cfg.MaxReplyBytes)
 	}
+	if cfg.MaxRowBytes < 0 {
+		return nil, fmt.Errorf("account %s: max row bytes %d is negative", cfg.Address, cfg.MaxRowBytes)
+	}
 	c := &Client{
 		address:     strings.TrimSpace(cfg.Address),
 		user:        user,
@@ -117,6 +135,7 @@ func New(cfg Config) (*Client, error) {
 		webPassword: cfg.WebPassword != "",
 		timeout:     cfg.Timeout,
 		maxReply:    cfg.MaxReplyBytes,
+		maxRow:      cfg.MaxRowBytes,
 		userAgent:   cfg.UserAgent,
 		now:         time.Now,
 	}
@@ -125,6 +144,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.maxReply == 0 {
 		c.maxReply = DefaultMaxReplyBytes
+	}
+	if c.maxRow == 0 {
+		c.maxRow = DefaultMaxRowBytes
 	}
 	if c.userAgent == "" {
 		c.userAgent = DefaultUserAgent

@@ -24,8 +24,11 @@ type JournalQuery struct {
 	// AfterTimestamp returns only entries written after this server time,
 	// "YYYY-MM-DD HH:MM:SS" in the server's time zone.
 	AfterTimestamp string
-	// Limit caps the page size. Leave it 0: the real server returns NO rows
-	// for 0 < limit < 5000 (PROTOCOL §4.2, bug 1), and caps pages at 5000.
+	// Limit, when positive, is sent as the limit parameter to cap the
+	// page's rows. Send it only to a server known to honour it, as the
+	// engine does: the real server returns no rows at all for
+	// 0 < limit < 5000 (PROTOCOL §4.2, bug 1, §11.1) and caps pages at
+	// 5000 rows for larger values.
 	Limit int
 }
 
@@ -45,6 +48,11 @@ type JournalPage struct {
 	Entries []JournalEntry `json:"entries"`
 	// Rows is the server's row count for this page.
 	Rows int `json:"rows"`
+	// Bytes is how many bytes of reply body were read for this page (the
+	// JSON text, with any text before it, after the HTTP transport undid
+	// a Content-Encoding): the cost of an idle poll, and over Rows the
+	// mean size of a row.
+	Bytes int64 `json:"bytes"`
 }
 
 // MaxID returns the highest journal id in the page, or 0 for an empty
@@ -61,6 +69,11 @@ func (p *JournalPage) MaxID() int64 {
 // GetJournalEntries returns one page of journal entries
 // (get_journal_entries). A reply whose entries do not all carry a numeric
 // id is a Malformed error.
+//
+// The reply is decoded as a stream, row by row, so no cap on the whole
+// reply applies: only each row is bounded (Config.MaxRowBytes). A reply
+// with text before its JSON (PHP notices) is read whole instead, under
+// Config.MaxReplyBytes.
 func (c *Client) GetJournalEntries(ctx context.Context, q JournalQuery) (*JournalPage, error) {
 	const action = "get_journal_entries"
 	if q.AfterID < 0 {
@@ -82,30 +95,49 @@ func (c *Client) GetJournalEntries(ctx context.Context, q JournalQuery) (*Journa
 	if q.Limit > 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
-	js, _, err := c.call(ctx, request{action: action, query: v}, true)
-	if err != nil {
-		return nil, err
-	}
+	return c.journalPage(ctx, request{action: action, query: v})
+}
+
+// journalRow is one element of a get_journal_entries reply's results, as
+// decoded: the id is checked and converted by journalPageOf.
+type journalRow struct {
+	ID        json.RawMessage `json:"id"`
+	Source    flexString      `json:"source"`
+	Timestamp flexString      `json:"timestamp"`
+	Account   flexString      `json:"account"`
+	UUID      flexString      `json:"uuid"`
+	IPAddress flexString      `json:"ip_address"`
+	Data      flexString      `json:"data"`
+}
+
+// parseJournalReply decodes the cleaned JSON of a whole get_journal_entries
+// reply whose envelope checkEnvelope has accepted: the buffered path,
+// taken when text precedes the JSON. The stream decoder
+// (decodeJournalStream) must agree with it on every reply.
+func parseJournalReply(js []byte) (*JournalPage, error) {
+	const action = "get_journal_entries"
 	var w struct {
-		Results []struct {
-			ID        json.RawMessage `json:"id"`
-			Source    flexString      `json:"source"`
-			Timestamp flexString      `json:"timestamp"`
-			Account   flexString      `json:"account"`
-			UUID      flexString      `json:"uuid"`
-			IPAddress flexString      `json:"ip_address"`
-			Data      flexString      `json:"data"`
-		} `json:"results"`
-		Rows flexInt `json:"rows"`
+		Results []journalRow `json:"results"`
+		Rows    flexInt      `json:"rows"`
 	}
 	if err := decode(action, js, &w); err != nil {
 		return nil, err
 	}
-	page := &JournalPage{Rows: int(w.Rows), Entries: make([]JournalEntry, 0, len(w.Results))}
-	for i, r := range w.Results {
+	page, e := journalPageOf(w.Results, w.Rows)
+	if e != nil {
+		e.Action = action
+		return nil, e
+	}
+	return page, nil
+}
+
+// journalPageOf checks the rows' ids and makes the page.
+func journalPageOf(rows []journalRow, n flexInt) (*JournalPage, *Error) {
+	page := &JournalPage{Rows: int(n), Entries: make([]JournalEntry, 0, len(rows))}
+	for i, r := range rows {
 		id, ok := journalID(r.ID)
 		if !ok || id <= 0 {
-			return nil, &Error{Kind: KindMalformed, Action: action,
+			return nil, &Error{Kind: KindMalformed,
 				Message: "journal entry " + strconv.Itoa(i) + " has no valid numeric id"}
 		}
 		page.Entries = append(page.Entries, JournalEntry{

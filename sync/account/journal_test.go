@@ -30,7 +30,7 @@ func TestGetJournalEntriesParsesStringIDsAndSendsCursor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &JournalPage{Rows: 2, Entries: []JournalEntry{
+	want := &JournalPage{Rows: 2, Bytes: int64(len(getRowsReply)), Entries: []JournalEntry{
 		{ID: 5, Source: "default", Timestamp: "2026-11-25 19:58:37", Account: "alice@example.com", UUID: "B", IPAddress: "127.0.0.1", Data: `café "q" <b> hello/world`},
 		{ID: 4, Source: "default", Timestamp: "2026-11-25 19:58:37", Account: "alice@example.com", UUID: "B", IPAddress: "127.0.0.1", Data: `x\y`},
 	}}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -83,6 +84,29 @@ func cleanReply(body []byte) ([]byte, *Error) {
 		return nil, e
 	}
 	return b[start:], nil
+}
+
+// jsonObjectStart reports whether the body that begins with p is, as far
+// as cleanReply is concerned, a JSON object with nothing before it: after
+// an optional UTF-8 BOM and white space (what cleanReply trims), the next
+// byte is '{'. It returns the offset of that byte. A rune cut at the end of
+// p, or p holding nothing else, gives false.
+func jsonObjectStart(p []byte) (int, bool) {
+	i := 0
+	if bytes.HasPrefix(p, []byte("\xef\xbb\xbf")) {
+		i = 3
+	}
+	for i < len(p) {
+		if p[i] == '{' {
+			return i, true
+		}
+		r, n := utf8.DecodeRune(p[i:])
+		if !unicode.IsSpace(r) {
+			return 0, false
+		}
+		i += n
+	}
+	return 0, false
 }
 
 // hasSuccessKey reports whether js is a JSON object with a "success" key.
