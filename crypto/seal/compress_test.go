@@ -200,3 +200,38 @@ func TestInflateLimitIsInclusive(t *testing.T) {
 		t.Fatalf("Open of 17 MiB of zeros: got %v, want ErrBadEntry", err)
 	}
 }
+
+// FuzzOpenDeflate reaches the cs2 decompression behind authentication: it
+// seals arbitrary bytes as the compressed content of a cs2 box. Whatever
+// they are, Open must not panic, must fail with one category, and must
+// never fail with ErrAuth or ErrUnknownKey.
+func FuzzOpenDeflate(f *testing.F) {
+	kr := mustKeyring(f, testKey(1))
+	good, err := encodeEntry(testEntry())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(deflate(good))
+	f.Add(deflate(good)[:20])
+	f.Add(append(deflate(good), 0))
+	f.Add([]byte{})
+	f.Add([]byte{0x07})                         // reserved block type
+	f.Add([]byte{0x01, 0x00, 0x00, 0xff, 0xff}) // empty stored block
+	f.Fuzz(func(t *testing.T, z []byte) {
+		env, err := sealBox(&kr.keys[0].v2, z)
+		if err != nil {
+			return
+		}
+		e, err := kr.Open(env, testAccount)
+		if err != nil {
+			checkOneCategory(t, err)
+			if errors.Is(err, ErrAuth) || errors.Is(err, ErrUnknownKey) {
+				t.Fatalf("authentic envelope failed with %v", err)
+			}
+			return
+		}
+		if _, err := kr.Seal(e); err != nil {
+			t.Fatalf("opened entry does not seal again: %v", err)
+		}
+	})
+}
