@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"strconv"
 	"strings"
 	"unicode"
@@ -49,26 +50,32 @@ func (c *Client) journalPage(ctx context.Context, r request) (*JournalPage, erro
 	}
 	defer cancel()
 	defer resp.Body.Close()
+	return c.readJournalPage(r.action, resp)
+}
+
+// readJournalPage reads and decodes the reply of a get_journal_entries
+// call: streamed when the body starts with a JSON object, else read whole.
+func (c *Client) readJournalPage(action string, resp *http.Response) (*JournalPage, error) {
 	body := &countingReader{r: resp.Body}
 	br := bufio.NewReader(body)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		_, err := c.readReply(r.action, resp, br) // always an error
+		_, err := c.readReply(action, resp, br) // always an error
 		return nil, err
 	}
 
 	head, err := br.Peek(journalPeek)
 	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
-		return nil, transportError(r.action, fmt.Errorf("reading reply: %w", err))
+		return nil, transportError(action, fmt.Errorf("reading reply: %w", err))
 	}
 	start, ok := jsonObjectStart(head)
 	if !ok {
 		// The buffered path, as before streaming.
-		js, err := c.readReply(r.action, resp, br)
+		js, err := c.readReply(action, resp, br)
 		if err != nil {
 			return nil, err
 		}
 		if _, e := checkEnvelope(js, true); e != nil {
-			e.Action = r.action
+			e.Action = action
 			return nil, e
 		}
 		page, err := parseJournalReply(js)
@@ -83,10 +90,10 @@ func (c *Client) journalPage(ctx context.Context, r request) (*JournalPage, erro
 	if body.err != nil {
 		// The connection broke (or timed out) mid-body, whatever the
 		// decoder made of the bytes it got.
-		return nil, transportError(r.action, fmt.Errorf("reading reply: %w", body.err))
+		return nil, transportError(action, fmt.Errorf("reading reply: %w", body.err))
 	}
 	if e != nil {
-		e.Action = r.action
+		e.Action = action
 		return nil, e
 	}
 	page.Bytes = body.n
