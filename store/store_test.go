@@ -366,7 +366,7 @@ func TestCompleteBatchCommitsMappingAndRemovalTogether(t *testing.T) {
 func TestInFlightBatchSurvivesCrash(t *testing.T) {
 	clk := newClock()
 	db := mustOpen(t, t.TempDir(), Options{Now: clk.Now})
-	noErr(t, db.ApplyRemote(alice, 41, nil, nil))
+	noErr(t, db.ApplyRemote(alice, 41, nil))
 	must[[]Entry](t)(db.EnqueueMany(alice, []Push{put("a", "1"), put("b", "1"), put("c", "1")}))
 	sent := must[Batch](t)(db.NextBatch(alice, 2, 1<<20))
 	// The daemon dies here, after the POST, before CompleteBatch.
@@ -484,7 +484,7 @@ func TestApplyRemoteAdvancesCursorAtomically(t *testing.T) {
 		{MsgID: "m1", JournalID: 10, Hash: "h1", Path: "bob/m1.json", Size: 120, MTime: mtime},
 		{MsgID: "gone", JournalID: 11, Deleted: true, Path: "bob/gone.json"},
 	}
-	noErr(t, db.ApplyRemote(alice, 11, page, nil))
+	noErr(t, db.ApplyRemote(alice, 11, page))
 	check := func(when string) {
 		t.Helper()
 		if c := must[int64](t)(db.Cursor(alice)); c != 11 {
@@ -507,10 +507,10 @@ func TestApplyRemoteAdvancesCursorAtomically(t *testing.T) {
 	check("applied")
 	// A crash after writing the files but before the commit makes the engine
 	// apply the same page again.
-	noErr(t, db.ApplyRemote(alice, 11, page, nil))
+	noErr(t, db.ApplyRemote(alice, 11, page))
 	check("re-applied")
 	// An overlapping poll never moves the cursor back.
-	noErr(t, db.ApplyRemote(alice, 5, nil, nil))
+	noErr(t, db.ApplyRemote(alice, 5, nil))
 	check("overlap")
 
 	// A page that fails half-way commits nothing: not the first version, not
@@ -519,7 +519,7 @@ func TestApplyRemoteAdvancesCursorAtomically(t *testing.T) {
 		{MsgID: "m2", JournalID: 12, Hash: "h2", Path: "bob/m2.json"},
 		{MsgID: strings.Repeat("k", 40_000), JournalID: 13, Hash: "h3", Path: "bob/m3.json"},
 	}
-	if err := db.ApplyRemote(alice, 13, bad, nil); err == nil {
+	if err := db.ApplyRemote(alice, 13, bad); err == nil {
 		t.Fatal("ApplyRemote with an oversized msgid succeeded")
 	}
 	check("failed page")
@@ -533,8 +533,8 @@ func TestApplyRemoteAdvancesCursorAtomically(t *testing.T) {
 
 func TestApplyRemoteMovesFileOfMsgid(t *testing.T) {
 	db := mustOpen(t, t.TempDir(), Options{})
-	noErr(t, db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 1, Hash: "h1", Path: "old/m.json"}}, nil))
-	noErr(t, db.ApplyRemote(alice, 2, []Applied{{MsgID: "m", JournalID: 2, Hash: "h2", Path: "new/m.json"}}, nil))
+	noErr(t, db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 1, Hash: "h1", Path: "old/m.json"}}))
+	noErr(t, db.ApplyRemote(alice, 2, []Applied{{MsgID: "m", JournalID: 2, Hash: "h2", Path: "new/m.json"}}))
 	if _, ok, _ := db.File(alice, "old/m.json"); ok {
 		t.Error("old path still indexed")
 	}
@@ -557,7 +557,7 @@ func TestAccountsAreIndependent(t *testing.T) {
 		t.Fatalf("batches mixed accounts: %+v %+v", ba.Entries, bb.Entries)
 	}
 	noErr(t, db.CompleteBatch(bob, []Result{{Token: bb.Entries[0].Token, JournalID: 900}}))
-	noErr(t, db.ApplyRemote(bob, 950, nil, nil))
+	noErr(t, db.ApplyRemote(bob, 950, nil))
 
 	if _, ok, _ := db.Version(alice, "same"); ok {
 		t.Error("bob's push gave alice a version")
@@ -613,7 +613,7 @@ func TestResetRequeuesLocalMessages(t *testing.T) {
 	must[Entry](t)(db.Enqueue(alice, del))
 	b = must[Batch](t)(db.NextBatch(alice, 10, 1<<20))
 	noErr(t, db.CompleteBatch(alice, []Result{{Token: b.Entries[0].Token, JournalID: 60}}))
-	noErr(t, db.ApplyRemote(alice, 100, []Applied{{MsgID: "c", JournalID: 70, Hash: "hc", Path: "y/c.json"}}, nil))
+	noErr(t, db.ApplyRemote(alice, 100, []Applied{{MsgID: "c", JournalID: 70, Hash: "hc", Path: "y/c.json"}}))
 	pd := put("d", "1")
 	must[Entry](t)(db.Enqueue(alice, pd))
 	inflight := must[Batch](t)(db.NextBatch(alice, 10, 1<<20))
@@ -855,7 +855,7 @@ func TestResetForgetsEveryJournalID(t *testing.T) {
 	for i := range n {
 		page = append(page, Applied{MsgID: fmt.Sprintf("m%05d", i), JournalID: int64(i + 1), Hash: "h", Path: fmt.Sprintf("c/%05d.json", i)})
 	}
-	noErr(t, db.ApplyRemote(alice, n, page, nil))
+	noErr(t, db.ApplyRemote(alice, n, page))
 	noErr(t, db.ResetAccount(alice))
 	got := collect(t, db.Unpushed(alice))
 	if len(got) != n {
@@ -883,10 +883,10 @@ func TestInvalidInputIsRefused(t *testing.T) {
 	if _, err := db.Enqueue("", put("m", "1")); err == nil {
 		t.Error("Enqueue for an empty account accepted")
 	}
-	if err := db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 0, Path: "p"}}, nil); err == nil {
+	if err := db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 0, Path: "p"}}); err == nil {
 		t.Error("ApplyRemote without a journal id accepted")
 	}
-	if err := db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 1}}, nil); err == nil {
+	if err := db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 1}}); err == nil {
 		t.Error("ApplyRemote of a put without a path accepted")
 	}
 	if got := must[[]string](t)(db.Accounts()); len(got) != 0 {
@@ -934,10 +934,10 @@ func TestAnchorIsKeptAndForgottenByReset(t *testing.T) {
 
 func TestApplyRemoteDeleteWithKeepLeavesTheFileIndexed(t *testing.T) {
 	db := mustOpen(t, t.TempDir(), Options{})
-	if err := db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 1, Hash: "h", Path: "c/m.json"}}, nil); err != nil {
+	if err := db.ApplyRemote(alice, 1, []Applied{{MsgID: "m", JournalID: 1, Hash: "h", Path: "c/m.json"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.ApplyRemote(alice, 2, []Applied{{MsgID: "m", JournalID: 2, Deleted: true, Keep: true}}, nil); err != nil {
+	if err := db.ApplyRemote(alice, 2, []Applied{{MsgID: "m", JournalID: 2, Deleted: true, Keep: true}}); err != nil {
 		t.Fatal(err)
 	}
 	if rec, ok, _ := db.FileByMsgID(alice, "m"); !ok || rec.Path != "c/m.json" {

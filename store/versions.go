@@ -56,6 +56,9 @@ type Applied struct {
 type Anchor struct {
 	ID  int64  `json:"id"`
 	Sig string `json:"sig"` // a hash of the row's uuid, timestamp and data
+	// Theirs is set when another device wrote the row, so the check can
+	// leave this device's own rows out (except_uuid).
+	Theirs bool `json:"theirs,omitempty"`
 }
 
 // Anchor returns the row recorded with SetAnchor, if any.
@@ -118,9 +121,8 @@ func (db *DB) Version(acct, msgid string) (Version, bool, error) {
 // apply the same page again, which is idempotent. A put moves the msgid's
 // index entry to Path (dropping the entry of the old path, whose file the
 // engine removed or replaced); a delete removes the msgid's index entry and
-// leaves a tombstone version. A non-nil anchor is recorded as by SetAnchor,
-// in the same transaction.
-func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied, anchor *Anchor) error {
+// leaves a tombstone version.
+func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied) error {
 	for _, ap := range applied {
 		if ap.MsgID == "" || ap.JournalID <= 0 {
 			return fmt.Errorf("apply remote: bad version %q journal id %d", ap.MsgID, ap.JournalID)
@@ -155,11 +157,6 @@ func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied, anchor *
 		}
 		if err := raiseI64(a.state, keyCursor, cursor); err != nil {
 			return err
-		}
-		if anchor != nil {
-			if err := putJSON(a.state, keyAnchor, *anchor); err != nil {
-				return err
-			}
 		}
 		return raiseI64(a.state, keyHighwater, high)
 	})
