@@ -74,9 +74,17 @@ type AccountStatus struct {
 	LastPoll      time.Time `json:"last_poll,omitzero"`
 	LastPollError string    `json:"last_poll_error,omitempty"`
 	// BackoffUntil is when the next attempt is made after Failures
-	// failures in a row.
-	BackoffUntil time.Time `json:"backoff_until,omitzero"`
-	Failures     int       `json:"failures,omitempty"`
+	// failures in a row: the earlier of sending's and receiving's, which
+	// back off independently (PushBackoffUntil, PollBackoffUntil).
+	BackoffUntil     time.Time `json:"backoff_until,omitzero"`
+	Failures         int       `json:"failures,omitempty"`
+	PushBackoffUntil time.Time `json:"push_backoff_until,omitzero"`
+	PushFailures     int       `json:"push_failures,omitempty"`
+	PollBackoffUntil time.Time `json:"poll_backoff_until,omitzero"`
+	PollFailures     int       `json:"poll_failures,omitempty"`
+	// Held lists the messages the server refused; each is tried again
+	// with its own backoff and holds back nothing else.
+	Held []Held `json:"held,omitempty"`
 
 	// Pushed and Received count journal entries since the daemon started.
 	Pushed   int64 `json:"pushed"`
@@ -94,10 +102,19 @@ type AccountStatus struct {
 	ResetAt time.Time `json:"reset_at,omitzero"`
 }
 
-// CaughtUp reports whether the account has nothing left to send and has
-// completed a poll without error after t.
+// CaughtUp reports whether the account has nothing left to send but the
+// messages the server refused (Held) and has completed a poll without error
+// after t.
 func (s AccountStatus) CaughtUp(t time.Time) bool {
-	return s.StartError == "" && s.OutboxDepth == 0 && s.LastPoll.After(t) && s.LastPollError == ""
+	return s.StartError == "" && s.OutboxDepth <= len(s.Held) && s.LastPoll.After(t) && s.LastPollError == ""
+}
+
+// Held is a message the server refused: it is sent again at RetryAt.
+type Held struct {
+	MsgID    string    `json:"msgid"`
+	Attempts int       `json:"attempts"`
+	RetryAt  time.Time `json:"retry_at"`
+	Reason   string    `json:"reason"`
 }
 
 // Rejected is a message file that is not replicated.

@@ -7,14 +7,21 @@
 //   - local work: the watcher's reports (and rescans) are read, each changed
 //     file is validated, indexed and, when its content is not the version this
 //     device already holds, sealed once and written to the durable outbox;
-//   - push: the oldest outbox entries go out in one bounded batch, recorded as
-//     in flight before the POST; the journal ids and the removal from the
-//     outbox commit together;
-//   - poll: other devices' entries after the cursor are opened and applied in
-//     journal order, the files written atomically first and the versions, file
-//     index and cursor committed after.
+//   - poll: other devices' entries after the cursor are read a page at a
+//     time, opened and applied in journal order, the files written
+//     atomically first and the versions, file index and cursor committed
+//     after;
+//   - push: the oldest outbox entries go out in one bounded batch, recorded
+//     as in flight before the POST; the journal ids and the removal from the
+//     outbox commit together.
 //
-// One goroutine does all three on purpose. The journal decides between
+// Push and poll fail and back off independently: a journal page the server
+// cannot send does not keep this device's messages from leaving, and a
+// batch the server refuses does not stop receiving. An entry the server
+// refuses by itself is held back with its own backoff while the entries
+// behind it go out.
+//
+// One goroutine does all of it on purpose. The journal decides between
 // concurrent versions by id ("a later journal id wins"), and a local version
 // that is queued but not yet sent will get a higher id than anything already
 // in the journal, so the poller may leave such a message alone. That is only
@@ -29,9 +36,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +61,14 @@ type Remote interface {
 
 var _ Remote = (*account.Client)(nil)
 
+// DefaultMaxMessageBytes is the largest message file replicated unless the
+// config says otherwise: 512 KiB. Sealed, such a message is a row of at most
+// about 700 kB even when it does not compress, which the real server
+// stores (MariaDB's old max_allowed_packet was 1 MiB) and of which a page
+// that PHP can build with its default 128M memory_limit (about 20 MB)
+// holds 28. Chat text is a few hundred bytes a row.
+const DefaultMaxMessageBytes = 512 << 10
+
 // Options configure an Engine. Zero values pick the defaults.
 type Options struct {
 	Account string // the SIP address, as in the config
@@ -69,7 +87,8 @@ type Options struct {
 	// ReplicateDeletes: a deleted file deletes the message on the other
 	// devices, and deletes from them remove local files.
 	ReplicateDeletes bool
-	// MaxMessageBytes is the largest message file replicated (default 1 MiB).
+	// MaxMessageBytes is the largest message file replicated
+	// (DefaultMaxMessageBytes).
 	MaxMessageBytes int64
 	// BatchCount and BatchBytes bound one put_journal_entries call
 	// (defaults 500 entries, 4 MiB).
@@ -85,10 +104,24 @@ type Options struct {
 	// waits for rows it cannot find yet before it sends them again: a server
 	// may still be inserting a request whose reply was lost (default 30 s).
 	ReconcileGrace time.Duration
-	// MaxBackoff caps the wait after repeated errors (default 5 min);
-	// authentication failures wait at least AuthBackoff (default 1 min).
+	// MaxBackoff caps the wait after repeated errors of a push or a poll
+	// (default 5 min); authentication failures wait at least AuthBackoff
+	// (default 1 min).
 	MaxBackoff  time.Duration
 	AuthBackoff time.Duration
+	// EntryBackoff is the first wait of an entry the server refused by
+	// itself (journal_id null, or the row a put died on); it doubles with
+	// every refusal up to MaxEntryBackoff (defaults 30 s and 1 h).
+	EntryBackoff    time.Duration
+	MaxEntryBackoff time.Duration
+	// ProbeInterval is how often the engine checks that the server still
+	// holds a row this device has seen, to notice a journal that was reset
+	// or restored from a backup (default 1 h; also once after start).
+	ProbeInterval time.Duration
+	// PageBytes is the size of journal page the engine aims at when the
+	// server honours get_journal_entries' limit (default 4 MiB); the real
+	// server does not, and always sends up to 5000 rows.
+	PageBytes int
 
 	Logger *slog.Logger
 	// OnEvent, if set, is called (from the engine's goroutine; it must not
@@ -118,8 +151,14 @@ func (o *Options) defaults() {
 	setDur(&o.ReconcileGrace, 30*time.Second)
 	setDur(&o.MaxBackoff, 5*time.Minute)
 	setDur(&o.AuthBackoff, time.Minute)
+	setDur(&o.EntryBackoff, 30*time.Second)
+	setDur(&o.MaxEntryBackoff, time.Hour)
+	setDur(&o.ProbeInterval, time.Hour)
+	if o.PageBytes <= 0 {
+		o.PageBytes = 4 << 20
+	}
 	if o.MaxMessageBytes <= 0 {
-		o.MaxMessageBytes = 1 << 20
+		o.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if o.BatchCount <= 0 {
 		o.BatchCount = 500
@@ -166,10 +205,32 @@ type Engine struct {
 	lastActive   time.Time
 	nextPoll     time.Time
 	lastProbe    time.Time
-	netFailures  int
-	netRetryAt   time.Time
 	storeMissing bool
 	published    struct{ waiting int }
+	// pushRetry and pollRetry are the two kinds of network work's
+	// backoffs; a success of one leaves the other's alone.
+	pushRetry, pollRetry retry
+	// pushAt is when the outbox can next be pushed: zero when it is empty
+	// (or a push is possible now), else the end of the push backoff or of
+	// the hold of the entries the server refused.
+	pushAt time.Time
+	pages  pager
+	// candidate is the newest row polled since the last probe: the anchor
+	// once the probe has found the current one.
+	candidate *store.Anchor
+	// seenMax is the highest journal id planned so far: a row at or below
+	// it that cannot be applied was counted and logged already.
+	seenMax int64
+	// batchMax bounds the entries of the next put: halved when the server
+	// refuses a request as a whole (a body over its post_max_size reads as
+	// "Missing uuid"), so the entry that causes it ends up alone.
+	batchMax int
+	// diedWithReply is set when the last put failed with a reply from the
+	// server (a 500, a MySQL error text): the reconciliation then holds
+	// back the first entry that was not stored, the row the request died on.
+	diedWithReply bool
+	// held lists the entries the server refused, by msgid, for status.
+	held map[string]store.Entry
 	// watchFailed is set (by the watcher's goroutine) when no watcher could
 	// be made; the engine then rescans the store every minute itself.
 	watchFailed atomic.Bool
@@ -213,7 +274,9 @@ func New(opts Options) (*Engine, error) {
 		recheck:    map[string]time.Time{},
 		rejected:   map[string]string{},
 		newAtStart: map[string]bool{},
+		held:       map[string]store.Entry{},
 		needCheck:  true,
+		batchMax:   opts.BatchCount,
 	}
 	e.status = Status{Account: opts.Account, State: StateStarting, Skipped: map[string]int{}}
 	return e, nil
@@ -275,6 +338,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	// Poll briskly for a while after start: someone who just started
 	// chatsync is probably about to use it.
 	e.lastActive = e.opts.Now()
+	if held, err := e.db.Held(e.opts.Account); err == nil {
+		for _, en := range held {
+			e.held[en.MsgID] = en
+		}
+	}
 	var pending *watch.Change
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -312,7 +380,8 @@ func (e *Engine) Run(ctx context.Context) error {
 				e.status.syncRequested = false
 				e.rescanNow = true
 				e.nextPoll = time.Time{}
-				e.netRetryAt = time.Time{}
+				e.pushRetry.until, e.pollRetry.until = time.Time{}, time.Time{}
+				e.pushAt = time.Time{}
 			}
 			e.mu.Unlock()
 		case <-timer.C:
@@ -370,92 +439,189 @@ func (e *Engine) localWork() {
 // watched.
 const watchlessRescan = time.Minute
 
-// networkWork does one step of network work, reporting whether more is
+// networkWork does one step of network work — a batch in flight to
+// reconcile, one page to poll, one batch to push — reporting whether more is
 // waiting right away.
 func (e *Engine) networkWork(ctx context.Context) bool {
-	now := e.opts.Now()
-	if now.Before(e.netRetryAt) || !e.indexed {
+	if !e.indexed {
 		return false
 	}
-	more, err := e.networkStep(ctx)
+	defer e.publishNet()
+	if e.needCheck {
+		// Nothing is sent or applied while a batch may be in flight; the
+		// reconciliation is push work, and waits out the push backoff.
+		if e.opts.Now().Before(e.pushRetry.until) {
+			return false
+		}
+		done, err := e.reconcile(ctx)
+		if ctx.Err() != nil {
+			return false
+		}
+		if err != nil {
+			e.failed(&e.pushRetry, "push", err)
+			return false
+		}
+		if !done {
+			return false
+		}
+		e.needCheck = false
+	}
+	more := e.pollStep(ctx)
+	if ctx.Err() != nil {
+		return false
+	}
+	if e.pushStep(ctx) {
+		more = true
+	}
+	return more && ctx.Err() == nil
+}
+
+// pollStep reads one page of the journal when a poll is due: the catch-up
+// at start (and after a reset) until the journal is read, then one poll per
+// interval, each paging until the journal is read, followed by the
+// consistency probe when that is due.
+func (e *Engine) pollStep(ctx context.Context) (more bool) {
+	now := e.opts.Now()
+	if e.storeMissing || now.Before(e.pollRetry.until) || e.started && now.Before(e.nextPoll) {
+		return false
+	}
+	more, err := e.poll(ctx)
+	if err == nil && !more && !e.started {
+		// Caught up: now decide what of the store is to be pushed.
+		e.decideAll()
+		if err = e.requeueUnpushed(); err == nil {
+			e.started = true
+			e.newAtStart = nil
+			more = true
+		}
+	} else if err == nil && !more {
+		e.schedulePoll()
+		err = e.probe(ctx)
+	}
 	if ctx.Err() != nil {
 		return false
 	}
 	if err != nil {
-		e.netFailures++
-		d := e.backoff(err)
-		e.netRetryAt = e.opts.Now().Add(d) // counted from the failure, not from the start of the attempt
-		e.mu.Lock()
-		e.status.BackoffUntil = e.netRetryAt
-		e.status.Failures = e.netFailures
-		e.mu.Unlock()
-		e.setState(StateBackoff, err.Error())
-		e.emit(Event{Kind: "error", Message: err.Error()})
-		e.log.Warn("sync failed; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+		e.failed(&e.pollRetry, "poll", err)
+		if !e.started && e.pollRetry.failures >= startAnyway {
+			// The catch-up keeps failing: decide what to push without it,
+			// so this device's messages leave meanwhile. What is lost is
+			// only the recognition of copies SIP delivered to every device
+			// (they may be journaled twice, which changes nothing).
+			e.log.Warn("cannot catch up with the journal; sending this device's changes meanwhile", "failures", e.pollRetry.failures)
+			e.decideAll()
+			if e.requeueUnpushed() == nil {
+				e.started = true
+				e.newAtStart = nil
+			}
+		}
 		return false
 	}
-	if e.netFailures > 0 {
-		e.log.Info("sync works again", "after_failures", e.netFailures)
-	}
-	e.netFailures = 0
-	e.mu.Lock()
-	e.status.BackoffUntil = time.Time{}
-	e.status.Failures = 0
-	e.mu.Unlock()
-	if !e.storeMissing {
-		e.setState(StateIdle, "")
-	}
+	e.succeeded(&e.pollRetry, "poll")
 	return more
 }
 
-// networkStep does the most urgent piece of network work: reconcile a batch
-// in flight, catch up at start, push, or poll when it is time.
-func (e *Engine) networkStep(ctx context.Context) (more bool, err error) {
-	if e.needCheck {
-		done, err := e.reconcile(ctx)
-		if err != nil || !done {
-			return false, err
-		}
-		e.needCheck = false
+// startAnyway is how many failed catch-up polls in a row make the engine
+// start pushing without the catch-up.
+const startAnyway = 3
+
+// pushStep sends one batch of the outbox, if there is one to send now.
+func (e *Engine) pushStep(ctx context.Context) (more bool) {
+	if st, err := e.db.Stats(e.opts.Account); err == nil && st.OutboxDepth == 0 {
+		// Nothing to send: whatever failed before is resolved.
+		e.pushAt = time.Time{}
+		e.succeeded(&e.pushRetry, "push")
+		return false
 	}
-	if !e.started {
-		if e.storeMissing {
-			return false, nil
-		}
-		full, err := e.poll(ctx)
-		if err != nil || full {
-			return full, err
-		}
-		e.decideAll()
-		if err := e.requeueUnpushed(); err != nil {
-			return false, err
-		}
-		e.started = true
-		e.newAtStart = nil
-		return true, nil
+	now := e.opts.Now()
+	if now.Before(e.pushRetry.until) || now.Before(e.pushAt) {
+		return false
 	}
-	st, err := e.db.Stats(e.opts.Account)
+	sent, err := e.push(ctx)
+	if ctx.Err() != nil {
+		return false
+	}
 	if err != nil {
-		return false, err
+		e.failed(&e.pushRetry, "push", err)
+		e.pushAt = e.pushRetry.until
+		return false
 	}
-	pollDue := !e.storeMissing && !e.opts.Now().Before(e.nextPoll)
-	if st.OutboxDepth > 0 && !pollDue {
-		return true, e.push(ctx)
+	if sent {
+		e.succeeded(&e.pushRetry, "push")
 	}
-	if !pollDue {
-		return false, nil
+	return sent
+}
+
+// retry is the backoff state of one kind of network work.
+type retry struct {
+	failures int
+	until    time.Time
+	err      string
+}
+
+// failed counts a failure of kind's work and schedules its next attempt.
+// A failure is logged at warn level when its message differs from the last
+// one, so a server that stays down is reported once, not at every retry.
+func (e *Engine) failed(r *retry, kind string, err error) {
+	r.failures++
+	d := e.backoff(r.failures, err)
+	r.until = e.opts.Now().Add(d) // counted from the failure, not from the start of the attempt
+	msg := err.Error()
+	level := slog.LevelWarn
+	if msg == r.err {
+		level = slog.LevelDebug
 	}
-	full, err := e.poll(ctx)
-	if err != nil {
-		return false, err
+	r.err = msg
+	e.log.Log(context.Background(), level, kind+" failed; retrying", "err", msg, "failures", r.failures, "retry_in", d.Round(time.Millisecond))
+	e.emit(Event{Kind: "error", Message: kind + ": " + msg})
+}
+
+// succeeded ends a backoff of kind's work.
+func (e *Engine) succeeded(r *retry, kind string) {
+	if r.failures > 0 {
+		e.log.Info(kind+" works again", "after_failures", r.failures)
 	}
-	if !full {
-		e.schedulePoll()
-		if err := e.probe(ctx); err != nil {
-			return false, err
+	*r = retry{}
+}
+
+// publishNet shows the network state in the status.
+func (e *Engine) publishNet() {
+	held := make([]Held, 0, len(e.held))
+	for _, msgid := range slices.Sorted(maps.Keys(e.held)) {
+		en := e.held[msgid]
+		held = append(held, Held{MsgID: msgid, Attempts: en.Attempts, RetryAt: en.RetryAt, Reason: en.LastError})
+	}
+	push, poll := e.pushRetry, e.pollRetry
+	e.mu.Lock()
+	s := &e.status
+	s.PushFailures, s.PushBackoffUntil = push.failures, push.until
+	s.PollFailures, s.PollBackoffUntil = poll.failures, poll.until
+	s.Failures, s.BackoffUntil = max(push.failures, poll.failures), time.Time{}
+	for _, r := range []retry{push, poll} {
+		if r.failures > 0 && (s.BackoffUntil.IsZero() || r.until.Before(s.BackoffUntil)) {
+			s.BackoffUntil = r.until
 		}
 	}
-	return full || st.OutboxDepth > 0, nil
+	s.Held = held
+	e.mu.Unlock()
+	if e.storeMissing {
+		return
+	}
+	var problems []string
+	if poll.failures > 0 {
+		problems = append(problems, "receiving: "+poll.err)
+	}
+	if push.failures > 0 {
+		problems = append(problems, "sending: "+push.err)
+	}
+	switch {
+	case len(problems) > 0:
+		e.setState(StateBackoff, strings.Join(problems, "; "))
+	case !e.started:
+		e.setState(StateStarting, "")
+	default:
+		e.setState(StateIdle, "")
+	}
 }
 
 func (e *Engine) schedulePoll() {
@@ -468,7 +634,8 @@ func (e *Engine) schedulePoll() {
 }
 
 // nextWake is how long the loop may sleep: until the next poll, the end of
-// a backoff, a file to look at again, or a rescan.
+// a backoff, an entry the server refused is due again, a file to look at
+// again, or a rescan.
 func (e *Engine) nextWake() time.Duration {
 	now := e.opts.Now()
 	next := now.Add(time.Hour)
@@ -479,12 +646,22 @@ func (e *Engine) nextWake() time.Duration {
 		next = earlier(next, e.lastScan.Add(watchlessRescan))
 	}
 	switch {
-	case e.netRetryAt.After(now):
-		next = earlier(next, e.netRetryAt)
-	case e.started:
-		next = earlier(next, e.nextPoll)
-	case !e.storeMissing:
-		next = now // the catch-up (at start, after a reset) is due
+	case !e.indexed:
+		// Network work waits for the start-up index, which waits for the
+		// store.
+	case e.needCheck:
+		next = earlier(next, e.pushRetry.until)
+	default:
+		if !e.storeMissing {
+			poll := e.pollRetry.until
+			if e.started && e.nextPoll.After(poll) {
+				poll = e.nextPoll
+			}
+			next = earlier(next, poll)
+		}
+		if !e.pushAt.IsZero() {
+			next = earlier(next, e.pushAt)
+		}
 	}
 	for _, at := range e.recheck {
 		next = earlier(next, at)
@@ -499,12 +676,13 @@ func earlier(a, b time.Time) time.Time {
 	return a
 }
 
-// backoff returns how long to wait after the netFailures-th failure in a
-// row: exponential from one second with ±20 % jitter, at least what the
-// server asked for with Retry-After, and at least AuthBackoff after an
-// authentication failure (which needs a person to fix the configuration).
-func (e *Engine) backoff(err error) time.Duration {
-	d := time.Second << min(e.netFailures-1, 20)
+// backoff returns how long to wait after the failures-th failure in a row
+// of one kind of work: exponential from one second with ±20 % jitter, at
+// least what the server asked for with Retry-After, and at least AuthBackoff
+// after an authentication failure (which needs a person to fix the
+// configuration).
+func (e *Engine) backoff(failures int, err error) time.Duration {
+	d := time.Second << min(failures-1, 20)
 	d = min(d, e.opts.MaxBackoff)
 	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 	var ae *account.Error

@@ -32,6 +32,7 @@ const (
 // can be put in front of it (faults).
 type server struct {
 	t       *testing.T
+	mod     func(*accountserver.Options)
 	http    *httptest.Server
 	backend atomic.Pointer[accountserver.Server]
 	mu      sync.Mutex
@@ -42,9 +43,13 @@ type server struct {
 	intercept atomic.Pointer[func(w http.ResponseWriter, r *http.Request, account, action string) bool]
 }
 
-func newServer(t *testing.T) *server {
+func newServer(t *testing.T) *server { return newServerWith(t, nil) }
+
+// newServerWith is newServer with options of the real server's behaviour
+// (page limits, caps, refused rows) set by mod.
+func newServerWith(t *testing.T, mod func(*accountserver.Options)) *server {
 	t.Helper()
-	s := &server{t: t}
+	s := &server{t: t, mod: mod}
 	s.backend.Store(s.newBackend(t.TempDir()))
 	s.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -64,7 +69,7 @@ func newServer(t *testing.T) *server {
 }
 
 func (s *server) newBackend(dir string) *accountserver.Server {
-	srv, err := accountserver.New(accountserver.Options{
+	opts := accountserver.Options{
 		DataDir:  dir,
 		Accounts: []accountserver.Account{{Address: testAccount, Password: testPassword}},
 		Intercept: func(w http.ResponseWriter, r *http.Request, account, action string) bool {
@@ -79,7 +84,11 @@ func (s *server) newBackend(dir string) *accountserver.Server {
 			}
 			return time.Now()
 		},
-	})
+	}
+	if s.mod != nil {
+		s.mod(&opts)
+	}
+	srv, err := accountserver.New(opts)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -179,6 +188,7 @@ func (d *device) options() Options {
 		PollInterval: 200 * time.Millisecond, ActivePollInterval: 50 * time.Millisecond,
 		ReplicateDeletes: true, Debounce: 20 * time.Millisecond, SettleTime: 200 * time.Millisecond,
 		ReconcileGrace: 500 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, AuthBackoff: 200 * time.Millisecond,
+		EntryBackoff: 200 * time.Millisecond, MaxEntryBackoff: 200 * time.Millisecond, ProbeInterval: 200 * time.Millisecond,
 	}
 	if d.tweak != nil {
 		d.tweak(&o)

@@ -530,6 +530,11 @@ func (e *Engine) flush() {
 		}
 	}
 	if len(b.pushes) > 0 {
+		// A new version replaces a held one (and is not held): push now.
+		e.pushAt = time.Time{}
+		for _, p := range b.pushes {
+			delete(e.held, p.MsgID)
+		}
 		if _, err := e.db.EnqueueMany(acct, b.pushes); err != nil {
 			for _, p := range b.pushes {
 				if _, err := e.db.Enqueue(acct, p); err != nil {

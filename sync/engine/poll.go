@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path"
 	"sort"
@@ -20,10 +21,10 @@ import (
 // sender's max_message_bytes may be larger than ours, so this is generous.
 const maxIncomingBytes = 16 << 20
 
-// poll reads one page of other devices' entries after the cursor and
-// applies it. full reports that the page was cut at the server's limit, so
-// more may be waiting.
-func (e *Engine) poll(ctx context.Context) (full bool, err error) {
+// poll reads the next page of other devices' entries after the cursor and
+// applies it. more reports that the page may have been cut by the server,
+// so more may be waiting; the journal is read when a page is not.
+func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	acct := e.opts.Account
 	cursor, err := e.db.Cursor(acct)
 	if err != nil {
@@ -32,31 +33,36 @@ func (e *Engine) poll(ctx context.Context) (full bool, err error) {
 	// LastPoll is when the poll started, so "polled after T" means it saw
 	// everything the server held at T.
 	now := e.opts.Now()
-	// Ask for a few ids before the cursor as well: an auto_increment id
-	// can become visible after a higher one (MySQL assigns ids in insert
-	// order, not commit order). Rows already held are skipped below.
-	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: e.device, AfterID: max(cursor-cursorOverlap, 0)})
+	page, limit, err := e.getPage(ctx, account.JournalQuery{ExceptUUID: e.device, AfterID: cursor})
 	if err != nil {
 		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, err.Error() })
 		return false, fmt.Errorf("poll the journal: %w", err)
 	}
-	full = len(page.Entries) >= account.JournalPageMax
-	next := nextAfter(page, cursor)
-	if full && next == page.MaxID() && minTimestamp(page) == maxTimestamp(page) {
+	complete := e.pages.complete(len(page.Entries), limit)
+	next := nextAfter(page, cursor, complete)
+	entries := make([]account.JournalEntry, 0, len(page.Entries))
+	for _, row := range page.Entries {
+		if row.ID > cursor && !strings.EqualFold(row.UUID, e.device) {
+			entries = append(entries, row) // our own rows are never applied again
+		}
+	}
+	if len(entries) == 0 && len(page.Entries) > 0 && next <= cursor {
+		// The same rows again: the server ignores after_id (the historical
+		// Mongo backend did). Polling again at once would loop.
+		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, errIgnoresAfterID.Error() })
+		return false, errIgnoresAfterID
+	}
+	if !complete && len(page.Entries) >= account.JournalPageMax && minTimestamp(page) == maxTimestamp(page) {
 		e.log.Warn("a whole page of the journal has one timestamp; entries of that second may be missed if the server does not order them by id",
 			"second", maxTimestamp(page))
 	}
-	entries := append([]account.JournalEntry(nil), page.Entries...)
 	sort.Slice(entries, func(i, j int) bool { return entries[i].ID < entries[j].ID })
 
 	// Decide every row first, then write all the files of the page in one
 	// batch (a few syncs instead of two per file), then commit.
 	pg := &pagePlan{files: map[string]*store.FileRecord{}}
 	for _, row := range entries {
-		if strings.EqualFold(row.UUID, e.device) {
-			continue // our own row: never applied again
-		}
-		e.plan(pg, row, row.ID > cursor)
+		e.plan(pg, row)
 	}
 	results := msgdir.Apply(e.opts.Store, pg.ops)
 	var applied []store.Applied
@@ -81,6 +87,7 @@ func (e *Engine) poll(ctx context.Context) (full bool, err error) {
 		}
 		applied = append(applied, pl.a)
 	}
+	e.seenMax = max(e.seenMax, page.MaxID())
 	received := len(applied)
 	next = max(next, cursor)
 	if err := e.failpoint("before-apply-commit"); err != nil {
@@ -90,6 +97,12 @@ func (e *Engine) poll(ctx context.Context) (full bool, err error) {
 		if err := e.db.ApplyRemote(acct, next, applied); err != nil {
 			return false, fmt.Errorf("record applied entries: %w", err)
 		}
+	}
+	if writeErr == nil && len(entries) > 0 {
+		// The newest row read becomes the anchor at the next probe, once
+		// the probe has found the current one still there.
+		newest := &entries[len(entries)-1]
+		e.candidate = &store.Anchor{ID: newest.ID, Sig: rowSig(newest), Theirs: true}
 	}
 	e.update(func(s *Status) {
 		s.LastPoll, s.LastPollError = now, ""
@@ -102,22 +115,140 @@ func (e *Engine) poll(ctx context.Context) (full bool, err error) {
 	if writeErr != nil {
 		return false, writeErr
 	}
-	return full, nil
+	return !complete, nil
 }
 
-// cursorOverlap is how many ids before the cursor each poll reads again.
-const cursorOverlap = 100
+// errIgnoresAfterID is a page that holds only rows this device has read.
+var errIgnoresAfterID = errors.New("the server sent only journal entries this device has already read: it ignores after_id " +
+	"(as the old Mongo backend of the SIP Account API did); new entries still arrive, with backoff: ask the provider to use the MySQL journal")
 
-// nextAfter is the after_id for the page that follows page. The real
-// server orders a page by a one-second timestamp and cuts it at 5000 rows,
-// and rows of the same second come in no defined order. So when a page is
-// full, the rows of its last second may be only some of that second's rows:
-// the next page starts before that second (it is read again, which is
-// harmless: versions already held are skipped). Only when a full page is a
-// single second is there no other way forward than its highest id.
-func nextAfter(page *account.JournalPage, cursor int64) int64 {
+// pager holds what the engine has learnt of how the server cuts journal
+// pages. A server does not say whether a page is the last one, and its cap
+// is not always the real server's 5000 rows; a server that honours limit
+// can be asked for fewer rows when they are large.
+type pager struct {
+	// longest is the longest page the server has sent: its cap is at
+	// least that, so a shorter page was not cut.
+	longest int
+	// limit is whether the server honours get_journal_entries' limit:
+	// 0 unknown, 1 yes, -1 no (the real server answers 0 < limit < 5000
+	// with no rows). It is learnt when the server fails on a page.
+	limit int
+	// rows is the page size asked for when the server honours limit.
+	rows int
+}
+
+// complete reports whether a page of n rows, asked for with limit (0:
+// none), is certainly the last one, and notes its length.
+func (p *pager) complete(n, limit int) bool {
+	last := n == 0 || limit > 0 && n < limit || limit == 0 && n < p.longest
+	p.longest = max(p.longest, n)
+	return last
+}
+
+// fit sizes the next page of a server that honours limit: as many rows as
+// make about pageBytes, by the size of the rows just read.
+func (p *pager) fit(page *account.JournalPage, pageBytes int) {
+	if p.limit <= 0 || len(page.Entries) == 0 {
+		return
+	}
+	size := 0
+	for _, row := range page.Entries {
+		size += len(row.Data) + rowOverhead
+	}
+	p.rows = min(max(pageBytes/max(size/len(page.Entries), 1), 1), account.JournalPageMax)
+}
+
+// rowOverhead is about what a row costs in a page besides its data: the
+// id, timestamp, account, uuid and ip_address with their keys.
+const rowOverhead = 200
+
+// getPage reads one page of the journal. When the server fails to build it
+// (an HTTP 500 or an empty reply: the real server builds a page whole in
+// PHP memory), it asks for fewer rows if the server honours limit, and
+// otherwise returns an error that says what is happening and what the
+// provider can do. It returns the limit the page was asked with.
+func (e *Engine) getPage(ctx context.Context, q account.JournalQuery) (*account.JournalPage, int, error) {
+	if e.pages.limit > 0 {
+		q.Limit = e.pages.rows
+	}
+	for {
+		page, err := e.opts.Remote.GetJournalEntries(ctx, q)
+		if err == nil {
+			if q.Limit > 0 && len(page.Entries) > q.Limit {
+				e.pages.limit, q.Limit = -1, 0 // it ignores limit after all
+			}
+			e.pages.fit(page, e.opts.PageBytes)
+			return page, q.Limit, nil
+		}
+		if !pageFailed(err) || ctx.Err() != nil {
+			return nil, q.Limit, err
+		}
+		if e.pages.limit == 0 {
+			// Does the server honour limit? One row after the same
+			// cursor tells: the real server sends none.
+			one := q
+			one.Limit = 1
+			page, lerr := e.opts.Remote.GetJournalEntries(ctx, one)
+			if lerr != nil {
+				return nil, q.Limit, err
+			}
+			e.pages.limit = -1
+			if len(page.Entries) == 1 {
+				e.pages.limit, e.pages.rows = 1, account.JournalPageMax
+			}
+		}
+		if e.pages.limit < 0 || q.Limit == 1 {
+			return nil, q.Limit, &pageTooLargeError{after: q.AfterID, limit: q.Limit, err: err}
+		}
+		e.pages.rows = max(min(q.Limit, e.pages.rows)/2, 1)
+		if q.Limit == 0 {
+			e.pages.rows = account.JournalPageMax / 2
+		}
+		e.log.Info("the server failed to send a page of the journal; asking for fewer rows", "rows", e.pages.rows)
+		q.Limit = e.pages.rows
+	}
+}
+
+// pageFailed reports whether err is the server failing to produce a page
+// (HTTP 5xx, an empty reply, a PHP fatal error), not a refusal or a network
+// problem.
+func pageFailed(err error) bool {
+	var ae *account.Error
+	return errors.As(err, &ae) && ae.Kind == account.KindServer && ae.StatusCode != http.StatusServiceUnavailable
+}
+
+// pageTooLargeError is a page the server cannot send.
+type pageTooLargeError struct {
+	after int64
+	limit int // 1: a single row is too large
+	err   error
+}
+
+func (p *pageTooLargeError) Error() string {
+	if p.limit == 1 {
+		return fmt.Sprintf("the server fails (%v) to send even one row of the journal after id %d: that row is larger than the server can send; "+
+			"ask the provider to raise the server's memory limit", p.err, p.after)
+	}
+	return fmt.Sprintf("the server fails (%v) to send the page of the journal after id %d. "+
+		"On CDRTool's server this is a page too large for PHP: it builds each page of up to 5000 rows in memory, at about 5 times their size, "+
+		"so with Debian's memory_limit of 128M a page of more than about 20 MB fails. Ask the provider to raise PHP's memory_limit "+
+		"for settings.phtml (512M serves pages of about 90 MB). This device keeps sending its own messages and tries again with backoff", p.err, p.after)
+}
+
+func (p *pageTooLargeError) Unwrap() error { return p.err }
+
+// nextAfter is the after_id for the page that follows page, read after
+// cursor. The real server orders a page by a one-second timestamp and cuts
+// it at its cap, and rows of the same second come in no defined order. So
+// when a page may have been cut, the rows of its last second may be only
+// some of that second's rows: the next page starts before that second (its
+// rows are read again, which is harmless: versions already held are
+// skipped). Only when such a page is a single second is there no other way
+// forward than its highest id.
+func nextAfter(page *account.JournalPage, cursor int64, complete bool) int64 {
 	maxID := max(cursor, page.MaxID())
-	if len(page.Entries) < account.JournalPageMax {
+	if complete {
 		return maxID
 	}
 	last := maxTimestamp(page)
@@ -189,13 +320,11 @@ func (e *Engine) fileOf(pg *pagePlan, msgid string) (store.FileRecord, bool, err
 
 // plan opens one row and, if it is newer than the version held, plans
 // bringing the store to it.
-func (e *Engine) plan(pg *pagePlan, row account.JournalEntry, fresh bool) {
+func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 	acct := e.opts.Account
 	en, err := e.opts.Keyring.Open(row.Data, acct)
 	if err != nil {
-		if fresh { // rows of the overlap were counted the first time
-			e.skip(row.ID, err)
-		}
+		e.skip(row.ID, err)
 		return
 	}
 	_, inPage := pg.files[en.MsgID]
@@ -297,8 +426,12 @@ func (e *Engine) takenByAnother(rel, msgid string) (bool, error) {
 	return err != nil || msg.MsgID != msgid, nil
 }
 
-// skip counts a row that cannot be applied, by reason.
+// skip counts and logs a row that cannot be applied, by reason, the first
+// time it is read (rows at a page edge are read twice).
 func (e *Engine) skip(id int64, err error) {
+	if id <= e.seenMax {
+		return
+	}
 	reason := "invalid entry"
 	switch {
 	case errors.Is(err, seal.ErrUnknownKey):
@@ -316,14 +449,22 @@ func (e *Engine) skip(id int64, err error) {
 	e.update(func(s *Status) { s.Skipped[reason]++ })
 }
 
-// probe checks, once per poll interval, that the server still holds a row
-// this device has seen (the anchor: the newest row it knows, by id and
-// content). A journal that lost it was reset or restored from a backup; its
+// probe checks, once after start and then every ProbeInterval, that the
+// server still holds a row this device has seen (the anchor), by id and
+// content. A journal that lost it was reset or restored from a backup; its
 // ids start again and may already have passed this device's cursor, where
-// polling alone would never notice.
+// polling alone would never notice. Once the anchor is found, the newest
+// row polled since (the candidate) becomes the next anchor; with no row
+// from another device, it is this device's own newest row.
+//
+// It costs about one row: it asks for limit=1, which the real server
+// answers with no rows (its limit bug), and then it reads the rows from the
+// anchor on (another device's rows only, when the anchor is theirs). That
+// is why it runs hourly, not at every poll: with a large newest row, a
+// probe at every poll would cost more than all the polls.
 func (e *Engine) probe(ctx context.Context) error {
 	now := e.opts.Now()
-	if now.Sub(e.lastProbe) < e.opts.PollInterval {
+	if !e.lastProbe.IsZero() && now.Sub(e.lastProbe) < e.opts.ProbeInterval {
 		return nil
 	}
 	acct := e.opts.Account
@@ -335,43 +476,51 @@ func (e *Engine) probe(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Check the anchor row; but when it lags a whole page or more behind
-	// the newest row (after a large backlog), checking it would download a
-	// full page at every probe: anchor at the newest row instead.
-	id := st.Highwater
-	if ok && anchor.ID <= st.Highwater && st.Highwater-anchor.ID < account.JournalPageMax {
-		id = anchor.ID
+	if !ok || anchor.ID > st.Highwater {
+		anchor = store.Anchor{ID: st.Highwater}
+		ok = false
 	}
-	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{AfterID: id - 1})
+	q := account.JournalQuery{AfterID: anchor.ID - 1, Limit: 1}
+	if anchor.Theirs {
+		q.ExceptUUID = e.device
+	}
+	if e.pages.limit < 0 {
+		q.Limit = 0
+	}
+	page, err := e.opts.Remote.GetJournalEntries(ctx, q)
+	if err == nil && q.Limit == 1 && len(page.Entries) == 0 {
+		q.Limit = 0
+		page, err = e.opts.Remote.GetJournalEntries(ctx, q)
+	}
 	if err != nil {
 		return fmt.Errorf("check the journal: %w", err)
 	}
 	e.lastProbe = now
-	byID := make(map[int64]*account.JournalEntry, len(page.Entries))
+	var row *account.JournalEntry
 	for i := range page.Entries {
-		byID[page.Entries[i].ID] = &page.Entries[i]
+		switch id := page.Entries[i].ID; {
+		case id == anchor.ID:
+			row = &page.Entries[i]
+		case id <= q.AfterID:
+			// A server that ignores after_id tells nothing about the
+			// anchor: taking its reply for a reset would push everything
+			// again at every probe.
+			return nil
+		}
 	}
-	row := byID[id]
 	switch {
 	case row == nil:
-		return e.journalWentBackwards(fmt.Sprintf("journal entry %d, which this device has seen, is no longer on the server", id))
-	case ok && anchor.ID == id && anchor.Sig != rowSig(row):
-		return e.journalWentBackwards(fmt.Sprintf("journal entry %d is not the entry this device saw under that id", id))
+		return e.journalWentBackwards(fmt.Sprintf("journal entry %d, which this device has seen, is no longer on the server", anchor.ID))
+	case ok && anchor.Sig != rowSig(row):
+		return e.journalWentBackwards(fmt.Sprintf("journal entry %d is not the entry this device saw under that id", anchor.ID))
 	}
-	// The anchor is fine; move it towards the newest row known: to that
-	// row if this page holds it, else as far as this page reaches.
-	if !ok || anchor.ID != st.Highwater {
-		next := byID[st.Highwater]
-		if next == nil {
-			for i := range page.Entries {
-				if r := &page.Entries[i]; r.ID <= st.Highwater && (next == nil || r.ID > next.ID) {
-					next = r
-				}
-			}
-		}
-		if next != nil && (!ok || next.ID != anchor.ID) {
-			return e.db.SetAnchor(acct, store.Anchor{ID: next.ID, Sig: rowSig(next)})
-		}
+	next := store.Anchor{ID: row.ID, Sig: rowSig(row), Theirs: !strings.EqualFold(row.UUID, e.device)}
+	if c := e.candidate; c != nil && c.ID > next.ID {
+		next = *c
+	}
+	e.candidate = nil
+	if !ok || next != anchor {
+		return e.db.SetAnchor(acct, next)
 	}
 	return nil
 }
@@ -396,6 +545,7 @@ func (e *Engine) journalWentBackwards(why string) error {
 	}
 	e.started = false
 	e.newAtStart = map[string]bool{}
+	e.candidate, e.seenMax = nil, 0
 	now := e.opts.Now()
 	e.update(func(s *Status) { s.ResetAt = now })
 	e.emit(Event{Kind: "reset", Message: msg})

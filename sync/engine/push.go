@@ -6,64 +6,92 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/chatsync/chatsync/store"
 	"github.com/chatsync/chatsync/sync/account"
 )
 
-// push sends the oldest outbox entries as one batch.
-func (e *Engine) push(ctx context.Context) error {
+// push sends the oldest outbox entries that are not held back as one
+// batch. sent reports that a batch went out (more may be waiting); when
+// nothing could be sent, pushAt says when to look again.
+func (e *Engine) push(ctx context.Context) (sent bool, err error) {
 	acct := e.opts.Account
-	batch, err := e.db.NextBatch(acct, e.opts.BatchCount, e.opts.BatchBytes)
+	batch, err := e.db.NextBatch(acct, e.batchMax, e.opts.BatchBytes)
 	if errors.Is(err, store.ErrBatchInFlight) {
 		e.needCheck = true
-		return nil
+		return true, nil
 	}
 	if err != nil {
-		return fmt.Errorf("read the outbox: %w", err)
+		return false, fmt.Errorf("read the outbox: %w", err)
 	}
 	if len(batch.Entries) == 0 {
-		return nil
+		e.pushAt = batch.HeldUntil // zero: the outbox is empty
+		return false, nil
 	}
+	e.pushAt = time.Time{}
 	entries := make([]account.PutEntry, len(batch.Entries))
 	for i, en := range batch.Entries {
 		entries[i] = account.PutEntry{ID: en.Token, Data: en.Envelope}
 	}
 	if err := e.failpoint("before-put"); err != nil {
-		return err
+		return false, err
 	}
 	results, err := e.opts.Remote.PutJournalEntries(ctx, e.device, entries)
 	now := e.opts.Now()
 	if err != nil {
 		e.update(func(s *Status) { s.LastPush, s.LastPushError = now, err.Error() })
-		if definitelyNotStored(err) {
-			if ferr := e.db.FailBatch(acct, err); ferr != nil {
-				e.needCheck = true
-			}
-		} else {
+		if !definitelyNotStored(err) {
 			// The server may have stored some or all rows: find out
 			// before anything is sent again.
 			e.needCheck = true
-			e.ambiguousAt = e.opts.Now()
+			e.ambiguousAt = now
+			e.diedWithReply = repliedWithFailure(err)
+			return false, fmt.Errorf("push %d entries: %w", len(entries), err)
 		}
-		return fmt.Errorf("push %d entries: %w", len(entries), err)
+		if refusedWhole(err) {
+			if len(entries) > 1 {
+				// Something in the request makes the server refuse all
+				// of it (a body over PHP's post_max_size reads as
+				// "Missing uuid"): send half as many until the entry that
+				// does it goes alone, and is held back by itself.
+				e.batchMax = max(len(entries)/2, 1)
+			} else {
+				en := batch.Entries[0]
+				if ferr := e.db.CompleteBatch(acct, []store.Result{e.hold(en, err.Error())}); ferr != nil {
+					e.needCheck = true
+					return false, ferr
+				}
+				return true, nil // the entry's failure, not the push's: the rest goes on
+			}
+		}
+		if ferr := e.db.FailBatch(acct, err); ferr != nil {
+			e.needCheck = true
+		}
+		return false, fmt.Errorf("push %d entries: %w", len(entries), err)
 	}
 	if err := e.failpoint("after-put"); err != nil {
 		e.needCheck = true
-		return err
+		return false, err
+	}
+	byToken := make(map[string]store.Entry, len(batch.Entries))
+	for _, en := range batch.Entries {
+		byToken[en.Token] = en
 	}
 	res := make([]store.Result, 0, len(results))
 	stored := 0
 	backwards := false
 	for _, r := range results {
 		if !r.Stored {
-			res = append(res, store.Result{Token: r.ID, Err: "the server did not store this entry (journal_id null)"})
+			res = append(res, e.hold(byToken[r.ID], "the server did not store it (journal_id null): "+
+				"a row larger than the server's database takes (MariaDB max_allowed_packet) is answered so"))
 			continue
 		}
 		if r.JournalID <= batch.Watermark {
 			backwards = true
 		}
 		res = append(res, store.Result{Token: r.ID, JournalID: r.JournalID})
+		delete(e.held, byToken[r.ID].MsgID)
 		stored++
 	}
 	if backwards {
@@ -71,13 +99,14 @@ func (e *Engine) push(ctx context.Context) error {
 		// rows count as being in the new journal and are not queued again.
 		if err := e.journalWentBackwards(fmt.Sprintf("the server gave new entries ids at or below %d, an id this device had already seen", batch.Watermark)); err != nil {
 			e.needCheck = true
-			return err
+			return false, err
 		}
 	}
 	if err := e.db.CompleteBatch(acct, res); err != nil {
 		e.needCheck = true
-		return fmt.Errorf("record pushed entries: %w", err)
+		return false, fmt.Errorf("record pushed entries: %w", err)
 	}
+	e.batchMax = min(e.batchMax*2, e.opts.BatchCount)
 	e.lastActive = now
 	// Others may be talking too: look soon, but not after every batch of a
 	// long backlog (each poll makes the server walk this device's rows).
@@ -89,14 +118,25 @@ func (e *Engine) push(ctx context.Context) error {
 	if stored > 0 {
 		e.emit(Event{Kind: "pushed", Count: stored})
 	}
-	if stored == 0 {
-		// Sending the same entries again at once would loop: back off.
-		return fmt.Errorf("push %d entries: the server stored none of them (journal_id null); they stay queued", len(entries))
+	return true, nil
+}
+
+// hold records that the server refused the entry en by itself: it waits
+// with its own backoff (EntryBackoff, doubling per refusal) while the
+// entries behind it are sent. The first refusal is logged with what to
+// do; status lists the entry until it is stored.
+func (e *Engine) hold(en store.Entry, reason string) store.Result {
+	d := min(e.opts.EntryBackoff<<min(en.Attempts, 20), e.opts.MaxEntryBackoff)
+	en.Attempts++
+	en.LastError = reason
+	en.RetryAt = e.opts.Now().Add(d)
+	if _, known := e.held[en.MsgID]; !known {
+		e.log.Warn("the server refused a message; it is tried again with backoff and does not hold back the others",
+			"msgid", en.MsgID, "envelope_bytes", len(en.Envelope), "reason", reason, "retry_in", d,
+			"hint", "if it keeps failing, the message is larger than the server takes: ask the provider to raise its limits, or delete the message")
 	}
-	if stored < len(entries) {
-		e.log.Warn("the server did not store some entries; they stay queued", "stored", stored, "sent", len(entries))
-	}
-	return nil
+	e.held[en.MsgID] = en
+	return store.Result{Token: en.Token, Err: reason, RetryAt: en.RetryAt}
 }
 
 // definitelyNotStored reports whether a failed put certainly stored
@@ -122,12 +162,29 @@ func definitelyNotStored(err error) bool {
 	return ae.StatusCode == 400 || ae.StatusCode == 413
 }
 
+// refusedWhole reports whether the server refused a put for what the
+// request held (not for who sent it or when).
+func refusedWhole(err error) bool {
+	var ae *account.Error
+	return errors.As(err, &ae) && (ae.Kind == account.KindRejected || ae.StatusCode == 400 || ae.StatusCode == 413)
+}
+
+// repliedWithFailure reports whether a put that failed ambiguously got a
+// reply from the server (a 500, a PHP or MySQL error text), as opposed to
+// a timeout or a lost connection: the server then died on a row.
+func repliedWithFailure(err error) bool {
+	var ae *account.Error
+	return errors.As(err, &ae) && (ae.Kind == account.KindServer || ae.Kind == account.KindMalformed)
+}
+
 // reconcile resolves a batch that is in flight (left by a crash or by a
 // reply that was lost): this device's own rows above the batch's watermark
 // are read back and matched by their exact envelope. Matched entries are
 // recorded as stored; the rest stay queued and are sent again, but only
 // once ReconcileGrace has passed since the batch was sent, since a server
-// may still be working on a request whose reply never came.
+// may still be working on a request whose reply never came. When the put
+// failed with a reply from the server, the first entry not stored is the
+// row the server died on: it is held back, so the rows behind it go out.
 func (e *Engine) reconcile(ctx context.Context) (done bool, err error) {
 	acct := e.opts.Account
 	batch, ok, err := e.db.InFlight(acct)
@@ -141,7 +198,7 @@ func (e *Engine) reconcile(ctx context.Context) (done bool, err error) {
 	var results []store.Result
 	after := batch.Watermark
 	for len(want) > 0 {
-		page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{AfterID: after})
+		page, limit, err := e.getPage(ctx, account.JournalQuery{AfterID: after})
 		if err != nil {
 			return false, fmt.Errorf("reconcile the batch in flight: %w", err)
 		}
@@ -154,10 +211,12 @@ func (e *Engine) reconcile(ctx context.Context) (done bool, err error) {
 				delete(want, row.Data)
 			}
 		}
-		if len(page.Entries) < account.JournalPageMax {
+		complete := e.pages.complete(len(page.Entries), limit)
+		next := nextAfter(page, after, complete)
+		if complete || next <= after {
 			break
 		}
-		after = nextAfter(page, after)
+		after = next
 	}
 	// The grace counts from the failure when this process saw one (a
 	// timeout comes long after the batch was sent), else from the send.
@@ -168,15 +227,48 @@ func (e *Engine) reconcile(ctx context.Context) (done bool, err error) {
 	if len(want) > 0 && e.opts.Now().Sub(since) < e.opts.ReconcileGrace {
 		e.log.Info("some entries of the batch in flight are not on the server yet; waiting before sending them again",
 			"found", len(results), "missing", len(want))
-		e.netRetryAt = since.Add(e.opts.ReconcileGrace)
+		e.pushRetry.until = since.Add(e.opts.ReconcileGrace)
 		return false, nil
+	}
+	if e.diedWithReply && len(want) > 0 {
+		// The server answered with an error. If it stored some rows first,
+		// it died on the first one it did not store (PHP with
+		// Halt_On_Error = yes): hold that one back. If it stored none,
+		// send fewer at a time until the entry it dies on goes alone, and
+		// hold it back once it has failed alone a few times.
+		for _, en := range batch.Entries {
+			if _, missing := want[en.Envelope]; !missing {
+				continue
+			}
+			switch {
+			case len(results) > 0:
+				results = append(results, e.hold(en, "the server failed on this entry (it stored the entries before it, then answered with an error)"))
+			case len(batch.Entries) > 1:
+				e.batchMax = max(len(batch.Entries)/2, 1)
+			case en.Attempts >= 2:
+				results = append(results, e.hold(en, "the server fails on this entry whenever it is sent, alone"))
+			}
+			break
+		}
+		e.diedWithReply = false
 	}
 	if err := e.db.CompleteBatch(acct, results); err != nil {
 		return false, fmt.Errorf("record the reconciled batch: %w", err)
 	}
-	e.log.Info("reconciled the batch that was in flight", "already_stored", len(results), "to_resend", len(want))
+	for _, en := range batch.Entries {
+		if _, missing := want[en.Envelope]; !missing {
+			delete(e.held, en.MsgID)
+		}
+	}
+	stored := 0
+	for _, r := range results {
+		if r.JournalID > 0 {
+			stored++
+		}
+	}
+	e.log.Info("reconciled the batch that was in flight", "already_stored", stored, "to_resend", len(want))
 	e.update(func(s *Status) {
-		s.Pushed += int64(len(results))
+		s.Pushed += int64(stored)
 		s.LastPushError = ""
 	})
 	return true, nil

@@ -10,7 +10,7 @@ import (
 const (
 	StateStarting = "starting" // indexing the store and catching up with the journal
 	StateIdle     = "idle"     // caught up; waiting for changes or the next poll
-	StateBackoff  = "backoff"  // the last network step failed; waiting to retry
+	StateBackoff  = "backoff"  // sending or receiving failed; waiting to retry (the other goes on)
 	StatePaused   = "paused"   // the message store directory is missing
 	StateStopped  = "stopped"
 )
@@ -34,9 +34,17 @@ type Status struct {
 	LastPoll      time.Time `json:"last_poll,omitzero"`
 	LastPollError string    `json:"last_poll_error,omitempty"`
 	// BackoffUntil is when the next attempt is made after Failures
-	// failures in a row.
-	BackoffUntil time.Time `json:"backoff_until,omitzero"`
-	Failures     int       `json:"failures,omitempty"`
+	// failures in a row: the earlier of the push's and the poll's, which
+	// back off independently (PushBackoffUntil, PollBackoffUntil).
+	BackoffUntil     time.Time `json:"backoff_until,omitzero"`
+	Failures         int       `json:"failures,omitempty"`
+	PushBackoffUntil time.Time `json:"push_backoff_until,omitzero"`
+	PushFailures     int       `json:"push_failures,omitempty"`
+	PollBackoffUntil time.Time `json:"poll_backoff_until,omitzero"`
+	PollFailures     int       `json:"poll_failures,omitempty"`
+	// Held lists the outbox entries the server refused by themselves;
+	// each waits with its own backoff while the entries behind it are sent.
+	Held []Held `json:"held,omitempty"`
 
 	// Pushed and Received count journal entries since the engine started.
 	Pushed   int64 `json:"pushed"`
@@ -56,6 +64,15 @@ type Status struct {
 	syncRequested bool
 }
 
+// Held is an outbox entry the server refused: the message, how often it
+// was refused, when it is sent again, and why.
+type Held struct {
+	MsgID    string    `json:"msgid"`
+	Attempts int       `json:"attempts"`
+	RetryAt  time.Time `json:"retry_at"`
+	Reason   string    `json:"reason"`
+}
+
 // Rejected is a message file that is not replicated.
 type Rejected struct {
 	Path   string `json:"path"`
@@ -69,6 +86,7 @@ func (e *Engine) Status() Status {
 	s := e.status
 	s.Skipped = maps.Clone(e.status.Skipped)
 	s.Rejected = append([]Rejected(nil), e.status.Rejected...)
+	s.Held = append([]Held(nil), e.status.Held...)
 	e.mu.Unlock()
 	if err == nil {
 		s.Cursor = st.Cursor

@@ -73,8 +73,20 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 		fmt.Fprintf(w, "  last push:  %s%s\n", ago(a.LastPush, now), errSuffix(a.LastPushError))
 		fmt.Fprintf(w, "  last poll:  %s%s\n", ago(a.LastPoll, now), errSuffix(a.LastPollError))
 		fmt.Fprintf(w, "  journal:    cursor %d, %d sent and %d received since start\n", a.Cursor, a.Pushed, a.Received)
-		if a.Failures > 0 {
+		if a.PollFailures > 0 {
+			fmt.Fprintf(w, "  receiving:  %d failures in a row, next try %s (sending goes on)\n", a.PollFailures, ago(a.PollBackoffUntil, now))
+		}
+		if a.PushFailures > 0 {
+			fmt.Fprintf(w, "  sending:    %d failures in a row, next try %s (receiving goes on)\n", a.PushFailures, ago(a.PushBackoffUntil, now))
+		}
+		if a.Failures > 0 && a.PollFailures == 0 && a.PushFailures == 0 {
 			fmt.Fprintf(w, "  backoff:    %d failures in a row, next try %s\n", a.Failures, ago(a.BackoffUntil, now))
+		}
+		if len(a.Held) > 0 {
+			fmt.Fprintf(w, "  refused by the server (%d, each tried again by itself; the others are sent):\n", len(a.Held))
+			for _, h := range a.Held {
+				fmt.Fprintf(w, "    %s: %s; refused %d times, next try %s\n", h.MsgID, oneLine(h.Reason), h.Attempts, ago(h.RetryAt, now))
+			}
 		}
 		if a.LocalError != "" {
 			fmt.Fprintf(w, "  state:      %s\n", a.LocalError)

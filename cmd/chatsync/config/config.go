@@ -27,7 +27,7 @@ import (
 // Defaults for the optional account keys.
 const (
 	DefaultPollInterval    = 30 * time.Second
-	DefaultMaxMessageBytes = 1 << 20
+	DefaultMaxMessageBytes = 512 << 10 // engine.DefaultMaxMessageBytes: what the real server can carry
 	MinPollInterval        = time.Second
 	MaxMaxMessageBytes     = 16 << 20
 )

@@ -54,7 +54,7 @@ func TestExampleConfigIsValidAndComplete(t *testing.T) {
 	a := cfg.Accounts[0]
 	if a.Address != "alice@example.com" || a.SettingsURL != "https://blink.sipthor.net/settings.phtml" ||
 		a.Store != filepath.Join(h, "Chats", "alice@example.com") || a.KeyFile != filepath.Join(h, ".config", "chatsync", "alice.key") ||
-		a.PollInterval != 30*time.Second || !a.ReplicateDeletes || a.MaxMessageBytes != 1<<20 {
+		a.PollInterval != 30*time.Second || !a.ReplicateDeletes || a.MaxMessageBytes != DefaultMaxMessageBytes {
 		t.Errorf("account = %+v", a)
 	}
 	// Every key the parser knows appears in the example, set or commented.

@@ -108,7 +108,12 @@ func accountStatus(a AccountStatus) apitype.AccountStatus {
 		Cursor: s.Cursor, OutboxDepth: s.OutboxDepth, OldestUnsent: s.OldestUnsent,
 		LastPush: s.LastPush, LastPushError: s.LastPushError, LastPoll: s.LastPoll, LastPollError: s.LastPollError,
 		BackoffUntil: s.BackoffUntil, Failures: s.Failures, Pushed: s.Pushed, Received: s.Received,
+		PushBackoffUntil: s.PushBackoffUntil, PushFailures: s.PushFailures,
+		PollBackoffUntil: s.PollBackoffUntil, PollFailures: s.PollFailures,
 		Skipped: s.Skipped, Waiting: s.Waiting, ResetAt: s.ResetAt, LocalError: s.LocalError,
+	}
+	for _, h := range s.Held {
+		out.Held = append(out.Held, apitype.Held{MsgID: h.MsgID, Attempts: h.Attempts, RetryAt: h.RetryAt, Reason: h.Reason})
 	}
 	for _, r := range s.Rejected {
 		out.Rejected = append(out.Rejected, apitype.Rejected{Path: r.Path, Reason: r.Reason})
