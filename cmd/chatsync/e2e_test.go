@@ -67,7 +67,11 @@ type e2eServer struct {
 	client *account.Client
 }
 
-func startServer(t *testing.T) *e2eServer {
+func startServer(t *testing.T) *e2eServer { return startServerArgs(t) }
+
+// startServerArgs starts chatsync-server with extra flags (the real
+// server's page behaviour, for instance).
+func startServerArgs(t *testing.T, extra ...string) *e2eServer {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test with real binaries; skipped with -short")
@@ -75,7 +79,7 @@ func startServer(t *testing.T) *e2eServer {
 	dir := t.TempDir()
 	accounts := filepath.Join(dir, "accounts.toml")
 	os.WriteFile(accounts, []byte(fmt.Sprintf("[[account]]\naddress = %q\npassword = %q\n", e2eAccount, e2ePassword)), 0o600)
-	cmd := exec.Command(bins.server, "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--accounts", accounts)
+	cmd := exec.Command(bins.server, append([]string{"--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--accounts", accounts}, extra...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -111,10 +115,10 @@ func (s *e2eServer) rows(t *testing.T) []account.JournalEntry {
 			t.Fatal(err)
 		}
 		all = append(all, page.Entries...)
-		if len(page.Entries) < account.JournalPageMax {
+		if len(page.Entries) == 0 {
 			return all
 		}
-		after = page.MaxID()
+		after = page.MaxID() // the server under test orders pages by id
 	}
 }
 
@@ -128,7 +132,9 @@ type e2eDevice struct {
 	exited chan error
 }
 
-func newE2EDevice(t *testing.T, name string, srv *e2eServer, keyFile string) *e2eDevice {
+// newE2EDevice makes a device whose config has extra lines added to its
+// [[account]] block.
+func newE2EDevice(t *testing.T, name string, srv *e2eServer, keyFile string, extra ...string) *e2eDevice {
 	t.Helper()
 	dir := t.TempDir()
 	d := &e2eDevice{t: t, name: name, dir: dir, store: filepath.Join(dir, "store"), config: filepath.Join(dir, "config.toml")}
@@ -146,7 +152,8 @@ password_file = %q
 store = %q
 key_file = %q
 poll_interval = "1s"
-`, filepath.Join(dir, "state"), filepath.Join(dir, "s.sock"), e2eAccount, srv.url, filepath.Join(dir, "password"), d.store, keyFile)), 0o600)
+%s
+`, filepath.Join(dir, "state"), filepath.Join(dir, "s.sock"), e2eAccount, srv.url, filepath.Join(dir, "password"), d.store, keyFile, strings.Join(extra, "\n"))), 0o600)
 	t.Cleanup(func() { d.stop() })
 	return d
 }
@@ -212,7 +219,7 @@ func (d *e2eDevice) messages() (map[string]string, map[string]string) {
 		if err != nil {
 			return nil
 		}
-		if m, err := msgdir.Parse(data, 1<<20); err == nil {
+		if m, err := msgdir.Parse(data, 16<<20); err == nil {
 			rel, _ := filepath.Rel(d.store, p)
 			content[m.MsgID], paths[m.MsgID] = string(m.Canonical), rel
 		}
