@@ -178,14 +178,7 @@ func TestNewDeviceGets6000OrdinaryMessagesFromAStockServer(t *testing.T) {
 	srv := startServerArgs(t, "--strict-compat")
 	key := newKeyFile(t)
 	a := newE2EDevice(t, "A", srv, key)
-	for i := range 6000 {
-		a.write(fmt.Sprintf("friend%d/m%04d.json", i%7, i), chatMessage(t, i, 3600))
-	}
-	a.start()
-	eventually(t, 180*time.Second, "A to push 6000 messages", func() bool {
-		st, ok := a.status(t)
-		return ok && st.OutboxDepth == 0 && st.Pushed >= 6000
-	}, a)
+	pushHistory(t, a, 6000, 3600)
 	b := newE2EDevice(t, "B", srv, key)
 	b.start()
 	eventually(t, 180*time.Second, "6000 messages on B", func() bool {
@@ -203,14 +196,7 @@ func TestServerReturningTheSameFullPageForeverCausesNoHotLoop(t *testing.T) {
 	proxied := &e2eServer{url: m.srv.URL + "/settings.phtml", client: srv.client}
 	key := newKeyFile(t)
 	a := newE2EDevice(t, "A", srv, key)
-	for i := range 5000 {
-		a.write(fmt.Sprintf("friend%d/m%04d.json", i%7, i), chatMessage(t, i, 400))
-	}
-	a.start()
-	eventually(t, 120*time.Second, "A to push 5000 messages", func() bool {
-		st, ok := a.status(t)
-		return ok && st.OutboxDepth == 0 && st.Pushed >= 5000
-	}, a)
+	pushHistory(t, a, 5000, 400)
 	a.stop()
 	b := newE2EDevice(t, "B", proxied, key)
 	b.start()
@@ -232,6 +218,20 @@ func TestServerReturningTheSameFullPageForeverCausesNoHotLoop(t *testing.T) {
 	if !strings.Contains(st.Error, "after_id") {
 		t.Errorf("B's status does not name the problem: %q", st.Error)
 	}
+}
+
+// pushHistory writes n ordinary chat messages of about size bytes into
+// d's store, starts d and waits until it has pushed them all.
+func pushHistory(t *testing.T, d *e2eDevice, n, size int) {
+	t.Helper()
+	for i := range n {
+		d.write(fmt.Sprintf("friend%d/m%04d.json", i%7, i), chatMessage(t, i, size))
+	}
+	d.start()
+	eventually(t, 180*time.Second, fmt.Sprintf("%s to push %d messages", d.name, n), func() bool {
+		st, ok := d.status(t)
+		return ok && st.OutboxDepth == 0 && st.Pushed >= int64(n)
+	}, d)
 }
 
 // cpuSeconds is the user+system CPU time of process pid (Linux).
