@@ -165,35 +165,6 @@ func TestIdlePollTransfersOnlyTheEmptyReply(t *testing.T) {
 	}
 }
 
-// On a stock real server (a page over about 20 MB fails with HTTP 500, no
-// limit below 5000, same-second rows in any order), 40 messages of 900 kB
-// that do not compress reach a device that is online, and the small
-// messages written after them follow.
-func TestLargeMessagesReachAnOnlineDeviceAndTheSmallOnesAfterThem(t *testing.T) {
-	srv := newServerWith(t, func(o *accountserver.Options) {
-		o.StrictCompat, o.PageBytesLimit, o.ShuffleSameSecond = true, accountserver.StrictPageBytesLimit, true
-	})
-	kr := newKeyring(t)
-	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
-	for _, d := range []*device{a, b} {
-		d.tweak = func(o *Options) { o.MaxMessageBytes = 1 << 20 }
-	}
-	a.start()
-	b.start()
-	since := time.Now()
-	waitFor(t, 20*time.Second, "A and B idle", func() bool { return a.idle(since) && b.idle(since) })
-	for i := range 40 {
-		a.write(fmt.Sprintf("c/big%02d.json", i), attachment(fmt.Sprintf("big%02d", i), 900<<10))
-	}
-	for i := range 10 {
-		a.write(fmt.Sprintf("c/small%02d.json", i), chatMsg(i, 500))
-	}
-	waitFor(t, 120*time.Second, "all 50 messages on B", func() bool { return len(b.messages()) == 50 })
-	if got, want := b.messages(), a.messages(); !equalMaps(got, want) {
-		t.Errorf("B holds %s, A holds %s", describe(got), describe(want))
-	}
-}
-
 // A new device joins an account whose journal holds 6000 ordinary chat
 // messages of about 3.6 kB, on a stock real server: uncompressed, a page
 // of 5000 such rows is 29.6 MB and PHP fails on it; compressed it is well
