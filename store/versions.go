@@ -19,16 +19,26 @@ type Version struct {
 	JournalID int64
 	Hash      string
 	Deleted   bool // a tombstone: the message was deleted
+	// Own is set when this device wrote the version; else Device is the
+	// device that did. Time is the writer's time of the version (from
+	// its envelope): a later version from the same device is newer, so
+	// an older one that turns up again is a replay.
+	Own    bool
+	Device string
+	Time   time.Time
 }
 
 type versionRecord struct {
-	JournalID int64  `json:"journal_id"`
-	Hash      string `json:"hash,omitempty"`
-	Deleted   bool   `json:"deleted,omitempty"`
+	JournalID int64     `json:"journal_id"`
+	Hash      string    `json:"hash,omitempty"`
+	Deleted   bool      `json:"deleted,omitempty"`
+	Own       bool      `json:"own,omitempty"`
+	Device    string    `json:"device,omitempty"`
+	Time      time.Time `json:"time,omitzero"`
 }
 
 func (r versionRecord) version(msgid string) Version {
-	return Version{MsgID: msgid, JournalID: r.JournalID, Hash: r.Hash, Deleted: r.Deleted}
+	return Version{MsgID: msgid, JournalID: r.JournalID, Hash: r.Hash, Deleted: r.Deleted, Own: r.Own, Device: r.Device, Time: r.Time}
 }
 
 // Applied is a remote version that the engine has decided to apply and has
@@ -47,6 +57,10 @@ type Applied struct {
 	// Keep, for a delete, leaves the message's file and its index entry
 	// alone: the device keeps what others delete (replicate_deletes off).
 	Keep bool
+	// Device and Time are the writing device and its time of the version,
+	// from the envelope.
+	Device string
+	Time   time.Time
 }
 
 // Anchor identifies one journal row this device has seen: the engine checks
@@ -138,7 +152,7 @@ func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied) error {
 		}
 		high := cursor
 		for _, ap := range applied {
-			v := versionRecord{JournalID: ap.JournalID, Hash: ap.Hash, Deleted: ap.Deleted}
+			v := versionRecord{JournalID: ap.JournalID, Hash: ap.Hash, Deleted: ap.Deleted, Device: ap.Device, Time: ap.Time}
 			if err := putJSON(a.versions, []byte(ap.MsgID), v); err != nil {
 				return err
 			}

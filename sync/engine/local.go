@@ -345,16 +345,29 @@ func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool) {
 		}
 		canonical = msg.Canonical
 	}
+	at := e.sealTime(held, hasHeld)
 	env, err := e.opts.Keyring.Seal(seal.Entry{
 		Op: seal.OpPut, MsgID: rec.MsgID, Account: e.opts.Account, Device: e.device,
-		Time: e.opts.Now(), Message: canonical,
+		Time: at, Message: canonical,
 	})
 	if err != nil {
 		e.reject(rec.Path, fmt.Sprintf("cannot encrypt: %v", err))
 		return
 	}
 	r := rec
-	e.enqueue(store.Push{MsgID: rec.MsgID, Op: store.OpPut, Envelope: env, Hash: rec.Hash, File: &r})
+	e.enqueue(store.Push{MsgID: rec.MsgID, Op: store.OpPut, Envelope: env, Hash: rec.Hash, Time: at, File: &r})
+}
+
+// sealTime is the time to seal a new version of a message with: now, but
+// always later than this device's previous version of it, so that the
+// other devices, which take an older version from the same device for a
+// replay, never refuse a real edit made after the clock stepped back.
+func (e *Engine) sealTime(held store.Version, hasHeld bool) time.Time {
+	now := e.opts.Now()
+	if hasHeld && held.Own && !now.After(held.Time) {
+		return held.Time.Add(time.Microsecond)
+	}
+	return now
 }
 
 // vanished handles an indexed file that is gone: its message is deleted on
@@ -392,14 +405,15 @@ func (e *Engine) vanished(rec store.FileRecord) {
 		}
 		return
 	}
+	at := e.sealTime(held, hasHeld)
 	env, err := e.opts.Keyring.Seal(seal.Entry{
-		Op: seal.OpDelete, MsgID: rec.MsgID, Account: e.opts.Account, Device: e.device, Time: e.opts.Now(),
+		Op: seal.OpDelete, MsgID: rec.MsgID, Account: e.opts.Account, Device: e.device, Time: at,
 	})
 	if err != nil {
 		e.log.Error("cannot encrypt a delete", "err", err)
 		return
 	}
-	p := store.Push{MsgID: rec.MsgID, Op: store.OpDelete, Envelope: env}
+	p := store.Push{MsgID: rec.MsgID, Op: store.OpDelete, Envelope: env, Time: at}
 	if rec.Path != "" {
 		r := rec
 		p.File = &r // the index entry goes in the same transaction

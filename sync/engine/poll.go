@@ -291,6 +291,8 @@ type pagePlan struct {
 	ops   []msgdir.Op
 	rows  []plannedRow
 	files map[string]*store.FileRecord // msgid → its file after the rows planned so far
+	// versions holds, per msgid, the version planned last in this page.
+	versions map[string]store.Version
 }
 
 type plannedRow struct {
@@ -305,6 +307,10 @@ func (pg *pagePlan) add(a store.Applied, op *msgdir.Op) {
 		idx = len(pg.ops) - 1
 	}
 	pg.rows = append(pg.rows, plannedRow{a: a, op: idx})
+	if pg.versions == nil {
+		pg.versions = map[string]store.Version{}
+	}
+	pg.versions[a.MsgID] = store.Version{MsgID: a.MsgID, JournalID: a.JournalID, Hash: a.Hash, Deleted: a.Deleted, Device: a.Device, Time: a.Time}
 }
 
 // fileOf is the file that holds msgid, as the page has left it so far.
@@ -327,6 +333,12 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 		e.skip(row.ID, err)
 		return
 	}
+	if strings.EqualFold(en.Device, e.device) {
+		// This device's own rows carry its id as their uuid and are never
+		// polled: this one was posted again by someone else.
+		e.skip(row.ID, errReplayed)
+		return
+	}
 	_, inPage := pg.files[en.MsgID]
 	var held store.Version
 	var hasHeld bool
@@ -335,6 +347,18 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 		if err != nil || hasHeld && held.JournalID >= row.ID {
 			return // a later version is held already
 		}
+	}
+	last, ok := pg.versions[en.MsgID] // planned earlier in this page
+	if !ok {
+		last = held
+	}
+	if !last.Own && last.Device != "" && strings.EqualFold(last.Device, en.Device) && en.Time.Before(last.Time) {
+		// The same device wrote the version held here later than this
+		// one: an old envelope posted again. (The same version again,
+		// as a restored journal holds it, is taken: it changes nothing
+		// but the journal id.)
+		e.skip(row.ID, errReplayed)
+		return
 	}
 	// A local version that is queued will be put after this row, so it
 	// wins: leave the file alone. The same holds for a local change that is
@@ -375,7 +399,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 
 	switch en.Op {
 	case seal.OpDelete:
-		a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Deleted: true}
+		a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Deleted: true, Device: en.Device, Time: en.Time}
 		if hasFile && e.opts.ReplicateDeletes {
 			a.Path = cur.Path
 			pg.files[en.MsgID] = nil
@@ -392,7 +416,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 			e.skip(row.ID, fmt.Errorf("%w: the message inside is not valid", seal.ErrBadEntry))
 			return
 		}
-		a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Hash: msg.Hash}
+		a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Hash: msg.Hash, Device: en.Device, Time: en.Time}
 		if hasFile && cur.Hash == msg.Hash {
 			// The same content is here already (SIP delivered it to
 			// this device too): no rewrite.
@@ -426,6 +450,9 @@ func (e *Engine) takenByAnother(rel, msgid string) (bool, error) {
 	return err != nil || msg.MsgID != msgid, nil
 }
 
+// errReplayed is an entry that is an old version posted again.
+var errReplayed = errors.New("replayed")
+
 // skip counts and logs a row that cannot be applied, by reason, the first
 // time it is read (rows at a page edge are read twice).
 func (e *Engine) skip(id int64, err error) {
@@ -444,6 +471,8 @@ func (e *Engine) skip(id int64, err error) {
 		reason = "its file would pass through a symbolic link (move the link out of the store)"
 	case errors.Is(err, seal.ErrBadFormat):
 		reason = "not a chatsync entry"
+	case errors.Is(err, errReplayed):
+		reason = "replayed (an old version posted again, or this device's own entry under another id)"
 	}
 	e.log.Warn("skipped a journal entry", "journal_id", id, "reason", reason)
 	e.update(func(s *Status) { s.Skipped[reason]++ })
