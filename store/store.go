@@ -172,13 +172,14 @@ var (
 	keySchemaVersion = []byte("schema_version")
 	keyDeviceID      = []byte("device_id")
 
-	bucketState    = []byte("state")
-	bucketOutbox   = []byte("outbox")
-	bucketPending  = []byte("pending")
-	bucketSent     = []byte("sent")
-	bucketVersions = []byte("versions")
-	bucketFiles    = []byte("files")
-	bucketFileMsg  = []byte("filemsg")
+	bucketState     = []byte("state")
+	bucketOutbox    = []byte("outbox")
+	bucketPending   = []byte("pending")
+	bucketSent      = []byte("sent")
+	bucketVersions  = []byte("versions")
+	bucketFiles     = []byte("files")
+	bucketFileMsg   = []byte("filemsg")
+	bucketUnapplied = []byte("unapplied")
 
 	keyCursor    = []byte("cursor")
 	keyHighwater = []byte("highwater")
@@ -186,13 +187,13 @@ var (
 	keyOutboxLen = []byte("outbox_len")
 	keyInFlight  = []byte("inflight")
 
-	accountBuckets = [][]byte{bucketState, bucketOutbox, bucketPending, bucketSent, bucketVersions, bucketFiles, bucketFileMsg}
+	accountBuckets = [][]byte{bucketState, bucketOutbox, bucketPending, bucketSent, bucketVersions, bucketFiles, bucketFileMsg, bucketUnapplied}
 )
 
 // account is the set of an account's buckets in one transaction. In a read
 // transaction for an account that was never written, every field is nil.
 type account struct {
-	state, outbox, pending, sent, versions, files, filemsg *bolt.Bucket
+	state, outbox, pending, sent, versions, files, filemsg, unapplied *bolt.Bucket
 }
 
 func (a *account) exists() bool { return a.state != nil }
@@ -225,13 +226,14 @@ func writeAccount(tx *bolt.Tx, acct string) (*account, error) {
 
 func bindAccount(ab *bolt.Bucket) *account {
 	return &account{
-		state:    ab.Bucket(bucketState),
-		outbox:   ab.Bucket(bucketOutbox),
-		pending:  ab.Bucket(bucketPending),
-		sent:     ab.Bucket(bucketSent),
-		versions: ab.Bucket(bucketVersions),
-		files:    ab.Bucket(bucketFiles),
-		filemsg:  ab.Bucket(bucketFileMsg),
+		state:     ab.Bucket(bucketState),
+		outbox:    ab.Bucket(bucketOutbox),
+		pending:   ab.Bucket(bucketPending),
+		sent:      ab.Bucket(bucketSent),
+		versions:  ab.Bucket(bucketVersions),
+		files:     ab.Bucket(bucketFiles),
+		filemsg:   ab.Bucket(bucketFileMsg),
+		unapplied: ab.Bucket(bucketUnapplied),
 	}
 }
 

@@ -343,7 +343,7 @@ func TestCompleteBatchCommitsMappingAndRemovalTogether(t *testing.T) {
 			t.Errorf("JournalIDOf(%s) = %d, %v, %v; want %d", c.msgid, id, ok, err, c.id)
 		}
 		v, ok, err := db.Version(alice, c.msgid)
-		if err != nil || !ok || v != (Version{MsgID: c.msgid, JournalID: c.id, Hash: c.hash, Deleted: c.deleted}) {
+		if err != nil || !ok || v != (Version{MsgID: c.msgid, JournalID: c.id, Hash: c.hash, Deleted: c.deleted, Own: true}) {
 			t.Errorf("Version(%s) = %+v, %v, %v", c.msgid, v, ok, err)
 		}
 		if _, ok := must2(t)(db.Pending(alice, c.msgid)); ok {
@@ -631,8 +631,8 @@ func TestResetRequeuesLocalMessages(t *testing.T) {
 		t.Error("token mapping survived the reset")
 	}
 	want := []Unpushed{
-		{Version: Version{MsgID: "a", Hash: pa.Hash}, Path: "x/a.json"},
-		{Version: Version{MsgID: "b", Deleted: true}},
+		{Version: Version{MsgID: "a", Hash: pa.Hash, Own: true}, Path: "x/a.json"},
+		{Version: Version{MsgID: "b", Deleted: true, Own: true}},
 		{Version: Version{MsgID: "c", Hash: "hc"}, Path: "y/c.json"},
 	}
 	got := collect(t, db.Unpushed(alice))
@@ -945,5 +945,30 @@ func TestApplyRemoteDeleteWithKeepLeavesTheFileIndexed(t *testing.T) {
 	}
 	if v, _, _ := db.Version(alice, "m"); !v.Deleted || v.JournalID != 2 {
 		t.Errorf("version = %+v, want a tombstone at 2", v)
+	}
+}
+
+func TestUnappliedRowsAreKeptPastTheCursorAndForgottenByReset(t *testing.T) {
+	db := mustOpen(t, t.TempDir(), Options{})
+	keep := []Unapplied{{JournalID: 7, Reason: "unknown key", KeyID: "0a0b0c0d", UUID: "urn:uuid:x", Timestamp: "2026-11-25 10:00:00", Data: "cs2.0a0b0c0d.AAAA"}}
+	noErr(t, db.ApplyRemote(alice, 10, nil, keep...))
+	got := must[[]Unapplied](t)(db.UnappliedRows(alice))
+	if len(got) != 1 || got[0] != keep[0] {
+		t.Fatalf("kept rows = %+v, want %+v", got, keep)
+	}
+	if c := must[int64](t)(db.Cursor(alice)); c != 10 {
+		t.Errorf("cursor = %d, want 10", c)
+	}
+	noErr(t, db.RetriedUnapplied(alice, []Applied{{MsgID: "m", JournalID: 7, Hash: "h", Path: "c/m.json"}}, nil, nil))
+	if got := must[[]Unapplied](t)(db.UnappliedRows(alice)); len(got) != 0 {
+		t.Errorf("after it was applied: kept rows = %+v", got)
+	}
+	if v, ok, _ := db.Version(alice, "m"); !ok || v.JournalID != 7 {
+		t.Errorf("version of m = %+v, %v; want journal id 7", v, ok)
+	}
+	noErr(t, db.ApplyRemote(alice, 11, nil, Unapplied{JournalID: 11, Reason: "r", Data: "d"}))
+	noErr(t, db.ResetAccount(alice))
+	if got := must[[]Unapplied](t)(db.UnappliedRows(alice)); len(got) != 0 {
+		t.Errorf("after a reset: kept rows = %+v", got)
 	}
 }

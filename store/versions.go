@@ -3,11 +3,13 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Version is the version of a message that this device holds.
@@ -135,8 +137,36 @@ func (db *DB) Version(acct, msgid string) (Version, bool, error) {
 // apply the same page again, which is idempotent. A put moves the msgid's
 // index entry to Path (dropping the entry of the old path, whose file the
 // engine removed or replaced); a delete removes the msgid's index entry and
-// leaves a tombstone version.
-func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied) error {
+// leaves a tombstone version. The rows in keep could not be applied for a
+// reason that may go away; they are kept for a later try (UnappliedRows),
+// in the same transaction as the cursor that passes them.
+func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied, keep ...Unapplied) error {
+	if err := validApplied(applied); err != nil {
+		return err
+	}
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		a, err := writeAccount(tx, acct)
+		if err != nil {
+			return err
+		}
+		if err := applyVersions(a, applied); err != nil {
+			return err
+		}
+		if err := putUnapplied(a, keep); err != nil {
+			return err
+		}
+		if err := raiseI64(a.state, keyHighwater, cursor); err != nil {
+			return err
+		}
+		return raiseI64(a.state, keyCursor, cursor)
+	})
+	if err != nil {
+		return fmt.Errorf("apply remote: %w", err)
+	}
+	return nil
+}
+
+func validApplied(applied []Applied) error {
 	for _, ap := range applied {
 		if ap.MsgID == "" || ap.JournalID <= 0 {
 			return fmt.Errorf("apply remote: bad version %q journal id %d", ap.MsgID, ap.JournalID)
@@ -145,39 +175,33 @@ func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied) error {
 			return fmt.Errorf("apply remote %s: no path", ap.MsgID)
 		}
 	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		a, err := writeAccount(tx, acct)
+	return nil
+}
+
+// applyVersions records applied versions, their file index and the
+// highwater in a's transaction.
+func applyVersions(a *account, applied []Applied) error {
+	high := int64(0)
+	for _, ap := range applied {
+		v := versionRecord{JournalID: ap.JournalID, Hash: ap.Hash, Deleted: ap.Deleted, Device: ap.Device, Time: ap.Time}
+		if err := putJSON(a.versions, []byte(ap.MsgID), v); err != nil {
+			return err
+		}
+		var err error
+		if ap.Deleted && ap.Keep {
+			// The file stays (replicate_deletes is off): only the
+			// version becomes a tombstone.
+		} else if ap.Deleted {
+			err = unindexMsgID(a, ap.MsgID, ap.Path)
+		} else {
+			err = indexFile(a, FileRecord{Path: ap.Path, MsgID: ap.MsgID, Hash: ap.Hash, Size: ap.Size, MTime: ap.MTime}, true)
+		}
 		if err != nil {
 			return err
 		}
-		high := cursor
-		for _, ap := range applied {
-			v := versionRecord{JournalID: ap.JournalID, Hash: ap.Hash, Deleted: ap.Deleted, Device: ap.Device, Time: ap.Time}
-			if err := putJSON(a.versions, []byte(ap.MsgID), v); err != nil {
-				return err
-			}
-			if ap.Deleted && ap.Keep {
-				// The file stays (replicate_deletes is off): only the
-				// version becomes a tombstone.
-			} else if ap.Deleted {
-				err = unindexMsgID(a, ap.MsgID, ap.Path)
-			} else {
-				err = indexFile(a, FileRecord{Path: ap.Path, MsgID: ap.MsgID, Hash: ap.Hash, Size: ap.Size, MTime: ap.MTime}, true)
-			}
-			if err != nil {
-				return err
-			}
-			high = max(high, ap.JournalID)
-		}
-		if err := raiseI64(a.state, keyCursor, cursor); err != nil {
-			return err
-		}
-		return raiseI64(a.state, keyHighwater, high)
-	})
-	if err != nil {
-		return fmt.Errorf("apply remote: %w", err)
+		high = max(high, ap.JournalID)
 	}
-	return nil
+	return raiseI64(a.state, keyHighwater, high)
 }
 
 // ResetAccount handles a server whose journal went backwards (reset or
@@ -224,6 +248,14 @@ func (db *DB) ResetAccount(acct string) error {
 			return err
 		}
 		if _, err := ab.CreateBucket(bucketSent); err != nil {
+			return err
+		}
+		// Kept rows were rows of the old journal; the new one is read
+		// again from 0.
+		if err := ab.DeleteBucket(bucketUnapplied); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+			return err
+		}
+		if _, err := ab.CreateBucket(bucketUnapplied); err != nil {
 			return err
 		}
 		// A Put invalidates the cursor: re-seek after each one.

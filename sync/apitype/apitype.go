@@ -85,6 +85,15 @@ type AccountStatus struct {
 	// Held lists the messages the server refused; each is tried again
 	// with its own backoff and holds back nothing else.
 	Held []Held `json:"held,omitempty"`
+	// Unapplied counts journal entries kept because they cannot be applied
+	// yet for a reason that can go away (by reason in UnappliedReasons;
+	// MissingKeys names the key ids this device lacks; UnappliedHint says
+	// what to do). They are tried again at start, after a rescan and on
+	// a sync.
+	Unapplied        int            `json:"unapplied,omitempty"`
+	UnappliedReasons map[string]int `json:"unapplied_reasons,omitempty"`
+	MissingKeys      []string       `json:"missing_keys,omitempty"`
+	UnappliedHint    string         `json:"unapplied_hint,omitempty"`
 
 	// Pushed and Received count journal entries since the daemon started.
 	Pushed   int64 `json:"pushed"`

@@ -343,6 +343,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.held[en.MsgID] = en
 		}
 	}
+	e.publishUnapplied()
 	var pending *watch.Change
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -431,6 +432,7 @@ func (e *Engine) localWork() {
 	if e.rescanNow || e.watchFailed.Load() && now.Sub(e.lastScan) >= watchlessRescan {
 		e.rescanNow = false
 		e.scan("", e.started)
+		e.retryKept()
 	}
 	e.flush()
 }
@@ -493,6 +495,7 @@ func (e *Engine) pollStep(ctx context.Context) (more bool) {
 			e.started = true
 			e.newAtStart = nil
 			more = true
+			err = e.retryUnapplied()
 		}
 	} else if err == nil && !more {
 		e.schedulePoll()

@@ -22,6 +22,9 @@ func (e *Engine) handleChange(c watch.Change) {
 	if !e.rootPresent() {
 		return
 	}
+	// A change in the store may have removed what kept an entry from being
+	// applied (a symbolic link in the way).
+	defer e.retryKept()
 	if c.Rescan {
 		e.log.Debug("rescanning the message store", "reason", c.Reason)
 		e.scan("", e.started)

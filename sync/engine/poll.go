@@ -62,6 +62,7 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	// batch (a few syncs instead of two per file), then commit.
 	pg := &pagePlan{files: map[string]*store.FileRecord{}}
 	for _, row := range entries {
+		pg.row = row
 		e.plan(pg, row)
 	}
 	results := msgdir.Apply(e.opts.Store, pg.ops)
@@ -72,6 +73,7 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 			r := results[pl.op]
 			if errors.Is(r.Err, msgdir.ErrUnsafePath) {
 				e.skip(pl.a.JournalID, r.Err)
+				pg.keepIfFixable(pl.row, r.Err)
 				continue
 			} else if r.Err != nil {
 				// Nothing is lost: the cursor stops before this row, and
@@ -94,9 +96,12 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 		return false, err
 	}
 	if len(applied) > 0 || next != cursor { // an empty poll writes nothing
-		if err := e.db.ApplyRemote(acct, next, applied); err != nil {
+		if err := e.db.ApplyRemote(acct, next, applied, pg.keep...); err != nil {
 			return false, fmt.Errorf("record applied entries: %w", err)
 		}
+	}
+	if len(pg.keep) > 0 {
+		e.publishUnapplied()
 	}
 	if writeErr == nil && len(entries) > 0 {
 		// The newest row read becomes the anchor at the next probe, once
@@ -293,11 +298,35 @@ type pagePlan struct {
 	files map[string]*store.FileRecord // msgid → its file after the rows planned so far
 	// versions holds, per msgid, the version planned last in this page.
 	versions map[string]store.Version
+	// keep are the rows that could not be applied for a reason that may
+	// go away: recorded with the page, tried again later.
+	keep []store.Unapplied
+	row  account.JournalEntry // the row being planned
+}
+
+// keepIfFixable keeps row for a later try if err is a cause the user can
+// remove: a key this device lacks, a newer envelope format, a symbolic
+// link in the way.
+func (pg *pagePlan) keepIfFixable(row account.JournalEntry, err error) {
+	u := store.Unapplied{JournalID: row.ID, UUID: row.UUID, Timestamp: row.Timestamp, Data: row.Data}
+	var uk *seal.UnknownKeyError
+	switch {
+	case errors.As(err, &uk):
+		u.Reason, u.KeyID = "sealed under a key this device does not have", uk.KeyID
+	case errors.Is(err, seal.ErrUnsupportedVersion):
+		u.Reason = "written by a newer chatsync: upgrade this one"
+	case errors.Is(err, msgdir.ErrUnsafePath):
+		u.Reason = "its file would pass through a symbolic link in the store: move the link away"
+	default:
+		return
+	}
+	pg.keep = append(pg.keep, u)
 }
 
 type plannedRow struct {
-	a  store.Applied
-	op int // index into ops, or -1
+	row account.JournalEntry
+	a   store.Applied
+	op  int // index into ops, or -1
 }
 
 func (pg *pagePlan) add(a store.Applied, op *msgdir.Op) {
@@ -306,7 +335,7 @@ func (pg *pagePlan) add(a store.Applied, op *msgdir.Op) {
 		pg.ops = append(pg.ops, *op)
 		idx = len(pg.ops) - 1
 	}
-	pg.rows = append(pg.rows, plannedRow{a: a, op: idx})
+	pg.rows = append(pg.rows, plannedRow{row: pg.row, a: a, op: idx})
 	if pg.versions == nil {
 		pg.versions = map[string]store.Version{}
 	}
@@ -331,6 +360,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 	en, err := e.opts.Keyring.Open(row.Data, acct)
 	if err != nil {
 		e.skip(row.ID, err)
+		pg.keepIfFixable(row, err)
 		return
 	}
 	if strings.EqualFold(en.Device, e.device) {
@@ -462,7 +492,7 @@ func (e *Engine) skip(id int64, err error) {
 	reason := "invalid entry"
 	switch {
 	case errors.Is(err, seal.ErrUnknownKey):
-		reason = "unknown key (import the key of the device that wrote it)"
+		reason = "unknown key: run `chatsync key import` with the line `chatsync key export` prints on the device that wrote it (a new key made here cannot read it)"
 	case errors.Is(err, seal.ErrAuth):
 		reason = "does not decrypt (wrong key or tampered)"
 	case errors.Is(err, seal.ErrForeignAccount):

@@ -52,6 +52,15 @@ type Status struct {
 	// Skipped counts journal entries that could not be applied, by reason
 	// (wrong key, tampered, foreign account, bad entry).
 	Skipped map[string]int `json:"skipped,omitempty"`
+	// Unapplied counts the journal entries kept because they could not be
+	// applied for a reason that can go away (UnappliedReasons); they are
+	// tried again at start, after a rescan and on a sync. MissingKeys
+	// names the keys they were sealed under that this device lacks, and
+	// UnappliedHint says what to do.
+	Unapplied        int            `json:"unapplied,omitempty"`
+	UnappliedReasons map[string]int `json:"unapplied_reasons,omitempty"`
+	MissingKeys      []string       `json:"missing_keys,omitempty"`
+	UnappliedHint    string         `json:"unapplied_hint,omitempty"`
 	// Rejected lists the files of the message store that are not
 	// replicated, with the reason, until they are fixed.
 	Rejected []Rejected `json:"rejected,omitempty"`
@@ -87,6 +96,8 @@ func (e *Engine) Status() Status {
 	s.Skipped = maps.Clone(e.status.Skipped)
 	s.Rejected = append([]Rejected(nil), e.status.Rejected...)
 	s.Held = append([]Held(nil), e.status.Held...)
+	s.UnappliedReasons = maps.Clone(e.status.UnappliedReasons)
+	s.MissingKeys = slices.Clone(e.status.MissingKeys)
 	e.mu.Unlock()
 	if err == nil {
 		s.Cursor = st.Cursor

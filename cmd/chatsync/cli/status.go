@@ -101,6 +101,16 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 			}
 			fmt.Fprintf(w, "  skipped:    %s (journal entries this device cannot use)\n", strings.Join(parts, ", "))
 		}
+		if a.Unapplied > 0 {
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(a.UnappliedReasons)) {
+				parts = append(parts, fmt.Sprintf("%d %s", a.UnappliedReasons[k], k))
+			}
+			fmt.Fprintf(w, "  not applied yet: %s (kept, tried again on `chatsync sync`)\n", strings.Join(parts, ", "))
+			if a.UnappliedHint != "" {
+				fmt.Fprintf(w, "    %s\n", a.UnappliedHint)
+			}
+		}
 		if a.Waiting > 0 {
 			fmt.Fprintf(w, "  waiting:    %d files being written\n", a.Waiting)
 		}

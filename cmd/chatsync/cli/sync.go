@@ -120,6 +120,15 @@ func followSync(ctx context.Context, lc *localclient.Client, t time.Time, w io.W
 			if tty {
 				fmt.Fprintln(w)
 			}
+			for _, a := range st.Accounts {
+				if a.Unapplied > 0 {
+					hint := a.UnappliedHint
+					if hint == "" {
+						hint = "see `chatsync status`"
+					}
+					return st.Accounts, fmt.Errorf("%s: caught up, but %d journal entries cannot be applied yet: %s", a.Account, a.Unapplied, hint)
+				}
+			}
 			return st.Accounts, nil
 		}
 		select {

@@ -111,6 +111,7 @@ func accountStatus(a AccountStatus) apitype.AccountStatus {
 		PushBackoffUntil: s.PushBackoffUntil, PushFailures: s.PushFailures,
 		PollBackoffUntil: s.PollBackoffUntil, PollFailures: s.PollFailures,
 		Skipped: s.Skipped, Waiting: s.Waiting, ResetAt: s.ResetAt, LocalError: s.LocalError,
+		Unapplied: s.Unapplied, UnappliedReasons: s.UnappliedReasons, MissingKeys: s.MissingKeys, UnappliedHint: s.UnappliedHint,
 	}
 	for _, h := range s.Held {
 		out.Held = append(out.Held, apitype.Held{MsgID: h.MsgID, Attempts: h.Attempts, RetryAt: h.RetryAt, Reason: h.Reason})

@@ -1,0 +1,114 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/chatsync/chatsync/store"
+	"github.com/chatsync/chatsync/store/msgdir"
+	"github.com/chatsync/chatsync/sync/account"
+)
+
+// retryUnapplied tries again the rows kept because they could not be
+// applied for a reason that may be gone now (a key imported since, a
+// symbolic link moved away, chatsync upgraded). It runs at start, after a
+// rescan and on `chatsync sync`; a key reload restarts the engine. A row
+// that is now superseded by a later version, or fails for good, is
+// dropped; one that still cannot be applied stays.
+func (e *Engine) retryUnapplied() error {
+	acct := e.opts.Account
+	rows, err := e.db.UnappliedRows(acct)
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	pg := &pagePlan{files: map[string]*store.FileRecord{}}
+	for _, u := range rows {
+		row := account.JournalEntry{ID: u.JournalID, UUID: u.UUID, Timestamp: u.Timestamp, Data: u.Data}
+		pg.row = row
+		e.plan(pg, row)
+	}
+	results := msgdir.Apply(e.opts.Store, pg.ops)
+	var applied []store.Applied
+	for _, pl := range pg.rows {
+		if pl.op >= 0 {
+			r := results[pl.op]
+			if errors.Is(r.Err, msgdir.ErrUnsafePath) {
+				pg.keepIfFixable(pl.row, r.Err)
+				continue
+			} else if r.Err != nil {
+				// Not written (a full disk): it stays kept as it was.
+				pg.keep = append(pg.keep, store.Unapplied{JournalID: pl.row.ID, Reason: "could not be written: " + r.Err.Error(),
+					UUID: pl.row.UUID, Timestamp: pl.row.Timestamp, Data: pl.row.Data})
+				continue
+			}
+			if r.Info != nil {
+				pl.a.Size, pl.a.MTime = r.Info.Size(), r.Info.ModTime()
+			}
+		}
+		applied = append(applied, pl.a)
+	}
+	done := map[int64]bool{}
+	for _, a := range applied {
+		done[a.JournalID] = true
+	}
+	for _, u := range pg.keep {
+		done[u.JournalID] = true
+	}
+	var dropped []int64
+	for _, u := range rows {
+		if !done[u.JournalID] {
+			dropped = append(dropped, u.JournalID)
+		}
+	}
+	if err := e.db.RetriedUnapplied(acct, applied, dropped, pg.keep); err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		e.log.Info("applied journal entries kept from before", "applied", len(applied), "still_waiting", len(pg.keep))
+		e.update(func(s *Status) { s.Received += int64(len(applied)) })
+		e.emit(Event{Kind: "received", Count: len(applied)})
+	}
+	e.publishUnapplied()
+	return nil
+}
+
+// retryKept tries the kept rows again, if there are any and the start-up
+// catch-up is done.
+func (e *Engine) retryKept() {
+	e.mu.Lock()
+	n := e.status.Unapplied
+	e.mu.Unlock()
+	if n == 0 || !e.started {
+		return
+	}
+	if err := e.retryUnapplied(); err != nil {
+		e.log.Error("cannot try the kept journal entries again", "err", err)
+	}
+}
+
+// publishUnapplied shows the kept rows in the status: how many, why, and
+// which keys are missing.
+func (e *Engine) publishUnapplied() {
+	rows, err := e.db.UnappliedRows(e.opts.Account)
+	if err != nil {
+		return
+	}
+	reasons := map[string]int{}
+	keys := map[string]bool{}
+	for _, u := range rows {
+		reasons[u.Reason]++
+		if u.KeyID != "" {
+			keys[u.KeyID] = true
+		}
+	}
+	var hint string
+	if len(keys) > 0 {
+		hint = fmt.Sprintf("entries sealed under key(s) %v, which this device does not have: on the device that wrote them run `chatsync key export`, "+
+			"then here `chatsync key import` with the line it prints; do not generate a new key here, it cannot read them", slices.Sorted(maps.Keys(keys)))
+	}
+	e.update(func(s *Status) {
+		s.Unapplied, s.UnappliedReasons, s.MissingKeys, s.UnappliedHint = len(rows), reasons, slices.Sorted(maps.Keys(keys)), hint
+	})
+}
