@@ -17,7 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
@@ -150,83 +150,67 @@ func IncomingPath(m Message) string {
 	return filepath.Join(conv, SafeName(m.MsgID)+".json")
 }
 
-// ErrUnsafePath is returned when a path would leave the store or pass
-// through a symbolic link.
-var ErrUnsafePath = errors.New("path leaves the message store or passes through a symbolic link")
-
-// Resolve joins root and the slash- or OS-separated relative path rel and
-// checks that the result stays inside root and that no existing element
-// below root is a symbolic link, so a link planted in the store never makes
-// chatsync write or delete outside it.
-func Resolve(root, rel string) (string, error) {
-	clean := filepath.Clean(filepath.FromSlash(rel))
-	if clean == "." || filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) || filepath.VolumeName(clean) != "" {
-		return "", fmt.Errorf("%w: %q", ErrUnsafePath, rel)
-	}
-	p := root
-	for _, elem := range strings.Split(clean, string(filepath.Separator)) {
-		p = filepath.Join(p, elem)
-		fi, err := os.Lstat(p)
-		if errors.Is(err, os.ErrNotExist) {
-			break // the rest does not exist yet, so it cannot be a link
-		}
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			return "", fmt.Errorf("%w: %q", ErrUnsafePath, rel)
-		}
-	}
-	return filepath.Join(root, clean), nil
-}
-
 // WriteAtomic writes data to root/rel so that readers see either the old
 // file or the whole new one: it writes a hidden temporary file in the same
 // directory (ignored by the watcher), syncs it, renames it into place and
-// syncs the directory. Missing directories are created with mode 0700.
+// syncs the directory. Missing directories are created with mode 0700. A
+// path that leaves the store or passes through a symbolic link, even one
+// swapped in while it is written, is refused with ErrUnsafePath; a failed
+// write leaves no temporary file behind.
 func WriteAtomic(root, rel string, data []byte) error {
-	path, err := Resolve(root, rel)
+	elems, name, err := splitRel(rel)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".chatsync-*.tmp")
+	r, err := openStore(root, true)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	defer r.Close()
+	d, _, err := openDir(r, elems, true, rel)
+	if err != nil {
 		return err
 	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+	defer d.Close()
+	if err := checkTarget(d, name, rel); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+	tmp, _, err := createTemp(d, data, true)
+	if err != nil {
 		return err
 	}
-	if err := tmp.Close(); err != nil {
+	if err := d.Rename(tmp, name); err != nil {
+		d.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return syncDir(d)
 }
 
-// Remove deletes root/rel if it exists and is a regular file inside the store.
+// Remove deletes root/rel if it exists and is a regular file inside the
+// store, and syncs its directory.
 func Remove(root, rel string) error {
-	path, err := Resolve(root, rel)
+	elems, name, err := splitRel(rel)
 	if err != nil {
 		return err
 	}
-	if err := removeRegular(path, rel); err != nil {
+	r, err := openStore(root, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	defer r.Close()
+	d, _, err := openDir(r, elems, false, rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := removeRegular(d, name, rel); err != nil {
+		return err
+	}
+	return syncDir(d)
 }

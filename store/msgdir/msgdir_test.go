@@ -2,6 +2,7 @@ package msgdir
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -245,5 +246,145 @@ func TestApplyRefusesAPathThroughALinkAndDoesTheRest(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(root, "ok.json")); string(got) != "yes" {
 		t.Errorf("ok.json = %q", got)
+	}
+}
+
+func TestAPathThroughALinkInsideTheStoreIsRefusedToo(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("symbolic links need privileges on Windows")
+	}
+	// os.Root would follow these links, as they stay in the store; the
+	// store's rule is that chatsync follows none.
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "real"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "real", "target.json"), []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for link, to := range map[string]string{"dirlink": "real", "rel-dirlink": "./real/../real", "real/file-link.json": "target.json"} {
+		if err := os.Symlink(to, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rel := range []string{"dirlink/x.json", "rel-dirlink/x.json", "real/file-link.json"} {
+		if err := WriteAtomic(root, rel, []byte("no")); !errors.Is(err, ErrUnsafePath) {
+			t.Errorf("WriteAtomic(%q) = %v, want ErrUnsafePath", rel, err)
+		}
+		if r := Apply(root, []Op{{Rel: rel, Data: []byte("no")}}); !errors.Is(r[0].Err, ErrUnsafePath) {
+			t.Errorf("Apply(%q) = %v, want ErrUnsafePath", rel, r[0].Err)
+		}
+	}
+	if err := Remove(root, "dirlink/target.json"); !errors.Is(err, ErrUnsafePath) {
+		t.Errorf("Remove through a link = %v, want ErrUnsafePath", err)
+	}
+	if r := Apply(root, []Op{{Rel: "real/file-link.json", Remove: true}}); !errors.Is(r[0].Err, ErrUnsafePath) {
+		t.Errorf("Apply removing a link = %v, want ErrUnsafePath", r[0].Err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "real", "target.json")); string(b) != "keep" {
+		t.Errorf("target.json = %q, want it untouched", b)
+	}
+	if _, err := os.Stat(filepath.Join(root, "real", "x.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a write through a link arrived: %v", err)
+	}
+}
+
+// tempFiles lists the temporary files chatsync left below root.
+func tempFiles(root string) []string {
+	var found []string
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), ".chatsync-") {
+			found = append(found, p)
+		}
+		return nil
+	})
+	return found
+}
+
+func TestAFailedWriteLeavesNoTemporaryFile(t *testing.T) {
+	// The temporary file is written, then its rename fails: the target is
+	// a directory that is not empty.
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "c", "m.json"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "c", "m.json", "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteAtomic(root, "c/m.json", []byte("v")); err == nil {
+		t.Error("WriteAtomic onto a directory succeeded")
+	}
+	r := Apply(root, []Op{{Rel: "c/m.json", Data: []byte("v")}, {Rel: "c/ok.json", Data: []byte("ok")}})
+	if r[0].Err == nil || r[1].Err != nil {
+		t.Errorf("Apply = %v, %v; want an error, then nil", r[0].Err, r[1].Err)
+	}
+	if left := tempFiles(root); len(left) > 0 {
+		t.Errorf("temporary files left behind: %v", left)
+	}
+}
+
+func TestAWriteToAReadOnlyDirectoryFailsAndLeavesNothing(t *testing.T) {
+	if runtime.GOOS == "windows" || os.Geteuid() == 0 {
+		t.Skip("needs a directory this user cannot write")
+	}
+	root := t.TempDir()
+	ro := filepath.Join(root, "ro")
+	if err := os.Mkdir(ro, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(ro, 0o700)
+	if err := WriteAtomic(root, "ro/m.json", []byte("v")); err == nil {
+		t.Error("WriteAtomic into a read-only directory succeeded")
+	}
+	if r := Apply(root, []Op{{Rel: "ro/m.json", Data: []byte("v")}}); r[0].Err == nil || errors.Is(r[0].Err, ErrUnsafePath) {
+		t.Errorf("Apply = %v, want a write error", r[0].Err)
+	}
+	os.Chmod(ro, 0o700)
+	if left := tempFiles(root); len(left) > 0 {
+		t.Errorf("temporary files left behind: %v", left)
+	}
+}
+
+func TestApplyInPartsWhenAPageTouchesManyDirectories(t *testing.T) {
+	root := t.TempDir()
+	var ops []Op
+	for i := range 3*maxOpenDirs + 5 {
+		ops = append(ops, Op{Rel: fmt.Sprintf("c%d/m.json", i%(2*maxOpenDirs+1)), Data: fmt.Appendf(nil, "v%d", i)})
+	}
+	ops = append(ops, Op{Rel: "c0/m.json", Remove: true})
+	for i, r := range Apply(root, ops) {
+		if r.Err != nil {
+			t.Fatalf("op %d: %v", i, r.Err)
+		}
+	}
+	// The last write to each file wins, and the removal comes after all.
+	last := map[string]string{}
+	for _, op := range ops[:len(ops)-1] {
+		last[op.Rel] = string(op.Data)
+	}
+	delete(last, "c0/m.json")
+	for rel, want := range last {
+		if got, err := os.ReadFile(filepath.Join(root, rel)); err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", rel, got, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "c0", "m.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("c0/m.json was not removed: %v", err)
+	}
+	if left := tempFiles(root); len(left) > 0 {
+		t.Errorf("temporary files left behind: %v", left)
+	}
+}
+
+func TestRemoveOfAFileInAMissingDirectoryIsNotAnError(t *testing.T) {
+	root := t.TempDir()
+	if err := Remove(root, "nowhere/m.json"); err != nil {
+		t.Errorf("Remove = %v", err)
+	}
+	if r := Apply(root, []Op{{Rel: "nowhere/m.json", Remove: true}}); r[0].Err != nil {
+		t.Errorf("Apply = %v", r[0].Err)
+	}
+	if r := Apply(filepath.Join(root, "missing"), []Op{{Rel: "m.json", Remove: true}}); r[0].Err != nil {
+		t.Errorf("Apply on a missing store = %v", r[0].Err)
 	}
 }

@@ -4,12 +4,12 @@ package msgdir
 
 import "os"
 
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// syncDir makes a rename or removal in the directory d durable.
+func syncDir(d *os.Root) error {
+	f, err := d.Open(".")
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	defer f.Close()
+	return f.Sync()
 }

@@ -6,25 +6,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// syncFiles makes the content of files durable. On Linux one syncfs(2) of
-// the store's file system does it for all of them at once.
-func syncFiles(root string, files []string) error {
+// syncFiles makes the content of the temporary files durable. On Linux one
+// syncfs(2) of the store's file system does it for all of them at once.
+func syncFiles(r *os.Root, files []tempFile) error {
 	if len(files) == 0 {
 		return nil
 	}
-	return syncfs(root)
+	return syncfs(r)
 }
 
 // syncDirs makes renames and removals in dirs durable, with one syncfs(2).
-func syncDirs(root string, dirs []string) error {
+func syncDirs(r *os.Root, dirs []*os.Root) error {
 	if len(dirs) == 0 {
 		return nil
 	}
-	return syncfs(root)
+	return syncfs(r)
 }
 
-func syncfs(root string) error {
-	f, err := os.Open(root)
+func syncfs(r *os.Root) error {
+	f, err := r.Open(".")
 	if err != nil {
 		return err
 	}

@@ -4,10 +4,11 @@ package msgdir
 
 import "os"
 
-// syncFiles makes the content of files durable, one fsync each.
-func syncFiles(root string, files []string) error {
-	for _, name := range files {
-		f, err := os.OpenFile(name, os.O_RDWR, 0)
+// syncFiles makes the content of the temporary files durable, one fsync
+// each, each opened through the handle of its directory.
+func syncFiles(r *os.Root, files []tempFile) error {
+	for _, t := range files {
+		f, err := t.dir.OpenFile(t.name, os.O_RDWR, 0)
 		if err != nil {
 			return err
 		}
@@ -21,7 +22,7 @@ func syncFiles(root string, files []string) error {
 }
 
 // syncDirs makes renames and removals in dirs durable.
-func syncDirs(root string, dirs []string) error {
+func syncDirs(r *os.Root, dirs []*os.Root) error {
 	for _, d := range dirs {
 		if err := syncDir(d); err != nil {
 			return err
