@@ -1,0 +1,150 @@
+package msgdir
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestNothingLeavesTheStoreWhileALinkIsSwappedIn swaps a directory of the
+// store with a symbolic link to a directory outside it, atomically with
+// renameat2(RENAME_EXCHANGE) and in a tight loop, while Apply, WriteAtomic
+// and Remove write and delete hundreds of messages in that directory.
+// Whatever the interleaving, nothing may be written, renamed or removed
+// outside the store, and no temporary file may be left anywhere.
+func TestNothingLeavesTheStoreWhileALinkIsSwappedIn(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	conv, swap := filepath.Join(root, "conv"), filepath.Join(root, "swap")
+	if err := os.Mkdir(conv, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, swap); err != nil {
+		t.Fatal(err)
+	}
+	exchange := func() error {
+		return unix.Renameat2(unix.AT_FDCWD, conv, unix.AT_FDCWD, swap, unix.RENAME_EXCHANGE)
+	}
+	if err := exchange(); err != nil {
+		t.Skipf("renameat2(RENAME_EXCHANGE) is not supported here: %v", err)
+	}
+	if err := exchange(); err != nil {
+		t.Fatal(err)
+	}
+
+	var stop atomic.Bool
+	var swaps atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			if err := exchange(); err != nil {
+				t.Errorf("exchange: %v", err)
+				return
+			}
+			swaps.Add(1)
+		}
+	}()
+
+	written := map[string]string{} // name → content, of every write that succeeded
+	removed := map[string]bool{}
+	var refusedOps, okOps int
+	check := func(what string, err error) bool {
+		switch {
+		case err == nil:
+			okOps++
+			return true
+		case errors.Is(err, ErrUnsafePath):
+			refusedOps++
+		default:
+			t.Errorf("%s: %v, want nil or ErrUnsafePath", what, err)
+		}
+		return false
+	}
+	const rounds, perRound = 12, 100
+	for round := range rounds {
+		ops := make([]Op, 0, perRound+10)
+		for i := range perRound {
+			name := fmt.Sprintf("m%02d-%03d.json", round, i)
+			data := fmt.Sprintf(`{"msgid":"%s","body":"secret plaintext %d"}`+"\n", name, i)
+			ops = append(ops, Op{Rel: "conv/" + name, Data: []byte(data)})
+		}
+		if round > 0 { // delete some messages of the round before
+			for i := range 10 {
+				ops = append(ops, Op{Rel: fmt.Sprintf("conv/m%02d-%03d.json", round-1, i), Remove: true})
+			}
+		}
+		for i, r := range Apply(root, ops) {
+			name := strings.TrimPrefix(ops[i].Rel, "conv/")
+			if check("Apply "+ops[i].Rel, r.Err) {
+				if ops[i].Remove {
+					removed[name] = true
+				} else {
+					written[name] = string(ops[i].Data)
+				}
+			}
+		}
+		name := fmt.Sprintf("w%02d.json", round)
+		data := fmt.Sprintf(`{"msgid":"%s","body":"secret"}`, name)
+		if check("WriteAtomic", WriteAtomic(root, "conv/"+name, []byte(data))) {
+			written[name] = data
+		}
+		if round > 0 {
+			name := fmt.Sprintf("w%02d.json", round-1)
+			if check("Remove", Remove(root, "conv/"+name)) {
+				removed[name] = true
+			}
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("%d swaps; %d ops done, %d refused with ErrUnsafePath", swaps.Load(), okOps, refusedOps)
+
+	var escaped []string
+	filepath.WalkDir(outside, func(p string, d fs.DirEntry, err error) error {
+		if p != outside {
+			escaped = append(escaped, p)
+		}
+		return nil
+	})
+	if len(escaped) > 0 {
+		t.Errorf("%d files written outside the store, e.g. %v", len(escaped), escaped[:min(5, len(escaped))])
+	}
+	var temps []string
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".tmp") {
+			temps = append(temps, p)
+		}
+		return nil
+	})
+	if len(temps) > 0 {
+		t.Errorf("temporary files left in the store: %v", temps)
+	}
+
+	// Every write that succeeded is in the store's real directory (named
+	// conv or swap, depending on where the swapping stopped), every
+	// removal that succeeded took its file away, and nothing else is there.
+	real := conv
+	if fi, err := os.Lstat(conv); err != nil || fi.Mode()&fs.ModeSymlink != 0 {
+		real = swap
+	}
+	for name, want := range written {
+		got, err := os.ReadFile(filepath.Join(real, name))
+		switch {
+		case removed[name]:
+			if err == nil {
+				t.Errorf("%s was removed, but is still there", name)
+			}
+		case err != nil || string(got) != want:
+			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+}
