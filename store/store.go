@@ -58,6 +58,12 @@ type Options struct {
 	// Now returns the current time, for Enqueued and batch Started times.
 	// Nil means time.Now. Tests set it to a fixed clock.
 	Now func() time.Time
+
+	// RequirePrivate makes Open refuse (ErrNotPrivate) a state dir that
+	// other users could write, or that belongs to another user (on unix;
+	// Windows ACLs are not checked). The daemon sets it; tests that put
+	// the state on a scratch mount need not.
+	RequirePrivate bool
 }
 
 // DB is the daemon's state: one bbolt file per state directory. It is safe
@@ -74,6 +80,13 @@ type DB struct {
 // with mode 0700 and the file chatsync.db with mode 0600. Migrations run
 // before Open returns. If another process holds the file, Open fails after
 // opts.Timeout with an error that wraps ErrLocked.
+//
+// Open never starts over on a file that exists: a damaged one (truncated,
+// zeroed pages, garbage, or empty) is an error that wraps ErrDamaged (a
+// *DamagedError, which says what to do), found by reading the whole file
+// once (state.go). A state file that is a symbolic link or not a regular
+// file is refused with ErrNotPrivate, and so, with opts.RequirePrivate, is
+// a state dir that other users could write.
 func Open(dir string, opts Options) (*DB, error) {
 	if dir == "" {
 		return nil, errors.New("open state: empty state dir")
@@ -81,17 +94,26 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
+	if opts.RequirePrivate {
+		if err := checkPrivateDir(dir); err != nil {
+			return nil, err
+		}
+	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
 	path := filepath.Join(dir, FileName)
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	exists, err := checkStateFile(path)
+	if err != nil {
+		return nil, err
+	}
+	bdb, err := openBolt(path, exists, timeout)
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("another chatsync is already running with state dir %s: %w", dir, ErrLocked)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open state %s: %w", path, err)
+		return nil, err
 	}
 	// bolt.Open keeps the mode of an existing file; the state names
 	// conversations and devices, so it is owner-only.
@@ -105,18 +127,72 @@ func Open(dir string, opts Options) (*DB, error) {
 	if db.now == nil {
 		db.now = time.Now
 	}
-	if err := bdb.Update(func(tx *bolt.Tx) error {
+	if err := db.prepare(); err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// prepare runs the migrations and reads (or makes) the device id. A file
+// whose layout is not what its schema version says (a bucket of the v1
+// layout lost) is damaged: bbolt would panic on it.
+func (db *DB) prepare() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &DamagedError{Path: db.path, Reason: panicReason(r)}
+		}
+	}()
+	if err := db.bolt.Update(func(tx *bolt.Tx) error {
 		if err := migrate(tx, migrations); err != nil {
 			return err
+		}
+		if reason, err := checkLayout(tx); err != nil || reason != "" {
+			if err != nil {
+				return err
+			}
+			return &DamagedError{Path: db.path, Reason: reason}
 		}
 		id, err := ensureDeviceID(tx)
 		db.deviceID = id
 		return err
 	}); err != nil {
-		bdb.Close()
-		return nil, fmt.Errorf("open state %s: %w", path, err)
+		var de *DamagedError
+		if errors.As(err, &de) {
+			return err
+		}
+		return fmt.Errorf("open state %s: %w", db.path, err)
 	}
-	return db, nil
+	return nil
+}
+
+// checkLayout returns what is missing of the layout drawn in doc.go, or "".
+// The methods take the buckets for granted: a bucket missing in an
+// account (one added to accountBuckets later) is made, empty.
+func checkLayout(tx *bolt.Tx) (string, error) {
+	v1 := tx.Bucket(bucketV1)
+	if v1 == nil || v1.Bucket(bucketMeta) == nil || v1.Bucket(bucketAccounts) == nil {
+		return "its schema version is set, but buckets of that schema are missing", nil
+	}
+	accts := v1.Bucket(bucketAccounts)
+	var names [][]byte
+	if err := accts.ForEachBucket(func(k []byte) error {
+		names = append(names, append([]byte(nil), k...))
+		return nil
+	}); err != nil {
+		return "", err
+	}
+	for _, k := range names {
+		ab := accts.Bucket(k)
+		for _, name := range accountBuckets {
+			if ab.Bucket(name) == nil {
+				if _, err := ab.CreateBucket(name); err != nil {
+					return "", fmt.Errorf("account %s: %w", k, err)
+				}
+			}
+		}
+	}
+	return "", nil
 }
 
 // Close closes the file and releases the lock.
