@@ -376,3 +376,24 @@ func touch(b []byte) byte {
 	}
 	return x
 }
+
+// KnowsAccount reports whether the state has a record of acct: AddAccount
+// was called for it, or the engine wrote anything for it.
+func (db *DB) KnowsAccount(acct string) (bool, error) {
+	known := false
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		known = readAccount(tx, acct).exists()
+		return nil
+	})
+	return known, err
+}
+
+// AddAccount records acct in the state (its buckets, empty), so that
+// KnowsAccount says yes from then on. The daemon calls it before an
+// account's engine first touches its message store.
+func (db *DB) AddAccount(acct string) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		_, err := writeAccount(tx, acct)
+		return err
+	})
+}

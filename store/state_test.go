@@ -312,6 +312,33 @@ func TestStateDirOfAnotherUserIsRefusedAlsoThroughASymlink(t *testing.T) {
 	db.Close()
 }
 
+func TestKnowsAccountAfterAddAccountOrAnyWrite(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "state"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, acct := range []string{"alice@example.com", "bob@example.com"} {
+		if known, err := db.KnowsAccount(acct); err != nil || known {
+			t.Errorf("KnowsAccount(%s) on a new state = %v, %v", acct, known, err)
+		}
+	}
+	if err := db.AddAccount("alice@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutFiles("bob@example.com", FileRecord{Path: "p.json", MsgID: "m", Hash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, acct := range []string{"alice@example.com", "bob@example.com"} {
+		if known, err := db.KnowsAccount(acct); err != nil || !known {
+			t.Errorf("KnowsAccount(%s) = %v, %v, want true", acct, known, err)
+		}
+	}
+	if st, err := db.Stats("alice@example.com"); err != nil || st != (Stats{}) {
+		t.Errorf("an added account's stats = %+v, %v, want zero", st, err)
+	}
+}
+
 func TestAnAccountWithoutABucketOfTheLayoutGetsItAtOpen(t *testing.T) {
 	dir, id := realState(t)
 	path := filepath.Join(dir, FileName)
