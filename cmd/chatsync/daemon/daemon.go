@@ -72,6 +72,8 @@ type accountRunner struct {
 	started time.Time
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// lock is the account's hold on its message store (storelock.go).
+	lock *storeLock
 }
 
 // ErrAlreadyRunning is returned by New when another chatsync holds the
@@ -138,8 +140,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 func (d *Daemon) startAccount(ctx context.Context, a config.Account) {
 	r := &accountRunner{cfg: a, done: make(chan struct{}), keySum: fileSum(a.KeyFile), started: time.Now()}
-	eng, client, err := d.newEngine(a)
+	lock, err := d.lockStore(a.Store, a.Address)
+	var eng *engine.Engine
+	var client *account.Client
+	if err == nil {
+		eng, client, err = d.newEngine(a)
+	}
 	if err != nil {
+		lock.release()
 		r.err = err
 		close(r.done)
 		d.mu.Lock()
@@ -149,7 +157,7 @@ func (d *Daemon) startAccount(ctx context.Context, a config.Account) {
 		d.events.publish(engine.Event{Time: time.Now(), Account: a.Address, Kind: "error", Message: err.Error()})
 		return
 	}
-	r.eng, r.client = eng, client
+	r.eng, r.client, r.lock = eng, client, lock
 	actx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
 	d.mu.Lock()
@@ -167,6 +175,7 @@ func (r *accountRunner) stop() {
 		r.cancel()
 	}
 	<-r.done
+	r.lock.release()
 	if r.client != nil {
 		// Keep-alive connections would otherwise outlive the account
 		// (two goroutines each, until the idle timeout).

@@ -1,0 +1,83 @@
+package daemon
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatsync/chatsync/sync/engine"
+)
+
+// caughtUp reports whether the account runs, has nothing to send and has
+// applied the journal up to at least cursor (which counts other devices'
+// rows only).
+func caughtUp(rd *runningDaemon, addr string, cursor int64) bool {
+	st, ok := rd.account(addr)
+	return ok && st.StartError == "" && st.State == engine.StateIdle && st.OutboxDepth == 0 && st.Cursor >= cursor
+}
+
+func startError(rd *runningDaemon, addr string) string {
+	st, _ := rd.account(addr)
+	return st.StartError
+}
+
+func writeConfig(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSecondDaemonOnTheSameStoreIsRefusedNamingTheFirst(t *testing.T) {
+	const addr = "alice@example.com"
+	srv := newTestServer(t, map[string]string{addr: "pw"})
+	dir1, dir2 := shortTempDir(t), shortTempDir(t)
+	alice := newTestAccount(t, dir1, addr, "pw")
+	cfg1, cfg2 := filepath.Join(dir1, "config.toml"), filepath.Join(dir2, "config.toml")
+	writeConfig(t, cfg1, daemonTable(dir1, "info")+alice.block(srv.url, "1s"))
+	// The second daemon: its own state dir, the same message store.
+	writeConfig(t, cfg2, daemonTable(dir2, "info")+alice.block(srv.url, "1s"))
+
+	first := startTestDaemon(t, cfg1)
+	alice.write(t, "carol/a1.json", "a1", "written once")
+	waitUntil(t, 15*time.Second, "the first daemon to push the message", func() bool {
+		return srv.rows(t, addr) == 1 && caughtUp(first, addr, 0)
+	}, first.log)
+
+	second := startTestDaemon(t, cfg2)
+	host, _ := os.Hostname()
+	want := fmt.Sprintf("message store %s is in use by another chatsync (pid %d on %s, state dir %s, account %s, since ",
+		alice.store, os.Getpid(), host, filepath.Join(dir1, "state"), addr)
+	waitUntil(t, 10*time.Second, "the second daemon to refuse the store", func() bool {
+		return strings.Contains(startError(second, addr), want)
+	}, second.log)
+	if msg := startError(second, addr); !strings.HasSuffix(msg, "two daemons on one store would send every change twice. Stop that one, or give this account a store of its own") {
+		t.Errorf("the refusal does not say what to do: %q", msg)
+	}
+	if r := second.runner(addr); r == nil || r.eng != nil {
+		t.Fatal("the second daemon started an engine on the store")
+	}
+	// The first goes on alone: a new message reaches the server once.
+	alice.write(t, "carol/a2.json", "a2", "also written once")
+	waitUntil(t, 15*time.Second, "the first daemon to push the second message", func() bool {
+		return srv.rows(t, addr) == 2 && caughtUp(first, addr, 0)
+	}, first.log)
+	if err := second.d.SyncNow(addr); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := srv.rows(t, addr); n != 2 {
+		t.Errorf("the server holds %d rows, want 2: the refused daemon pushed", n)
+	}
+
+	// Once the first has stopped, the store is free.
+	first.stop()
+	second.d.Reload()
+	waitUntil(t, 10*time.Second, "the second daemon to take the store", func() bool {
+		r := second.runner(addr)
+		return r != nil && r.eng != nil
+	}, second.log)
+}
