@@ -27,7 +27,7 @@
 //	        ├── sent                     token → journal id of the stored row
 //	        │   └── <token> : int64
 //	        ├── versions                 the version of each message this device holds
-//	        │   └── <msgid> : JSON       {journal_id, hash, deleted, own, device, time}
+//	        │   └── <msgid> : JSON       {journal_id, hash, deleted, own, device, time, key_id}
 //	        ├── files                    file index
 //	        │   └── <path> : JSON        {msgid, hash, size, mtime}
 //	        └── filemsg                  reverse file index

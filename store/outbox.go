@@ -28,9 +28,10 @@ type Push struct {
 	Envelope string
 	// Hash is the content hash of the version (opaque to the store).
 	Hash string
-	// Time is the time sealed into the envelope; it becomes the held
-	// version's Time once the entry is stored.
-	Time time.Time
+	// Time is the time sealed into the envelope and KeyID the key; they
+	// become the held version's once the entry is stored.
+	Time  time.Time
+	KeyID string
 	// File, if set, updates the file index in the same transaction, so the
 	// index never says a version is handled that is not in the outbox: for
 	// OpPut it is the file that holds this version (upserted as by
@@ -76,6 +77,7 @@ type entryRecord struct {
 	LastError string    `json:"last_error,omitempty"`
 	RetryAt   time.Time `json:"retry_at,omitzero"`
 	Time      time.Time `json:"time,omitzero"`
+	KeyID     string    `json:"key_id,omitempty"`
 }
 
 func (r entryRecord) entry(seq uint64) Entry {
@@ -184,7 +186,7 @@ func (db *DB) EnqueueMany(acct string, ps []Push) ([]Entry, error) {
 		}
 		added := uint64(0)
 		for i, p := range ps {
-			rec := entryRecord{Token: tokens[i], MsgID: p.MsgID, Op: p.Op, Envelope: p.Envelope, Hash: p.Hash, Enqueued: now, Time: p.Time}
+			rec := entryRecord{Token: tokens[i], MsgID: p.MsgID, Op: p.Op, Envelope: p.Envelope, Hash: p.Hash, Enqueued: now, Time: p.Time, KeyID: p.KeyID}
 			var seq uint64
 			if old, ok := pendingSeq(a, p.MsgID); ok && !inflight[old] {
 				var prev entryRecord
@@ -482,7 +484,7 @@ func storeEntry(a *account, seq uint64, journalID int64) error {
 		return err
 	}
 	if journalID > held.JournalID {
-		v := versionRecord{JournalID: journalID, Hash: rec.Hash, Deleted: rec.Op == OpDelete, Own: true, Time: rec.Time}
+		v := versionRecord{JournalID: journalID, Hash: rec.Hash, Deleted: rec.Op == OpDelete, Own: true, Time: rec.Time, KeyID: rec.KeyID}
 		if err := putJSON(a.versions, []byte(rec.MsgID), v); err != nil {
 			return err
 		}

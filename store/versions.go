@@ -28,6 +28,8 @@ type Version struct {
 	Own    bool
 	Device string
 	Time   time.Time
+	// KeyID names the key the version was sealed under.
+	KeyID string
 }
 
 type versionRecord struct {
@@ -37,10 +39,11 @@ type versionRecord struct {
 	Own       bool      `json:"own,omitempty"`
 	Device    string    `json:"device,omitempty"`
 	Time      time.Time `json:"time,omitzero"`
+	KeyID     string    `json:"key_id,omitempty"`
 }
 
 func (r versionRecord) version(msgid string) Version {
-	return Version{MsgID: msgid, JournalID: r.JournalID, Hash: r.Hash, Deleted: r.Deleted, Own: r.Own, Device: r.Device, Time: r.Time}
+	return Version{MsgID: msgid, JournalID: r.JournalID, Hash: r.Hash, Deleted: r.Deleted, Own: r.Own, Device: r.Device, Time: r.Time, KeyID: r.KeyID}
 }
 
 // Applied is a remote version that the engine has decided to apply and has
@@ -59,10 +62,11 @@ type Applied struct {
 	// Keep, for a delete, leaves the message's file and its index entry
 	// alone: the device keeps what others delete (replicate_deletes off).
 	Keep bool
-	// Device and Time are the writing device and its time of the version,
-	// from the envelope.
+	// Device, Time and KeyID are the writing device, its time of the
+	// version and the key it sealed it under, from the envelope.
 	Device string
 	Time   time.Time
+	KeyID  string
 }
 
 // Anchor identifies one journal row this device has seen: the engine checks
@@ -183,7 +187,7 @@ func validApplied(applied []Applied) error {
 func applyVersions(a *account, applied []Applied) error {
 	high := int64(0)
 	for _, ap := range applied {
-		v := versionRecord{JournalID: ap.JournalID, Hash: ap.Hash, Deleted: ap.Deleted, Device: ap.Device, Time: ap.Time}
+		v := versionRecord{JournalID: ap.JournalID, Hash: ap.Hash, Deleted: ap.Deleted, Device: ap.Device, Time: ap.Time, KeyID: ap.KeyID}
 		if err := putJSON(a.versions, []byte(ap.MsgID), v); err != nil {
 			return err
 		}
@@ -295,13 +299,19 @@ type Unpushed struct {
 // outside them, so the loop body may call any DB method; entries changed
 // during the walk may or may not be seen.
 func (db *DB) Unpushed(acct string) iter.Seq2[Unpushed, error] {
+	return db.Versions(acct, func(v Version) bool { return v.JournalID == 0 })
+}
+
+// Versions yields, as Unpushed does, every held version for which keep
+// returns true and that has no outbox entry.
+func (db *DB) Versions(acct string, keep func(Version) bool) iter.Seq2[Unpushed, error] {
 	return scan(db, acct, func(a *account) *bolt.Bucket { return a.versions },
 		func(a *account, k, v []byte) (Unpushed, bool, error) {
 			var rec versionRecord
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return Unpushed{}, false, fmt.Errorf("version %q: %w", k, err)
 			}
-			if rec.JournalID != 0 {
+			if !keep(rec.version(string(k))) {
 				return Unpushed{}, false, nil
 			}
 			if _, queued := pendingSeq(a, string(k)); queued {

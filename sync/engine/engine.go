@@ -495,7 +495,9 @@ func (e *Engine) pollStep(ctx context.Context) (more bool) {
 			e.started = true
 			e.newAtStart = nil
 			more = true
-			err = e.retryUnapplied()
+			if err = e.retryUnapplied(); err == nil {
+				err = e.resealUnreadable()
+			}
 		}
 	} else if err == nil && !more {
 		e.schedulePoll()

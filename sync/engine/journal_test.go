@@ -281,7 +281,10 @@ func TestPushAndPollFailAndBackOffIndependently(t *testing.T) {
 
 	failPolls.Store(true)
 	b.write("c/b1.json", msg("b1", "c@example.com", "sent while B cannot receive"))
-	waitFor(t, 20*time.Second, "b1 on A", func() bool { _, ok := a.messages()["b1"]; return ok })
+	waitFor(t, 20*time.Second, "b1 on A while B's polls fail", func() bool {
+		_, ok := a.messages()["b1"]
+		return ok && b.status().OutboxDepth == 0 && b.status().PollFailures > 0
+	})
 	if s := b.status(); s.PollFailures == 0 || s.PushFailures != 0 || s.State != StateBackoff {
 		t.Errorf("B with failing polls: state %s, %d poll and %d push failures", s.State, s.PollFailures, s.PushFailures)
 	}
@@ -290,7 +293,10 @@ func TestPushAndPollFailAndBackOffIndependently(t *testing.T) {
 	b.write("c/b2.json", msg("b2", "c@example.com", "queued while B cannot send"))
 	waitFor(t, 20*time.Second, "B's push to fail", func() bool { return b.status().PushFailures > 0 })
 	a.write("c/a1.json", msg("a1", "c@example.com", "received while B cannot send"))
-	waitFor(t, 20*time.Second, "a1 on B", func() bool { _, ok := b.messages()["a1"]; return ok })
+	waitFor(t, 20*time.Second, "a1 on B, B's polls working again", func() bool {
+		_, ok := b.messages()["a1"]
+		return ok && b.status().PollFailures == 0
+	})
 	if s := b.status(); s.PushFailures == 0 || s.PollFailures != 0 || !strings.Contains(s.Error, "sending") {
 		t.Errorf("B with failing puts after a successful poll: %d push and %d poll failures, error %q; want the push still failing", s.PushFailures, s.PollFailures, s.Error)
 	}

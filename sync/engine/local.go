@@ -358,7 +358,7 @@ func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool) {
 		return
 	}
 	r := rec
-	e.enqueue(store.Push{MsgID: rec.MsgID, Op: store.OpPut, Envelope: env, Hash: rec.Hash, Time: at, File: &r})
+	e.enqueue(store.Push{MsgID: rec.MsgID, Op: store.OpPut, Envelope: env, Hash: rec.Hash, Time: at, KeyID: envelopeKeyID(env), File: &r})
 }
 
 // sealTime is the time to seal a new version of a message with: now, but
@@ -416,7 +416,7 @@ func (e *Engine) vanished(rec store.FileRecord) {
 		e.log.Error("cannot encrypt a delete", "err", err)
 		return
 	}
-	p := store.Push{MsgID: rec.MsgID, Op: store.OpDelete, Envelope: env, Time: at}
+	p := store.Push{MsgID: rec.MsgID, Op: store.OpDelete, Envelope: env, Time: at, KeyID: envelopeKeyID(env)}
 	if rec.Path != "" {
 		r := rec
 		p.File = &r // the index entry goes in the same transaction

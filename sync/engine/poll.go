@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"net/http"
 	"os"
 	"path"
@@ -296,6 +297,7 @@ type pagePlan struct {
 	ops   []msgdir.Op
 	rows  []plannedRow
 	files map[string]*store.FileRecord // msgid → its file after the rows planned so far
+	names msgdir.Names                 // the files given out in this page: no two messages share one
 	// versions holds, per msgid, the version planned last in this page.
 	versions map[string]store.Version
 	// keep are the rows that could not be applied for a reason that may
@@ -429,7 +431,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 
 	switch en.Op {
 	case seal.OpDelete:
-		a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Deleted: true, Device: en.Device, Time: en.Time}
+		a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Deleted: true, Device: en.Device, Time: en.Time, KeyID: envelopeKeyID(row.Data)}
 		if hasFile && e.opts.ReplicateDeletes {
 			a.Path = cur.Path
 			pg.files[en.MsgID] = nil
@@ -446,7 +448,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 			e.skip(row.ID, fmt.Errorf("%w: the message inside is not valid", seal.ErrBadEntry))
 			return
 		}
-		a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Hash: msg.Hash, Device: en.Device, Time: en.Time}
+		a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Hash: msg.Hash, Device: en.Device, Time: en.Time, KeyID: envelopeKeyID(row.Data)}
 		if hasFile && cur.Hash == msg.Hash {
 			// The same content is here already (SIP delivered it to
 			// this device too): no rewrite.
@@ -460,6 +462,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 		} else if taken, err := e.takenByAnother(rel, en.MsgID); err == nil && taken {
 			rel = strings.TrimSuffix(rel, ".json") + "-" + msg.Hash[:8] + ".json"
 		}
+		rel = pg.names.Claim(e.opts.Store, rel, en.MsgID)
 		a.Path = rel
 		pg.files[en.MsgID] = &store.FileRecord{Path: rel, MsgID: en.MsgID, Hash: msg.Hash}
 		pg.add(a, &msgdir.Op{Rel: rel, Data: append(append([]byte(nil), msg.Canonical...), '\n')})
@@ -616,6 +619,39 @@ func (e *Engine) journalWentBackwards(why string) error {
 // start, so a crash in the middle of it only delays it: versions of a
 // healthy journal all have journal ids, and then it queues nothing.
 func (e *Engine) requeueUnpushed() error {
+	return e.requeue(e.db.Unpushed(e.opts.Account))
+}
+
+// resealUnreadable heals a key mistake: this device's own versions sealed
+// under a key that no other device has written with, once this device
+// holds a key the others do use (its current key), are sealed again with
+// it and pushed, so the other devices can read them. It runs at start
+// when the key file holds more than one key (a key was imported).
+func (e *Engine) resealUnreadable() error {
+	if e.opts.Keyring.Len() < 2 {
+		return nil
+	}
+	acct := e.opts.Account
+	current := e.opts.Keyring.Current().ID()
+	others := map[string]bool{}
+	for v, err := range e.db.Versions(acct, func(v store.Version) bool { return !v.Own && v.KeyID != "" }) {
+		if err != nil {
+			return err
+		}
+		others[v.KeyID] = true
+	}
+	if !others[current] {
+		return nil // no other device is known to use the current key
+	}
+	return e.requeue(e.db.Versions(acct, func(v store.Version) bool {
+		return v.Own && v.KeyID != "" && v.KeyID != current && !others[v.KeyID]
+	}))
+}
+
+// requeue seals again, with the current key, the held versions vs yields
+// (from the files of the store for messages, as tombstones for deletes)
+// and queues them.
+func (e *Engine) requeue(vs iter.Seq2[store.Unpushed, error]) error {
 	acct := e.opts.Account
 	var batch []store.Push
 	flush := func() error {
@@ -626,12 +662,13 @@ func (e *Engine) requeueUnpushed() error {
 		batch = batch[:0]
 		return err
 	}
-	for u, err := range e.db.Unpushed(acct) {
+	for u, err := range vs {
 		if err != nil {
 			return err
 		}
-		p := store.Push{MsgID: u.MsgID, Op: store.OpDelete, Hash: u.Hash}
-		ent := seal.Entry{Op: seal.OpDelete, MsgID: u.MsgID, Account: acct, Device: e.device, Time: e.opts.Now()}
+		at := e.sealTime(u.Version, true)
+		p := store.Push{MsgID: u.MsgID, Op: store.OpDelete, Hash: u.Hash, Time: at}
+		ent := seal.Entry{Op: seal.OpDelete, MsgID: u.MsgID, Account: acct, Device: e.device, Time: at}
 		if !u.Deleted {
 			if u.Path == "" {
 				continue
@@ -651,7 +688,7 @@ func (e *Engine) requeueUnpushed() error {
 		if err != nil {
 			return err
 		}
-		p.Envelope = env
+		p.Envelope, p.KeyID = env, envelopeKeyID(env)
 		batch = append(batch, p)
 		if len(batch) == 1000 {
 			if err := flush(); err != nil {
@@ -660,4 +697,15 @@ func (e *Engine) requeueUnpushed() error {
 		}
 	}
 	return flush()
+}
+
+// envelopeKeyID is the key id in an envelope's header ("cs2.<key id>.…"),
+// or "" if it has none.
+func envelopeKeyID(env string) string {
+	_, rest, _ := strings.Cut(env, ".")
+	id, _, ok := strings.Cut(rest, ".")
+	if !ok || len(id) != 8 {
+		return ""
+	}
+	return id
 }

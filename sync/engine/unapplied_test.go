@@ -85,3 +85,34 @@ func TestMessageBlockedByASymlinkArrivesOnceTheLinkIsRemoved(t *testing.T) {
 		t.Errorf("%d entries still kept", n)
 	}
 }
+
+// A second device made its own key by mistake (the "missing key" hint of
+// old led there) and wrote under it; once the right key is imported there,
+// its own messages are sealed again under the key the others use, and both
+// stores converge.
+func TestKeyMistakeHealsOnceTheRightKeyIsImported(t *testing.T) {
+	srv := newServer(t)
+	k1, _ := seal.GenerateKey()
+	wrong, _ := seal.GenerateKey()
+	right, _ := seal.NewKeyring(k1)
+	mistaken, _ := seal.NewKeyring(wrong)
+	a := newDevice(t, "A", srv, right)
+	b := newDevice(t, "B", srv, mistaken)
+	a.start()
+	b.start()
+	a.write("c/a1.json", msg("a1", "c@example.com", "from A"))
+	b.write("c/b1.json", msg("b1", "c@example.com", "from B, under the wrong key"))
+	waitFor(t, 20*time.Second, "each device to keep the other's entry", func() bool {
+		return a.status().Unapplied == 1 && b.status().Unapplied == 1
+	})
+	b.stop()
+	imported, _ := seal.NewKeyring(wrong, k1) // `chatsync key import` adds k1 as the newest key
+	b.kr = imported
+	b.start()
+	waitFor(t, 30*time.Second, "A and B to hold the same two messages", func() bool {
+		return len(a.messages()) == 2 && equalMaps(a.messages(), b.messages())
+	})
+	if n := b.status().Unapplied; n != 0 {
+		t.Errorf("B still keeps %d entries after the import", n)
+	}
+}
