@@ -81,15 +81,23 @@ type accountRunner struct {
 var ErrAlreadyRunning = errors.New("chatsync is already running")
 
 // New opens the state database. It fails at once if another daemon uses
-// the same state directory.
+// the same state directory, if the state file is damaged (saying what to
+// run to start again) and if the state is not private.
 func New(opts Options) (*Daemon, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := opts.Config
-	db, err := store.Open(cfg.Daemon.StateDir, store.Options{})
+	db, err := store.Open(cfg.Daemon.StateDir, store.Options{RequirePrivate: true})
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%w with state dir %s: stop it first (chatsync service stop), or give this one another daemon.state_dir", ErrAlreadyRunning, cfg.Daemon.StateDir)
+	}
+	var damaged *store.DamagedError
+	if errors.As(err, &damaged) {
+		return nil, damagedState(damaged, cfg)
+	}
+	if errors.Is(err, store.ErrNotPrivate) {
+		return nil, err // says which file or dir, and what to run
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open the state in %s: %w", cfg.Daemon.StateDir, err)
@@ -106,15 +114,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.started = time.Now()
 	d.mu.Unlock()
-	// The control socket opens first, so `chatsync status` works while the
+	// Each account claims its store first (a lock and, the first time, a
+	// write of the state), so that once the socket answers, every account
+	// is in status as soon as it was before.
+	claims := make([]claim, len(d.opts.Config.Accounts))
+	for i, a := range d.opts.Config.Accounts {
+		claims[i] = d.claim(a)
+	}
+	// The control socket opens next, so `chatsync status` works while the
 	// accounts start (socket.go).
 	sock, err := d.startSocket(ctx)
 	if err != nil {
+		for _, c := range claims {
+			c.lock.release()
+		}
 		d.db.Close()
 		return err
 	}
-	for _, a := range d.opts.Config.Accounts {
-		d.startAccount(ctx, a)
+	for i, a := range d.opts.Config.Accounts {
+		d.startAccount(ctx, a, claims[i])
 	}
 	d.log.Info("chatsync is running", "accounts", len(d.opts.Config.Accounts), "device", d.db.DeviceID(), "state_dir", d.opts.Config.Daemon.StateDir)
 	reloaded := make(chan struct{})
@@ -138,9 +156,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return d.db.Close()
 }
 
-func (d *Daemon) startAccount(ctx context.Context, a config.Account) {
+// startAccount starts the engine of a, which has claimed its store (c).
+func (d *Daemon) startAccount(ctx context.Context, a config.Account, c claim) {
 	r := &accountRunner{cfg: a, done: make(chan struct{}), keySum: fileSum(a.KeyFile), started: time.Now()}
-	lock, err := d.lockStore(a.Store, a.Address)
+	lock, err := c.lock, c.err
 	var eng *engine.Engine
 	var client *account.Client
 	if err == nil {

@@ -247,7 +247,7 @@ func (d *Daemon) apply(ctx context.Context, why string) {
 	}
 	wg.Wait()
 	for _, a := range start {
-		d.startAccount(ctx, a)
+		d.startAccount(ctx, a, d.claim(a))
 	}
 
 	r := d.reload

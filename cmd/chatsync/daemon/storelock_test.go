@@ -73,11 +73,18 @@ func TestSecondDaemonOnTheSameStoreIsRefusedNamingTheFirst(t *testing.T) {
 		t.Errorf("the server holds %d rows, want 2: the refused daemon pushed", n)
 	}
 
-	// Once the first has stopped, the store is free.
+	// Once the first has stopped, the store's lock is free; but the second
+	// daemon's state has never synced this store, which holds the marker
+	// of the first's: that is refused too, with what to do.
 	first.stop()
 	second.d.Reload()
-	waitUntil(t, 10*time.Second, "the second daemon to take the store", func() bool {
-		r := second.runner(addr)
-		return r != nil && r.eng != nil
+	marker := filepath.Join(alice.store, markerName)
+	wantMarker := fmt.Sprintf("message store %s was synced by chatsync under another state: it holds .chatsync-store, but the state in %s has no record of %s (a state file lost or moved aside, another daemon.state_dir, or another account address), and starting would make this a new device. Put the old state back; or, to start this store over as a new device, run `rm %s` and start chatsync again: the device re-reads the journal and pushes again only what the journal lacks",
+		alice.store, filepath.Join(dir2, "state"), addr, marker)
+	waitUntil(t, 10*time.Second, "the second daemon to refuse a store synced under another state", func() bool {
+		return startError(second, addr) == wantMarker
 	}, second.log)
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the marker: %v", err)
+	}
 }
