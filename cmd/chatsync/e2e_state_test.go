@@ -1,0 +1,147 @@
+package main_test
+
+// State you can trust, with the real binaries: a damaged state file is a
+// clear error of `chatsync run` (no bbolt stack), the command it gives
+// starts the device again without pushing what the journal has, and a
+// second daemon on one store is refused with a message naming the first.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// idle reports whether d runs, is idle and has nothing to send.
+func idle(t *testing.T, d *e2eDevice) bool {
+	st, ok := d.status(t)
+	return ok && st.State == "idle" && st.OutboxDepth == 0 && st.StartError == ""
+}
+
+// runOnce runs `chatsync run` for d and returns its exit code and output,
+// failing if it is still running after 20 s.
+func runOnce(t *testing.T, d *e2eDevice) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bins.chatsync, "run", "--config", d.config).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("chatsync run was still running after 20 s on a damaged state; output:\n%s", out)
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, string(out)
+}
+
+func TestDamagedStateFileStopsChatsyncRunWithTheCommandThatStartsItAgain(t *testing.T) {
+	srv := startServer(t)
+	a := newE2EDevice(t, "A", srv, newKeyFile(t))
+	a.start()
+	for i := range 20 {
+		a.write(fmt.Sprintf("bob/m%02d.json", i), e2eMsg(fmt.Sprintf("state-%02d@e2e.test", i), fmt.Sprintf("message %d", i)))
+	}
+	eventually(t, 60*time.Second, "20 rows and A idle", func() bool { return len(srv.rows(t)) == 20 && idle(t, a) }, a)
+	a.stop()
+
+	state := filepath.Join(a.dir, "state", "chatsync.db")
+	marker := filepath.Join(a.store, ".chatsync-store")
+	good, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const page = 4096
+	zeroed := append(append([]byte(nil), good[:2*page]...), make([]byte, len(good)-2*page)...)
+	want := "`mv " + state + " " + state + ".damaged && rm " + marker + "`; the device re-reads the journal and pushes again only what the journal lacks\n"
+	var command string
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{
+		{"zeroed after the meta pages", zeroed},
+		{"truncated to half", good[:len(good)/2]},
+	} {
+		if err := os.WriteFile(state, c.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, out := runOnce(t, a)
+		if code != 1 {
+			t.Errorf("%s: chatsync run exited %d, want 1; output:\n%s", c.name, code, out)
+		}
+		if !strings.HasPrefix(out, "chatsync: state file "+state+" is damaged (") || !strings.HasSuffix(out, want) || strings.Count(out, "\n") != 1 {
+			t.Errorf("%s: chatsync run said:\n%s\nwant one line: chatsync: state file %s is damaged (...) ... %s", c.name, out, state, want)
+		}
+		for _, stack := range []string{"panic", "goroutine ", ".go:"} {
+			if strings.Contains(out, stack) {
+				t.Errorf("%s: the output has a stack (%q):\n%s", c.name, stack, out)
+			}
+		}
+		command = out[strings.Index(out, "`")+1 : strings.LastIndex(out, "`")]
+	}
+
+	// The command as given; then the device starts again and re-pushes
+	// nothing: a message written once it is idle is the only new row.
+	if out, err := exec.Command("sh", "-c", command).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", command, err, out)
+	}
+	if _, err := os.Stat(state + ".damaged"); err != nil {
+		t.Errorf("the damaged file was not kept: %v", err)
+	}
+	a.start()
+	eventually(t, 60*time.Second, "A idle with the 20 messages", func() bool {
+		st, _ := a.status(t)
+		return idle(t, a) && st.Cursor >= 20
+	}, a)
+	a.write("bob/after.json", e2eMsg("after@e2e.test", "after starting again"))
+	eventually(t, 30*time.Second, "the new message on the server", func() bool { return len(srv.rows(t)) >= 21 && idle(t, a) }, a)
+	if n := len(srv.rows(t)); n != 21 {
+		t.Errorf("the server holds %d rows, want 21: starting again pushed what the journal had", n)
+	}
+	if got, _ := a.messages(); len(got) != 21 {
+		t.Errorf("A's store holds %d messages, want 21", len(got))
+	}
+}
+
+func TestSecondChatsyncRunOnTheSameStoreIsRefusedNamingTheFirst(t *testing.T) {
+	srv := startServer(t)
+	key := newKeyFile(t)
+	a := newE2EDevice(t, "A", srv, key)
+	b := newE2EDevice(t, "B", srv, key)
+	// B: its own state dir and socket, A's message store.
+	cfg, err := os.ReadFile(b.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b.config, []byte(strings.Replace(string(cfg), fmt.Sprintf("store = %q", b.store), fmt.Sprintf("store = %q", a.store), 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.start()
+	a.write("bob/m1.json", e2eMsg("m1@e2e.test", "written once"))
+	eventually(t, 30*time.Second, "A to push", func() bool { return len(srv.rows(t)) == 1 && idle(t, a) }, a)
+	b.start()
+	host, _ := os.Hostname()
+	want := fmt.Sprintf("message store %s is in use by another chatsync (pid %d on %s, state dir %s, account %s, since ",
+		a.store, a.cmd.Process.Pid, host, filepath.Join(a.dir, "state"), e2eAccount)
+	eventually(t, 20*time.Second, "B to refuse A's store", func() bool {
+		st, ok := b.status(t)
+		return ok && strings.Contains(st.StartError, want)
+	}, b)
+	a.write("bob/m2.json", e2eMsg("m2@e2e.test", "also written once"))
+	eventually(t, 30*time.Second, "A to push the second message", func() bool { return len(srv.rows(t)) >= 2 && idle(t, a) }, a)
+	time.Sleep(2 * time.Second) // B polls every second: time to push, if it did
+	if n := len(srv.rows(t)); n != 2 {
+		t.Errorf("the server holds %d rows, want 2: both daemons pushed", n)
+	}
+	// `chatsync status` says it too.
+	out, _ := exec.Command(bins.chatsync, "--config", b.config, "status").CombinedOutput()
+	if !strings.Contains(string(out), "alice@example.com  error\n  cannot start: "+want) {
+		t.Errorf("chatsync status of B:\n%s\nwant it to say %q", out, want)
+	}
+}
