@@ -358,6 +358,15 @@ func TestAnAccountWithoutABucketOfTheLayoutGetsItAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	db.bolt.View(func(tx *bolt.Tx) error {
+		ab := tx.Bucket(bucketV1).Bucket(bucketAccounts).Bucket([]byte(stateAcct))
+		for _, name := range accountBuckets {
+			if ab.Bucket(name) == nil {
+				t.Errorf("after Open the account has no %s bucket", name)
+			}
+		}
+		return nil
+	})
 	if db.DeviceID() != id || stateFiles(t, db) != 600 {
 		t.Error("the state changed")
 	}
