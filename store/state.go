@@ -94,7 +94,7 @@ func checkStateFile(path string) (bool, error) {
 		return true, notPrivate("state file %s is a symbolic link (to %s), which chatsync does not follow: whoever can change the link can swap the state; put the file itself there (mv %s %s)",
 			path, target, ShellQuote(target), ShellQuote(path))
 	case !fi.Mode().IsRegular():
-		return true, notPrivate("state file %s is not a regular file (%s): move it away and start again", path, fi.Mode().Type())
+		return true, notPrivate("state file %s is not a regular file but %s: move it away and start again", path, kind(fi.Mode()))
 	case fi.Size() == 0:
 		// bbolt would initialise an empty file as a new database, and
 		// chatsync would become a new device that has never pushed
@@ -104,6 +104,21 @@ func checkStateFile(path string) (bool, error) {
 		return true, &DamagedError{Path: path, Reason: "it is empty (0 bytes): its content was lost, by a crash of the file system, a full disk or a failed copy"}
 	}
 	return true, nil
+}
+
+// kind names the type of a file that is not a regular one.
+func kind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file (" + m.Type().String() + ")"
 }
 
 // openBolt opens the bbolt file at path, verifying it first if it exists.

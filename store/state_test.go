@@ -228,7 +228,7 @@ func TestSymlinkedStateFileIsRefused(t *testing.T) {
 	// Not a regular file either.
 	dir2 := filepath.Join(t.TempDir(), "state")
 	os.MkdirAll(filepath.Join(dir2, FileName), 0o700)
-	if _, err := Open(dir2, Options{}); !errors.Is(err, ErrNotPrivate) || !strings.Contains(err.Error(), "is not a regular file") {
+	if _, err := Open(dir2, Options{}); !errors.Is(err, ErrNotPrivate) || !strings.Contains(err.Error(), "state file "+filepath.Join(dir2, FileName)+" is not a regular file but a directory: move it away and start again") {
 		t.Errorf("Open with a directory as the state file = %v", err)
 	}
 }
