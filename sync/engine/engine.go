@@ -197,7 +197,8 @@ type Engine struct {
 	status Status
 
 	// Everything below belongs to the Run goroutine.
-	started      bool // the start-up scan and catch-up poll are done
+	started      bool // the start-up scan and catch-up poll are done (or given up on)
+	caughtUp     bool // the catch-up read the whole journal
 	indexed      bool // the start-up index scan is done
 	needCheck    bool // the in-flight marker must be looked at
 	recheck      map[string]time.Time
@@ -225,12 +226,15 @@ type Engine struct {
 	// refuses a request as a whole (a body over its post_max_size reads as
 	// "Missing uuid"), so the entry that causes it ends up alone.
 	batchMax int
+	// reconcileAt is when the batch in flight may be reconciled: after
+	// its grace, or after a failed reconciliation's backoff.
+	reconcileAt time.Time
 	// diedWithReply is set when the last put failed with a reply from the
 	// server (a 500, a MySQL error text): the reconciliation then holds
 	// back the first entry that was not stored, the row the request died on.
 	diedWithReply bool
 	// held lists the entries the server refused, by msgid, for status.
-	held map[string]store.Entry
+	held map[string]heldEntry
 	// watchFailed is set (by the watcher's goroutine) when no watcher could
 	// be made; the engine then rescans the store every minute itself.
 	watchFailed atomic.Bool
@@ -274,7 +278,7 @@ func New(opts Options) (*Engine, error) {
 		recheck:    map[string]time.Time{},
 		rejected:   map[string]string{},
 		newAtStart: map[string]bool{},
-		held:       map[string]store.Entry{},
+		held:       map[string]heldEntry{},
 		needCheck:  true,
 		batchMax:   opts.BatchCount,
 	}
@@ -340,7 +344,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.lastActive = e.opts.Now()
 	if held, err := e.db.Held(e.opts.Account); err == nil {
 		for _, en := range held {
-			e.held[en.MsgID] = en
+			e.held[en.MsgID] = heldEntry{Entry: en}
 		}
 	}
 	e.publishUnapplied()
@@ -450,17 +454,32 @@ func (e *Engine) networkWork(ctx context.Context) bool {
 	}
 	defer e.publishNet()
 	if e.needCheck {
-		// Nothing is sent or applied while a batch may be in flight; the
-		// reconciliation is push work, and waits out the push backoff.
-		if e.opts.Now().Before(e.pushRetry.until) {
+		// Nothing is sent or applied while a batch may be in flight. The
+		// reconciliation waits for its grace and its own failures, not for
+		// the push backoff, so receiving is not held back that long.
+		if e.opts.Now().Before(e.reconcileAt) {
 			return false
 		}
 		done, err := e.reconcile(ctx)
 		if ctx.Err() != nil {
 			return false
 		}
+		var tooLarge *pageTooLargeError
+		if err != nil && errors.As(err, &tooLarge) && e.pushRetry.failures >= startAnyway {
+			// The server cannot send the rows the reconciliation must read
+			// (a stock server behind on large rows). Sending the batch
+			// again may store some of it twice, which changes nothing on
+			// the other devices; not sending it would stop this device's
+			// messages for good.
+			e.log.Warn("cannot read back the batch in flight; sending it again", "err", err)
+			if err = e.db.FailBatch(e.opts.Account, err); err == nil {
+				e.needCheck = false
+				return true
+			}
+		}
 		if err != nil {
 			e.failed(&e.pushRetry, "push", err)
+			e.reconcileAt = e.pushRetry.until
 			return false
 		}
 		if !done {
@@ -488,20 +507,27 @@ func (e *Engine) pollStep(ctx context.Context) (more bool) {
 		return false
 	}
 	more, err := e.poll(ctx)
-	if err == nil && !more && !e.started {
-		// Caught up: now decide what of the store is to be pushed.
-		e.decideAll()
+	switch {
+	case err != nil || more:
+	case !e.started || !e.caughtUp:
+		// Caught up: decide what of the store is to be pushed (unless
+		// that was done without the catch-up), and only now queue again
+		// what the journal lacks: before the catch-up, this device's old
+		// copies of other devices' messages would win over their edits.
+		if !e.started {
+			e.decideAll()
+		}
 		if err = e.requeueUnpushed(); err == nil {
-			e.started = true
+			e.started, e.caughtUp = true, true
 			e.newAtStart = nil
 			more = true
 			if err = e.retryUnapplied(); err == nil {
 				err = e.resealUnreadable()
 			}
 		}
-	} else if err == nil && !more {
+	default:
 		e.schedulePoll()
-		err = e.probe(ctx)
+		e.probe(ctx)
 	}
 	if ctx.Err() != nil {
 		return false
@@ -515,10 +541,8 @@ func (e *Engine) pollStep(ctx context.Context) (more bool) {
 			// (they may be journaled twice, which changes nothing).
 			e.log.Warn("cannot catch up with the journal; sending this device's changes meanwhile", "failures", e.pollRetry.failures)
 			e.decideAll()
-			if e.requeueUnpushed() == nil {
-				e.started = true
-				e.newAtStart = nil
-			}
+			e.started = true
+			e.newAtStart = nil
 		}
 		return false
 	}
@@ -551,7 +575,9 @@ func (e *Engine) pushStep(ctx context.Context) (more bool) {
 		e.pushAt = e.pushRetry.until
 		return false
 	}
-	if sent {
+	if sent || !e.pushAt.IsZero() {
+		// A batch went out, or all that is left is held back by itself:
+		// sending works, the held entries are shown on their own.
 		e.succeeded(&e.pushRetry, "push")
 	}
 	return sent
@@ -655,7 +681,7 @@ func (e *Engine) nextWake() time.Duration {
 		// Network work waits for the start-up index, which waits for the
 		// store.
 	case e.needCheck:
-		next = earlier(next, e.pushRetry.until)
+		next = earlier(next, e.reconcileAt)
 	default:
 		if !e.storeMissing {
 			poll := e.pollRetry.until

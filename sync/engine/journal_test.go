@@ -271,9 +271,11 @@ func TestPushAndPollFailAndBackOffIndependently(t *testing.T) {
 	srv.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) bool {
 		form := formOf(r)
 		switch {
-		case form.Get("action") == "get_journal_entries" && failPolls.Load() && strings.EqualFold(form.Get("except_uuid"), bid),
-			form.Get("action") == "put_journal_entries" && failPuts.Load() && strings.EqualFold(form.Get("uuid"), bid):
+		case form.Get("action") == "get_journal_entries" && failPolls.Load() && strings.EqualFold(form.Get("except_uuid"), bid):
 			w.WriteHeader(http.StatusInternalServerError)
+			return true
+		case form.Get("action") == "put_journal_entries" && failPuts.Load() && strings.EqualFold(form.Get("uuid"), bid):
+			w.WriteHeader(http.StatusTooManyRequests) // refused before any insert: no entry of its own to hold back
 			return true
 		}
 		return false

@@ -53,9 +53,9 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, errIgnoresAfterID.Error() })
 		return false, errIgnoresAfterID
 	}
-	if !complete && len(page.Entries) >= account.JournalPageMax && minTimestamp(page) == maxTimestamp(page) {
-		e.log.Warn("a whole page of the journal has one timestamp; entries of that second may be missed if the server does not order them by id",
-			"second", maxTimestamp(page))
+	if !complete && len(page.Entries) > 1 && minTimestamp(page) == maxTimestamp(page) {
+		e.log.Warn("a page of the journal that may have been cut holds one second only; entries of that second are missed if the server does not order them by id",
+			"second", maxTimestamp(page), "rows", len(page.Entries))
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].ID < entries[j].ID })
 
@@ -126,7 +126,7 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 
 // errIgnoresAfterID is a page that holds only rows this device has read.
 var errIgnoresAfterID = errors.New("the server sent only journal entries this device has already read: it ignores after_id " +
-	"(as the old Mongo backend of the SIP Account API did); new entries still arrive, with backoff: ask the provider to use the MySQL journal")
+	"(as the old Mongo backend of the SIP Account API did); new entries arrive, with backoff, only while the journal fits in one page: ask the provider to use the MySQL journal")
 
 // pager holds what the engine has learnt of how the server cuts journal
 // pages. A server does not say whether a page is the last one, and its cap
@@ -147,7 +147,7 @@ type pager struct {
 // complete reports whether a page of n rows, asked for with limit (0:
 // none), is certainly the last one, and notes its length.
 func (p *pager) complete(n, limit int) bool {
-	last := n == 0 || limit > 0 && n < limit || limit == 0 && n < p.longest
+	last := n == 0 || n < p.longest && (limit == 0 || n < limit)
 	p.longest = max(p.longest, n)
 	return last
 }
@@ -191,20 +191,9 @@ func (e *Engine) getPage(ctx context.Context, q account.JournalQuery) (*account.
 			return nil, q.Limit, err
 		}
 		if e.pages.limit == 0 {
-			// Does the server honour limit? One row after the same
-			// cursor tells: the real server sends none.
-			one := q
-			one.Limit = 1
-			page, lerr := e.opts.Remote.GetJournalEntries(ctx, one)
-			if lerr != nil {
-				return nil, q.Limit, err
-			}
-			e.pages.limit = -1
-			if len(page.Entries) == 1 {
-				e.pages.limit, e.pages.rows = 1, account.JournalPageMax
-			}
+			e.learnLimit(ctx, q) // may not tell yet: asked again next time
 		}
-		if e.pages.limit < 0 || q.Limit == 1 {
+		if e.pages.limit <= 0 || q.Limit == 1 {
 			return nil, q.Limit, &pageTooLargeError{after: q.AfterID, limit: q.Limit, err: err}
 		}
 		e.pages.rows = max(min(q.Limit, e.pages.rows)/2, 1)
@@ -213,6 +202,30 @@ func (e *Engine) getPage(ctx context.Context, q account.JournalQuery) (*account.
 		}
 		e.log.Info("the server failed to send a page of the journal; asking for fewer rows", "rows", e.pages.rows)
 		q.Limit = e.pages.rows
+	}
+}
+
+// learnLimit finds out whether the server honours limit, by asking for
+// one row where a row is known to be: the anchor (or this device's newest
+// row). The real server sends none (its limit bug). With no known row, one
+// row after the cursor tells only a yes.
+func (e *Engine) learnLimit(ctx context.Context, q account.JournalQuery) {
+	one := q
+	one.Limit = 1
+	known := false
+	if anchor, ok, err := e.db.Anchor(e.opts.Account); err == nil && ok {
+		one.AfterID, one.ExceptUUID, known = anchor.ID-1, "", true
+		if anchor.Theirs {
+			one.ExceptUUID = e.device
+		}
+	}
+	page, err := e.opts.Remote.GetJournalEntries(ctx, one)
+	switch {
+	case err != nil:
+	case len(page.Entries) == 1:
+		e.pages.limit, e.pages.rows = 1, account.JournalPageMax
+	case len(page.Entries) == 0 && known:
+		e.pages.limit = -1
 	}
 }
 
@@ -524,11 +537,20 @@ func (e *Engine) skip(id int64, err error) {
 // anchor on (another device's rows only, when the anchor is theirs). That
 // is why it runs hourly, not at every poll: with a large newest row, a
 // probe at every poll would cost more than all the polls.
-func (e *Engine) probe(ctx context.Context) error {
+func (e *Engine) probe(ctx context.Context) {
 	now := e.opts.Now()
 	if !e.lastProbe.IsZero() && now.Sub(e.lastProbe) < e.opts.ProbeInterval {
-		return nil
+		return
 	}
+	e.lastProbe = now // whatever the outcome, the next check is an interval away
+	if err := e.checkAnchor(ctx); err != nil {
+		// A probe that cannot be made says nothing about the journal and
+		// does not hold back polling.
+		e.log.Info("cannot check that the journal still holds what this device saw; trying again later", "err", err)
+	}
+}
+
+func (e *Engine) checkAnchor(ctx context.Context) error {
 	acct := e.opts.Account
 	st, err := e.db.Stats(acct)
 	if err != nil || st.Highwater == 0 {
@@ -549,28 +571,31 @@ func (e *Engine) probe(ctx context.Context) error {
 	if e.pages.limit < 0 {
 		q.Limit = 0
 	}
-	page, err := e.opts.Remote.GetJournalEntries(ctx, q)
-	if err == nil && q.Limit == 1 && len(page.Entries) == 0 {
+	row, complete, err := e.findRow(ctx, q, anchor.ID)
+	if err == nil && row == nil && q.Limit == 1 {
+		// One row proves nothing unless it is the anchor: rows of one
+		// second come in any order, and the real server answers limit=1
+		// with no row at all. Read them all.
 		q.Limit = 0
-		page, err = e.opts.Remote.GetJournalEntries(ctx, q)
+		var found *account.JournalEntry
+		found, complete, err = e.findRow(ctx, q, anchor.ID)
+		if err == nil && found != nil {
+			e.pages.limit = -1 // limit=1 did not bring the row that is there
+		}
+		row = found
 	}
 	if err != nil {
+		if pageFailed(err) && e.candidate != nil {
+			// Too much to read since the anchor: check from the newest
+			// row next time.
+			e.db.SetAnchor(acct, *e.candidate)
+			e.candidate = nil
+		}
 		return fmt.Errorf("check the journal: %w", err)
 	}
-	e.lastProbe = now
-	var row *account.JournalEntry
-	for i := range page.Entries {
-		switch id := page.Entries[i].ID; {
-		case id == anchor.ID:
-			row = &page.Entries[i]
-		case id <= q.AfterID:
-			// A server that ignores after_id tells nothing about the
-			// anchor: taking its reply for a reset would push everything
-			// again at every probe.
-			return nil
-		}
-	}
 	switch {
+	case row == nil && !complete:
+		return nil // a cut page, or a server that ignores after_id: it tells nothing
 	case row == nil:
 		return e.journalWentBackwards(fmt.Sprintf("journal entry %d, which this device has seen, is no longer on the server", anchor.ID))
 	case ok && anchor.Sig != rowSig(row):
@@ -585,6 +610,28 @@ func (e *Engine) probe(ctx context.Context) error {
 		return e.db.SetAnchor(acct, next)
 	}
 	return nil
+}
+
+// findRow reads one page with q and returns the row with id, if the page
+// holds it, and whether the page can be trusted to hold every row after
+// q.AfterID that it should (not cut, and not from a server that ignores
+// after_id).
+func (e *Engine) findRow(ctx context.Context, q account.JournalQuery, id int64) (*account.JournalEntry, bool, error) {
+	page, err := e.opts.Remote.GetJournalEntries(ctx, q)
+	if err != nil {
+		return nil, false, err
+	}
+	complete := len(page.Entries) == 0 || len(page.Entries) < e.pages.longest && (q.Limit == 0 || len(page.Entries) < q.Limit)
+	var row *account.JournalEntry
+	for i := range page.Entries {
+		switch r := &page.Entries[i]; {
+		case r.ID == id:
+			row = r
+		case r.ID <= q.AfterID:
+			complete = false // it ignores after_id
+		}
+	}
+	return row, complete, nil
 }
 
 // rowSig identifies a journal row by what the server cannot give another
@@ -605,7 +652,7 @@ func (e *Engine) journalWentBackwards(why string) error {
 	if err := e.db.ResetAccount(e.opts.Account); err != nil {
 		return fmt.Errorf("reset the account state: %w", err)
 	}
-	e.started = false
+	e.started, e.caughtUp = false, false
 	e.newAtStart = map[string]bool{}
 	e.candidate, e.seenMax = nil, 0
 	now := e.opts.Now()

@@ -68,6 +68,9 @@ func (e *Engine) push(ctx context.Context) (sent bool, err error) {
 		if ferr := e.db.FailBatch(acct, err); ferr != nil {
 			e.needCheck = true
 		}
+		for _, en := range batch.Entries {
+			delete(e.held, en.MsgID) // sent again with the next batch, not held
+		}
 		return false, fmt.Errorf("push %d entries: %w", len(entries), err)
 	}
 	if err := e.failpoint("after-put"); err != nil {
@@ -126,16 +129,21 @@ func (e *Engine) push(ctx context.Context) (sent bool, err error) {
 // entries behind it are sent. The first refusal is logged with what to
 // do; status lists the entry until it is stored.
 func (e *Engine) hold(en store.Entry, reason string) store.Result {
-	d := min(e.opts.EntryBackoff<<min(en.Attempts, 20), e.opts.MaxEntryBackoff)
+	prev, wasHeld := e.held[en.MsgID]
+	holds := 0
+	if wasHeld {
+		holds = prev.holds + 1
+	}
+	d := min(e.opts.EntryBackoff<<min(holds, 20), e.opts.MaxEntryBackoff)
 	en.Attempts++
 	en.LastError = reason
 	en.RetryAt = e.opts.Now().Add(d)
-	if _, known := e.held[en.MsgID]; !known {
+	if !wasHeld {
 		e.log.Warn("the server refused a message; it is tried again with backoff and does not hold back the others",
 			"msgid", en.MsgID, "envelope_bytes", len(en.Envelope), "reason", reason, "retry_in", d,
 			"hint", "if it keeps failing, the message is larger than the server takes: ask the provider to raise its limits, or delete the message")
 	}
-	e.held[en.MsgID] = en
+	e.held[en.MsgID] = heldEntry{Entry: en, holds: holds}
 	return store.Result{Token: en.Token, Err: reason, RetryAt: en.RetryAt}
 }
 
@@ -227,7 +235,7 @@ func (e *Engine) reconcile(ctx context.Context) (done bool, err error) {
 	if len(want) > 0 && e.opts.Now().Sub(since) < e.opts.ReconcileGrace {
 		e.log.Info("some entries of the batch in flight are not on the server yet; waiting before sending them again",
 			"found", len(results), "missing", len(want))
-		e.pushRetry.until = since.Add(e.opts.ReconcileGrace)
+		e.reconcileAt = since.Add(e.opts.ReconcileGrace)
 		return false, nil
 	}
 	if e.diedWithReply && len(want) > 0 {

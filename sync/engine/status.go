@@ -2,6 +2,8 @@ package engine
 
 import (
 	"maps"
+
+	"github.com/chatsync/chatsync/store"
 	"slices"
 	"time"
 )
@@ -71,6 +73,13 @@ type Status struct {
 	ResetAt time.Time `json:"reset_at,omitzero"`
 
 	syncRequested bool
+}
+
+// heldEntry is an entry the server refused, and how often it was held
+// back in this run (its backoff doubles with each).
+type heldEntry struct {
+	store.Entry
+	holds int
 }
 
 // Held is an outbox entry the server refused: the message, how often it
