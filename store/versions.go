@@ -67,6 +67,9 @@ type Applied struct {
 	Device string
 	Time   time.Time
 	KeyID  string
+	// Own marks a version of this device's own, recognised in the
+	// journal again (after a reset).
+	Own bool
 }
 
 // Anchor identifies one journal row this device has seen: the engine checks
@@ -187,7 +190,7 @@ func validApplied(applied []Applied) error {
 func applyVersions(a *account, applied []Applied) error {
 	high := int64(0)
 	for _, ap := range applied {
-		v := versionRecord{JournalID: ap.JournalID, Hash: ap.Hash, Deleted: ap.Deleted, Device: ap.Device, Time: ap.Time, KeyID: ap.KeyID}
+		v := versionRecord{JournalID: ap.JournalID, Hash: ap.Hash, Deleted: ap.Deleted, Own: ap.Own, Device: ap.Device, Time: ap.Time, KeyID: ap.KeyID}
 		if err := putJSON(a.versions, []byte(ap.MsgID), v); err != nil {
 			return err
 		}

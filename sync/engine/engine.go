@@ -199,6 +199,7 @@ type Engine struct {
 	// Everything below belongs to the Run goroutine.
 	started      bool // the start-up scan and catch-up poll are done (or given up on)
 	caughtUp     bool // the catch-up read the whole journal
+	afterReset   bool // the journal went backwards: the catch-up reads this device's rows too
 	indexed      bool // the start-up index scan is done
 	needCheck    bool // the in-flight marker must be looked at
 	recheck      map[string]time.Time
@@ -518,7 +519,7 @@ func (e *Engine) pollStep(ctx context.Context) (more bool) {
 			e.decideAll()
 		}
 		if err = e.requeueUnpushed(); err == nil {
-			e.started, e.caughtUp = true, true
+			e.started, e.caughtUp, e.afterReset = true, true, false
 			e.newAtStart = nil
 			more = true
 			if err = e.retryUnapplied(); err == nil {

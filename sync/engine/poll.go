@@ -34,7 +34,13 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	// LastPoll is when the poll started, so "polled after T" means it saw
 	// everything the server held at T.
 	now := e.opts.Now()
-	page, limit, err := e.getPage(ctx, account.JournalQuery{ExceptUUID: e.device, AfterID: cursor})
+	q := account.JournalQuery{ExceptUUID: e.device, AfterID: cursor}
+	if !e.caughtUp && e.afterReset {
+		// After a reset, this device's own rows that the journal still
+		// holds are read too, so that only what it lost is pushed again.
+		q.ExceptUUID = ""
+	}
+	page, limit, err := e.getPage(ctx, q)
 	if err != nil {
 		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, err.Error() })
 		return false, fmt.Errorf("poll the journal: %w", err)
@@ -42,12 +48,17 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	complete := e.pages.complete(len(page.Entries), limit)
 	next := nextAfter(page, cursor, complete)
 	entries := make([]account.JournalEntry, 0, len(page.Entries))
+	var own []account.JournalEntry
 	for _, row := range page.Entries {
-		if row.ID > cursor && !strings.EqualFold(row.UUID, e.device) {
-			entries = append(entries, row) // our own rows are never applied again
+		switch {
+		case row.ID <= cursor:
+		case !strings.EqualFold(row.UUID, e.device):
+			entries = append(entries, row)
+		case q.ExceptUUID == "":
+			own = append(own, row) // our own rows are never applied again, only recognised
 		}
 	}
-	if len(entries) == 0 && len(page.Entries) > 0 && next <= cursor {
+	if len(entries) == 0 && len(own) == 0 && len(page.Entries) > 0 && next <= cursor {
 		// The same rows again: the server ignores after_id (the historical
 		// Mongo backend did). Polling again at once would loop.
 		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, errIgnoresAfterID.Error() })
@@ -65,6 +76,9 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	for _, row := range entries {
 		pg.row = row
 		e.plan(pg, row)
+	}
+	for _, row := range own {
+		e.recogniseOwn(pg, row)
 	}
 	results := msgdir.Apply(e.opts.Store, pg.ops)
 	var applied []store.Applied
@@ -482,6 +496,30 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 	}
 }
 
+// recogniseOwn takes, after a reset, a row of this device's that the new
+// journal still holds: if it is the version this device holds of that
+// message, the version gets the row's id back and is not pushed again.
+func (e *Engine) recogniseOwn(pg *pagePlan, row account.JournalEntry) {
+	acct := e.opts.Account
+	en, err := e.opts.Keyring.Open(row.Data, acct)
+	if err != nil || !strings.EqualFold(en.Device, e.device) {
+		return
+	}
+	held, ok, err := e.db.Version(acct, en.MsgID)
+	if err != nil || !ok || !held.Own || held.JournalID != 0 || !en.Time.Equal(held.Time) {
+		return // an older version of ours, or one the journal has already
+	}
+	a := store.Applied{MsgID: en.MsgID, JournalID: row.ID, Hash: held.Hash, Deleted: held.Deleted, Own: true, Time: held.Time, KeyID: held.KeyID}
+	if !held.Deleted {
+		f, ok, err := e.db.FileByMsgID(acct, en.MsgID)
+		if err != nil || !ok || f.Hash != held.Hash {
+			return // changed here since: that change is pushed
+		}
+		a.Path, a.Size, a.MTime = f.Path, f.Size, f.MTime
+	}
+	pg.add(a, nil)
+}
+
 // takenByAnother reports whether a file that is not the message msgid
 // already exists at rel.
 func (e *Engine) takenByAnother(rel, msgid string) (bool, error) {
@@ -606,6 +644,27 @@ func (e *Engine) checkAnchor(ctx context.Context) error {
 		next = *c
 	}
 	e.candidate = nil
+	if st.Highwater > next.ID {
+		// This device knows a newer row than any it polled (its own): the
+		// anchor moves there, and a journal that lost it is one that lost
+		// its newest rows.
+		q := account.JournalQuery{AfterID: st.Highwater - 1, Limit: 1}
+		if e.pages.limit < 0 {
+			q.Limit = 0
+		}
+		newest, complete, err := e.findRow(ctx, q, st.Highwater)
+		if err == nil && newest == nil && q.Limit == 1 {
+			q.Limit = 0
+			newest, complete, err = e.findRow(ctx, q, st.Highwater)
+		}
+		switch {
+		case err != nil:
+		case newest != nil:
+			next = store.Anchor{ID: newest.ID, Sig: rowSig(newest), Theirs: !strings.EqualFold(newest.UUID, e.device)}
+		case complete:
+			return e.journalWentBackwards(fmt.Sprintf("journal entry %d, the newest this device has seen, is no longer on the server", st.Highwater))
+		}
+	}
 	if !ok || next != anchor {
 		return e.db.SetAnchor(acct, next)
 	}
@@ -652,7 +711,7 @@ func (e *Engine) journalWentBackwards(why string) error {
 	if err := e.db.ResetAccount(e.opts.Account); err != nil {
 		return fmt.Errorf("reset the account state: %w", err)
 	}
-	e.started, e.caughtUp = false, false
+	e.started, e.caughtUp, e.afterReset = false, false, true
 	e.newAtStart = map[string]bool{}
 	e.candidate, e.seenMax = nil, 0
 	now := e.opts.Now()
