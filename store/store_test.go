@@ -959,7 +959,7 @@ func TestUnappliedRowsAreKeptPastTheCursorAndForgottenByReset(t *testing.T) {
 	if c := must[int64](t)(db.Cursor(alice)); c != 10 {
 		t.Errorf("cursor = %d, want 10", c)
 	}
-	noErr(t, db.RetriedUnapplied(alice, []Applied{{MsgID: "m", JournalID: 7, Hash: "h", Path: "c/m.json"}}, nil, nil))
+	noErr(t, db.RetriedUnapplied(alice, []Applied{{MsgID: "m", JournalID: 7, Hash: "h", Path: "c/m.json"}}, nil))
 	if got := must[[]Unapplied](t)(db.UnappliedRows(alice)); len(got) != 0 {
 		t.Errorf("after it was applied: kept rows = %+v", got)
 	}

@@ -60,11 +60,11 @@ func (db *DB) UnappliedRows(acct string) ([]Unapplied, error) {
 	return out, nil
 }
 
-// RetriedUnapplied records the outcome of trying the kept rows again, in
-// one transaction: the rows applied now (as by ApplyRemote, the cursor
-// left alone), the rows that can never be applied (dropped), and the rows
-// still waiting (kept with their new reason).
-func (db *DB) RetriedUnapplied(acct string, applied []Applied, dropped []int64, waiting []Unapplied) error {
+// RetriedUnapplied records the outcome of trying all the kept rows again,
+// in one transaction: the rows applied now (as by ApplyRemote, the cursor
+// left alone) and the rows still waiting, which replace the kept ones
+// (the rest are superseded or can never be applied).
+func (db *DB) RetriedUnapplied(acct string, applied []Applied, waiting []Unapplied) error {
 	if err := validApplied(applied); err != nil {
 		return err
 	}
@@ -76,13 +76,9 @@ func (db *DB) RetriedUnapplied(acct string, applied []Applied, dropped []int64, 
 		if err := applyVersions(a, applied); err != nil {
 			return err
 		}
-		for _, ap := range applied {
-			if err := a.unapplied.Delete(u64(uint64(ap.JournalID))); err != nil {
-				return err
-			}
-		}
-		for _, id := range dropped {
-			if err := a.unapplied.Delete(u64(uint64(id))); err != nil {
+		c := a.unapplied.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
 				return err
 			}
 		}

@@ -74,35 +74,16 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	// batch (a few syncs instead of two per file), then commit.
 	pg := &pagePlan{files: map[string]*store.FileRecord{}}
 	for _, row := range entries {
-		pg.row = row
 		e.plan(pg, row)
 	}
 	for _, row := range own {
 		e.recogniseOwn(pg, row)
 	}
-	results := msgdir.Apply(e.opts.Store, pg.ops)
-	var applied []store.Applied
-	var writeErr error
-	for _, pl := range pg.rows {
-		if pl.op >= 0 {
-			r := results[pl.op]
-			if errors.Is(r.Err, msgdir.ErrUnsafePath) {
-				e.skip(pl.a.JournalID, r.Err)
-				pg.keepIfFixable(pl.row, r.Err)
-				continue
-			} else if r.Err != nil {
-				// Nothing is lost: the cursor stops before this row, and
-				// it is applied again once writing works (disk full, a
-				// permission fixed).
-				next = min(next, pl.a.JournalID-1)
-				writeErr = fmt.Errorf("write a message from another device to %s: %w", pg.ops[pl.op].Rel, r.Err)
-				break
-			}
-			if r.Info != nil {
-				pl.a.Size, pl.a.MTime = r.Info.Size(), r.Info.ModTime()
-			}
-		}
-		applied = append(applied, pl.a)
+	applied, failed, writeErr := e.writePage(pg)
+	if failed != nil {
+		// Nothing is lost: the cursor stops before this row, and it is
+		// applied again once writing works (disk full, a permission fixed).
+		next = min(next, failed.a.JournalID-1)
 	}
 	e.seenMax = max(e.seenMax, page.MaxID())
 	received := len(applied)
@@ -333,6 +314,33 @@ type pagePlan struct {
 	row  account.JournalEntry // the row being planned
 }
 
+// writePage writes the files a page plans, in one batch, and returns the
+// rows applied, in journal order, up to the first whose file could not be
+// written (failed, nil when all were), with that error. A row whose file
+// would pass through a symbolic link is skipped, counted and kept for a
+// later try.
+func (e *Engine) writePage(pg *pagePlan) (applied []store.Applied, failed *plannedRow, err error) {
+	results := msgdir.Apply(e.opts.Store, pg.ops)
+	for i := range pg.rows {
+		pl := &pg.rows[i]
+		if pl.op >= 0 {
+			r := results[pl.op]
+			if errors.Is(r.Err, msgdir.ErrUnsafePath) {
+				e.skip(pl.a.JournalID, r.Err)
+				pg.keepIfFixable(pl.row, r.Err)
+				continue
+			} else if r.Err != nil {
+				return applied, pl, fmt.Errorf("write a message from another device to %s: %w", pg.ops[pl.op].Rel, r.Err)
+			}
+			if r.Info != nil {
+				pl.a.Size, pl.a.MTime = r.Info.Size(), r.Info.ModTime()
+			}
+		}
+		applied = append(applied, pl.a)
+	}
+	return applied, nil, nil
+}
+
 // keepIfFixable keeps row for a later try if err is a cause the user can
 // remove: a key this device lacks, a newer envelope format, a symbolic
 // link in the way.
@@ -385,6 +393,7 @@ func (e *Engine) fileOf(pg *pagePlan, msgid string) (store.FileRecord, bool, err
 // plan opens one row and, if it is newer than the version held, plans
 // bringing the store to it.
 func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
+	pg.row = row
 	acct := e.opts.Account
 	en, err := e.opts.Keyring.Open(row.Data, acct)
 	if err != nil {
@@ -500,6 +509,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 // journal still holds: if it is the version this device holds of that
 // message, the version gets the row's id back and is not pushed again.
 func (e *Engine) recogniseOwn(pg *pagePlan, row account.JournalEntry) {
+	pg.row = row
 	acct := e.opts.Account
 	en, err := e.opts.Keyring.Open(row.Data, acct)
 	if err != nil || !strings.EqualFold(en.Device, e.device) {
@@ -602,26 +612,11 @@ func (e *Engine) checkAnchor(ctx context.Context) error {
 		anchor = store.Anchor{ID: st.Highwater}
 		ok = false
 	}
-	q := account.JournalQuery{AfterID: anchor.ID - 1, Limit: 1}
+	except := ""
 	if anchor.Theirs {
-		q.ExceptUUID = e.device
+		except = e.device
 	}
-	if e.pages.limit < 0 {
-		q.Limit = 0
-	}
-	row, complete, err := e.findRow(ctx, q, anchor.ID)
-	if err == nil && row == nil && q.Limit == 1 {
-		// One row proves nothing unless it is the anchor: rows of one
-		// second come in any order, and the real server answers limit=1
-		// with no row at all. Read them all.
-		q.Limit = 0
-		var found *account.JournalEntry
-		found, complete, err = e.findRow(ctx, q, anchor.ID)
-		if err == nil && found != nil {
-			e.pages.limit = -1 // limit=1 did not bring the row that is there
-		}
-		row = found
-	}
+	row, complete, err := e.findRow(ctx, except, anchor.ID)
 	if err != nil {
 		if pageFailed(err) && e.candidate != nil {
 			// Too much to read since the anchor: check from the newest
@@ -648,15 +643,7 @@ func (e *Engine) checkAnchor(ctx context.Context) error {
 		// This device knows a newer row than any it polled (its own): the
 		// anchor moves there, and a journal that lost it is one that lost
 		// its newest rows.
-		q := account.JournalQuery{AfterID: st.Highwater - 1, Limit: 1}
-		if e.pages.limit < 0 {
-			q.Limit = 0
-		}
-		newest, complete, err := e.findRow(ctx, q, st.Highwater)
-		if err == nil && newest == nil && q.Limit == 1 {
-			q.Limit = 0
-			newest, complete, err = e.findRow(ctx, q, st.Highwater)
-		}
+		newest, complete, err := e.findRow(ctx, "", st.Highwater)
 		switch {
 		case err != nil:
 		case newest != nil:
@@ -671,11 +658,33 @@ func (e *Engine) checkAnchor(ctx context.Context) error {
 	return nil
 }
 
-// findRow reads one page with q and returns the row with id, if the page
-// holds it, and whether the page can be trusted to hold every row after
-// q.AfterID that it should (not cut, and not from a server that ignores
-// after_id).
-func (e *Engine) findRow(ctx context.Context, q account.JournalQuery, id int64) (*account.JournalEntry, bool, error) {
+// findRow looks for the row id in the journal (leaving out the rows of
+// except, if set) and returns it, if the server holds it, and whether the
+// read can be trusted to hold it if the server does (not cut, and not from
+// a server that ignores after_id). It asks for one row first; one row
+// proves nothing unless it is that row (rows of one second come in any
+// order, and the real server answers limit=1 with no row at all), so it
+// then reads all rows from id on, and learns that limit is not honoured
+// if the row is there.
+func (e *Engine) findRow(ctx context.Context, except string, id int64) (*account.JournalEntry, bool, error) {
+	q := account.JournalQuery{AfterID: id - 1, ExceptUUID: except, Limit: 1}
+	if e.pages.limit < 0 {
+		q.Limit = 0
+	}
+	row, complete, err := e.readFor(ctx, q, id)
+	if err == nil && row == nil && q.Limit == 1 {
+		q.Limit = 0
+		row, complete, err = e.readFor(ctx, q, id)
+		if err == nil && row != nil {
+			e.pages.limit = -1 // limit=1 did not bring the row that is there
+		}
+	}
+	return row, complete, err
+}
+
+// readFor reads one page with q and returns the row with id, if the page
+// holds it, and whether the page can be trusted (see findRow).
+func (e *Engine) readFor(ctx context.Context, q account.JournalQuery, id int64) (*account.JournalEntry, bool, error) {
 	page, err := e.opts.Remote.GetJournalEntries(ctx, q)
 	if err != nil {
 		return nil, false, err

@@ -1,13 +1,11 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 
 	"github.com/chatsync/chatsync/store"
-	"github.com/chatsync/chatsync/store/msgdir"
 	"github.com/chatsync/chatsync/sync/account"
 )
 
@@ -25,44 +23,19 @@ func (e *Engine) retryUnapplied() error {
 	}
 	pg := &pagePlan{files: map[string]*store.FileRecord{}}
 	for _, u := range rows {
-		row := account.JournalEntry{ID: u.JournalID, UUID: u.UUID, Timestamp: u.Timestamp, Data: u.Data}
-		pg.row = row
-		e.plan(pg, row)
+		e.plan(pg, account.JournalEntry{ID: u.JournalID, UUID: u.UUID, Timestamp: u.Timestamp, Data: u.Data})
 	}
-	results := msgdir.Apply(e.opts.Store, pg.ops)
-	var applied []store.Applied
-	for _, pl := range pg.rows {
-		if pl.op >= 0 {
-			r := results[pl.op]
-			if errors.Is(r.Err, msgdir.ErrUnsafePath) {
-				pg.keepIfFixable(pl.row, r.Err)
-				continue
-			} else if r.Err != nil {
-				// Not written (a full disk): it stays kept as it was.
-				pg.keep = append(pg.keep, store.Unapplied{JournalID: pl.row.ID, Reason: "could not be written: " + r.Err.Error(),
+	applied, failed, werr := e.writePage(pg)
+	if failed != nil {
+		// Not written (a full disk): it and the rows after it stay kept.
+		for _, pl := range pg.rows {
+			if pl.a.JournalID >= failed.a.JournalID {
+				pg.keep = append(pg.keep, store.Unapplied{JournalID: pl.row.ID, Reason: "could not be written: " + werr.Error(),
 					UUID: pl.row.UUID, Timestamp: pl.row.Timestamp, Data: pl.row.Data})
-				continue
-			}
-			if r.Info != nil {
-				pl.a.Size, pl.a.MTime = r.Info.Size(), r.Info.ModTime()
 			}
 		}
-		applied = append(applied, pl.a)
 	}
-	done := map[int64]bool{}
-	for _, a := range applied {
-		done[a.JournalID] = true
-	}
-	for _, u := range pg.keep {
-		done[u.JournalID] = true
-	}
-	var dropped []int64
-	for _, u := range rows {
-		if !done[u.JournalID] {
-			dropped = append(dropped, u.JournalID)
-		}
-	}
-	if err := e.db.RetriedUnapplied(acct, applied, dropped, pg.keep); err != nil {
+	if err := e.db.RetriedUnapplied(acct, applied, pg.keep); err != nil {
 		return err
 	}
 	if len(applied) > 0 {
