@@ -70,8 +70,8 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 			outbox += fmt.Sprintf(", oldest %s", ago(a.OldestUnsent, now))
 		}
 		fmt.Fprintf(w, "  outbox:     %s\n", outbox)
-		fmt.Fprintf(w, "  last push:  %s%s\n", ago(a.LastPush, now), errSuffix(a.LastPushError))
-		fmt.Fprintf(w, "  last poll:  %s%s\n", ago(a.LastPoll, now), errSuffix(a.LastPollError))
+		fmt.Fprintf(w, "  last push:  %s%s\n", ago(a.LastPush, now), errSuffix(a.LastPushError, a.Error))
+		fmt.Fprintf(w, "  last poll:  %s%s\n", ago(a.LastPoll, now), errSuffix(a.LastPollError, a.Error))
 		fmt.Fprintf(w, "  journal:    cursor %d, %d sent and %d received since start\n", a.Cursor, a.Pushed, a.Received)
 		if a.PollFailures > 0 {
 			fmt.Fprintf(w, "  receiving:  %d failures in a row, next try %s (sending goes on)\n", a.PollFailures, ago(a.PollBackoffUntil, now))
@@ -141,9 +141,14 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 	fmt.Fprintf(w, "\nchatsync %s, device %s, up %s\n", st.Version, st.DeviceID, shortDuration(time.Duration(st.UptimeSeconds*float64(time.Second))))
 }
 
-func errSuffix(e string) string {
+// errSuffix marks a failed step; the error itself is left out when the
+// problem line above already says it.
+func errSuffix(e, problem string) string {
 	if e == "" {
 		return ""
+	}
+	if strings.Contains(problem, e) {
+		return " (failed: see problem)"
 	}
 	return " (failed: " + oneLine(e) + ")"
 }
