@@ -298,12 +298,16 @@ func (d *device) idle(since time.Time) bool {
 	return s.State == StateIdle && s.OutboxDepth == 0 && s.LastPoll.After(since)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// waitFor polls cond until it holds or the deadline passes; state, if
+// given, describes what there was instead.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, state ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, f := range state {
+				what += ": " + f()
+			}
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -416,6 +416,13 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 			return // a later version is held already
 		}
 	}
+	if hasHeld && held.Own && held.JournalID == 0 && !en.Time.After(held.Time) {
+		// This device's own version, which the journal lost (a restore)
+		// and which is pushed again after the catch-up, is newer than
+		// this row: without its journal id, only the writers' times order
+		// the two.
+		return
+	}
 	last, ok := pg.versions[en.MsgID] // planned earlier in this page
 	if !ok {
 		last = held

@@ -2,8 +2,13 @@ package engine
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/chatsync/chatsync/crypto/seal"
+	"github.com/chatsync/chatsync/store/msgdir"
 )
 
 // A server restored from a slightly older backup lost the newest rows of
@@ -38,5 +43,79 @@ func TestAfterARestoreOnlyTheLostRowsArePushedAgain(t *testing.T) {
 		if n != 1 {
 			t.Errorf("the journal holds %d rows of %s, want 1", n, id)
 		}
+	}
+}
+
+// B edited a message A wrote and deleted another; then the server lost
+// B's rows (restored from a backup taken before them). The journal still
+// holds A's older versions, which B reads again in its catch-up: they must
+// not undo B's edit or bring back what B deleted. Both devices end with
+// B's changes, and the journal holds them again.
+func TestAfterARestoreADevicesOwnLostEditAndDeleteWin(t *testing.T) {
+	srv, kr, a, b := twoDevices(t)
+	a.start()
+	b.start()
+	a.write("c/edited.json", msg("edited", "c@example.com", "as A wrote it"))
+	a.write("c/deleted.json", msg("deleted", "c@example.com", "B deletes this"))
+	a.write("c/kept.json", msg("kept", "c@example.com", "nobody touches this"))
+	waitFor(t, 20*time.Second, "B to receive A's 3 messages", func() bool { return len(b.messages()) == 3 })
+	before := len(srv.rows())
+
+	edited := msg("edited", "c@example.com", "as B edited it")
+	paths := map[string]string{}
+	for _, f := range b.files() {
+		data, _ := os.ReadFile(filepath.Join(b.store, filepath.FromSlash(f)))
+		m, _ := msgdir.Parse(data, 1<<20)
+		paths[m.MsgID] = f
+	}
+	b.write(paths["edited"], edited)
+	if err := os.Remove(filepath.Join(b.store, filepath.FromSlash(paths["deleted"]))); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"edited": canonical(t, edited), "kept": canonical(t, msg("kept", "c@example.com", "nobody touches this"))}
+	waitFor(t, 20*time.Second, "A to take B's edit and delete", func() bool { return equalMaps(a.messages(), want) })
+
+	var lost []int64
+	for _, r := range srv.rows()[before:] {
+		lost = append(lost, int64(r.ID))
+	}
+	if len(lost) != 2 {
+		t.Fatalf("B's edit and delete made %d rows, want 2", len(lost))
+	}
+	// A is off while B finds out, so B's catch-up reads A's old versions
+	// (A, finding out first, would have put B's versions back itself).
+	a.stop()
+	if err := srv.client(t).DeleteJournalEntries(t.Context(), lost); err != nil { // B's rows are gone, as a restore would do
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "B to notice the restore and push its changes again", func() bool {
+		return !b.status().ResetAt.IsZero() && len(srv.rows()) == before+2 && b.status().OutboxDepth == 0
+	}, func() string {
+		return fmt.Sprintf("B reset at %v, %d rows (want %d), B holds %s", b.status().ResetAt, len(srv.rows()), before+2, describe(b.messages()))
+	})
+	a.start()
+	since := time.Now()
+	waitFor(t, 30*time.Second, "both idle with the same messages", func() bool {
+		return a.idle(since) && b.idle(since) && equalMaps(a.messages(), want) && equalMaps(b.messages(), want)
+	})
+	if got := b.messages(); !equalMaps(got, want) {
+		t.Errorf("B holds %s after the restore, want its own edit and delete kept: %s", describe(got), describe(want))
+	}
+	if got := a.messages(); !equalMaps(got, want) {
+		t.Errorf("A holds %s after the restore, want %s", describe(got), describe(want))
+	}
+	newest := map[string]seal.Entry{} // msgid → its newest version in the journal
+	for _, r := range srv.rows() {
+		en, err := kr.Open(r.Data, testAccount)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newest[en.MsgID] = en
+	}
+	if en := newest["deleted"]; en.Op != seal.OpDelete {
+		t.Errorf("the journal's newest version of the deleted message is %q, want a delete", en.Op)
+	}
+	if m, err := msgdir.Parse(newest["edited"].Message, 1<<20); err != nil || string(m.Canonical) != want["edited"] {
+		t.Errorf("the journal's newest version of the edited message is %s, want B's edit", newest["edited"].Message)
 	}
 }
