@@ -41,7 +41,7 @@ func runOnce(t *testing.T, d *e2eDevice) (int, string) {
 	return code, string(out)
 }
 
-func TestDamagedStateFileStopsChatsyncRunWithTheCommandThatStartsItAgain(t *testing.T) {
+func TestDamagedStateFileStopsChatsyncRunAndStateRebuildStartsItAgainPushingNothingTheJournalHas(t *testing.T) {
 	srv := startServer(t)
 	a := newE2EDevice(t, "A", srv, newKeyFile(t))
 	a.start()
@@ -52,15 +52,14 @@ func TestDamagedStateFileStopsChatsyncRunWithTheCommandThatStartsItAgain(t *test
 	a.stop()
 
 	state := filepath.Join(a.dir, "state", "chatsync.db")
-	marker := filepath.Join(a.store, ".chatsync-store")
 	good, err := os.ReadFile(state)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const page = 4096
 	zeroed := append(append([]byte(nil), good[:2*page]...), make([]byte, len(good)-2*page)...)
-	want := "`mv " + state + " " + state + ".damaged && rm " + marker + "`; the device re-reads the journal and pushes again only what the journal lacks\n"
-	var command string
+	rebuild := "chatsync state rebuild --config " + a.config
+	want := "run `" + rebuild + "`: it keeps the damaged file beside a new state, and the device re-reads the journal and pushes again only what the journal lacks\n"
 	for _, c := range []struct {
 		name string
 		data []byte
@@ -83,16 +82,20 @@ func TestDamagedStateFileStopsChatsyncRunWithTheCommandThatStartsItAgain(t *test
 				t.Errorf("%s: the output has a stack (%q):\n%s", c.name, stack, out)
 			}
 		}
-		command = out[strings.Index(out, "`")+1 : strings.LastIndex(out, "`")]
 	}
 
 	// The command as given; then the device starts again and re-pushes
 	// nothing: a message written once it is idle is the only new row.
-	if out, err := exec.Command("sh", "-c", command).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v: %s", command, err, out)
+	out, err := exec.Command(bins.chatsync, "state", "rebuild", "--config", a.config).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v: %s", rebuild, err, out)
 	}
-	if _, err := os.Stat(state + ".damaged"); err != nil {
-		t.Errorf("the damaged file was not kept: %v", err)
+	if !strings.Contains(string(out), "the damaged state file (") || !strings.Contains(string(out), " is kept as "+state+".old-") {
+		t.Errorf("%s said:\n%s\nwant it to name the damaged file it kept", rebuild, out)
+	}
+	kept, _ := filepath.Glob(state + ".old-*")
+	if len(kept) != 1 {
+		t.Errorf("the damaged file was not kept: %v", kept)
 	}
 	a.start()
 	eventually(t, 60*time.Second, "A idle with the 20 messages", func() bool {

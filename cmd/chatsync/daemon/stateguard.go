@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/chatsync/chatsync/cmd/chatsync/config"
 	"github.com/chatsync/chatsync/store"
@@ -74,21 +73,18 @@ type stateError struct {
 func (e *stateError) Error() string { return e.msg }
 func (e *stateError) Unwrap() error { return e.err }
 
-// damagedState says what to do about a damaged state file: move it aside
-// and, since the new state will not know the stores, remove their markers
-// (claimStore would refuse them otherwise).
+// damagedState says what to do about a damaged state file: rebuild the
+// state, which keeps the damaged file beside the new one (rebuild.go).
 func damagedState(de *store.DamagedError, cfg *config.Config) error {
-	cmds := []string{store.MoveAsideCommand(de.Path)}
-	for _, a := range cfg.Accounts {
-		marker := filepath.Join(a.Store, markerName)
-		if _, err := os.Lstat(marker); err == nil {
-			cmds = append(cmds, "rm "+store.ShellQuote(marker))
-		}
+	return &stateError{err: de, msg: fmt.Sprintf("state file %s is damaged (%s); chatsync does not run on it. To start again, run `%s`: it keeps the damaged file beside a new state, and the device re-reads the journal and pushes again only what the journal lacks",
+		de.Path, de.Reason, RebuildCommand(cfg))}
+}
+
+// RebuildCommand is the command line that rebuilds the state of cfg.
+func RebuildCommand(cfg *config.Config) string {
+	cmd := "chatsync state rebuild"
+	if cfg.Path != "" && cfg.Path != config.DefaultPath() {
+		cmd += " --config " + store.ShellQuote(cfg.Path)
 	}
-	what := "move it aside"
-	if len(cmds) > 1 {
-		what = "move it aside and let the message stores start over with a new state"
-	}
-	return &stateError{err: de, msg: fmt.Sprintf("state file %s is damaged (%s); chatsync does not run on it. To start again, %s: `%s`; the device re-reads the journal and pushes again only what the journal lacks",
-		de.Path, de.Reason, what, strings.Join(cmds, " && "))}
+	return cmd
 }

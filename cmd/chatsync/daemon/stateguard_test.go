@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -98,23 +97,18 @@ func TestEmptyStateFileIsRefusedWithTheCommandsThatStartAgain(t *testing.T) {
 	if !errors.Is(err, store.ErrDamaged) {
 		t.Fatalf("New = %v, want ErrDamaged", err)
 	}
-	marker := filepath.Join(a.store, markerName)
-	want := fmt.Sprintf("state file %s is damaged (it is empty (0 bytes): its content was lost, by a crash of the file system, a full disk or a failed copy); chatsync does not run on it. To start again, move it aside and let the message stores start over with a new state: `mv %s %s.damaged && rm %s`; the device re-reads the journal and pushes again only what the journal lacks",
-		state, state, state, marker)
+	want := fmt.Sprintf("state file %s is damaged (it is empty (0 bytes): its content was lost, by a crash of the file system, a full disk or a failed copy); chatsync does not run on it. To start again, run `chatsync state rebuild --config %s`: it keeps the damaged file beside a new state, and the device re-reads the journal and pushes again only what the journal lacks",
+		state, cfgPath)
 	if err.Error() != want {
 		t.Errorf("New = %q\nwant  %q", err, want)
 	}
 	if fi, err := os.Stat(state); err != nil || fi.Size() != 0 {
 		t.Errorf("the empty file was written: %v %v", fi, err)
 	}
-	if runtime.GOOS == "windows" {
-		return
-	}
-	// The command as it is given; then the device starts over, pushing
+	// The rebuild it names; then the device starts over, pushing
 	// nothing again.
-	cmd := want[strings.Index(want, "`")+1 : strings.LastIndex(want, "`")]
-	if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v: %s", cmd, err, out)
+	if _, err := RebuildState(cfg, false, time.Now()); err != nil {
+		t.Fatalf("rebuild: %v", err)
 	}
 	rd = startTestDaemon(t, cfgPath)
 	waitUntil(t, 20*time.Second, "the device to catch up again", func() bool { return caughtUp(rd, addr, 3) }, rd.log)
