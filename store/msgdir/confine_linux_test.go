@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -146,5 +147,134 @@ func TestNothingLeavesTheStoreWhileALinkIsSwappedIn(t *testing.T) {
 		case err != nil || string(got) != want:
 			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
 		}
+	}
+}
+
+// TestReadsNeverLeaveTheStoreWhileALinkIsSwappedIn swaps a directory of the
+// store with a symbolic link to a directory outside it, as the test above
+// does, while ReadFile, Lstat and WalkDir read the store through one handle
+// on it, thousands of times. The outside directory holds files of the same
+// names (and one more) with other content: whatever the interleaving, no
+// read may return it, no Lstat may describe it, and no walk may list it.
+// Path-based reads of the same files, made alongside, show that the swap
+// does lead them outside.
+func TestReadsNeverLeaveTheStoreWhileALinkIsSwappedIn(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	conv, swap := filepath.Join(root, "conv"), filepath.Join(root, "swap")
+	if err := os.Mkdir(conv, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const files = 20
+	inside := map[uint64]bool{} // inode numbers of the store's files
+	for i := range files {
+		name := fmt.Sprintf("m%02d.json", i)
+		if err := os.WriteFile(filepath.Join(conv, name), []byte(`{"msgid":"`+name+`","body":"inside"}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(outside, name), []byte(`{"msgid":"`+name+`","body":"OUTSIDE secret"}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Lstat(filepath.Join(conv, name))
+		inside[fi.Sys().(*syscall.Stat_t).Ino] = true
+	}
+	os.WriteFile(filepath.Join(outside, "only-outside.json"), []byte(`{"msgid":"x","body":"OUTSIDE secret"}`), 0o600)
+	if err := os.Symlink(outside, swap); err != nil {
+		t.Fatal(err)
+	}
+	exchange := func() error {
+		return unix.Renameat2(unix.AT_FDCWD, conv, unix.AT_FDCWD, swap, unix.RENAME_EXCHANGE)
+	}
+	if err := exchange(); err != nil {
+		t.Skipf("renameat2(RENAME_EXCHANGE) is not supported here: %v", err)
+	}
+	if err := exchange(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	var stop atomic.Bool
+	var swaps atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			if err := exchange(); err != nil {
+				t.Errorf("exchange: %v", err)
+				return
+			}
+			swaps.Add(1)
+		}
+	}()
+
+	var reads, stats, listed, refusedOps, pathLeaks int
+	other := func(what string, err error) {
+		switch {
+		case errors.Is(err, ErrUnsafePath):
+			refusedOps++
+		case errors.Is(err, fs.ErrNotExist): // the directory was the link's name at that moment
+		default:
+			t.Errorf("%s: %v, want nil, ErrUnsafePath or ErrNotExist", what, err)
+		}
+	}
+	for round := range 300 {
+		for _, dir := range []string{"conv", "swap"} {
+			rel := fmt.Sprintf("%s/m%02d.json", dir, round%files)
+			if data, err := ReadFile(r, rel, 1<<20); err == nil {
+				reads++
+				if strings.Contains(string(data), "OUTSIDE") {
+					t.Fatalf("ReadFile(%s) read the file outside the store: %s", rel, data)
+				}
+			} else {
+				other("ReadFile "+rel, err)
+			}
+			if fi, err := Lstat(r, rel); err == nil {
+				stats++
+				if !inside[fi.Sys().(*syscall.Stat_t).Ino] {
+					t.Fatalf("Lstat(%s) described a file outside the store", rel)
+				}
+			} else {
+				other("Lstat "+rel, err)
+			}
+			if data, err := os.ReadFile(filepath.Join(root, rel)); err == nil && strings.Contains(string(data), "OUTSIDE") {
+				pathLeaks++
+			}
+		}
+		if round%10 != 0 {
+			continue
+		}
+		for _, dir := range []string{"", "conv", "swap"} {
+			WalkDir(r, dir, func(rel string, d fs.DirEntry, err error) error {
+				if err != nil {
+					other("WalkDir "+rel, err)
+					return nil
+				}
+				if d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
+					return nil
+				}
+				listed++
+				if strings.HasSuffix(rel, "only-outside.json") {
+					t.Fatalf("WalkDir(%q) listed %s, which is outside the store", dir, rel)
+				}
+				if fi, err := d.Info(); err == nil && !inside[fi.Sys().(*syscall.Stat_t).Ino] {
+					t.Fatalf("WalkDir(%q) described %s outside the store", dir, rel)
+				}
+				return nil
+			})
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("%d swaps; %d reads, %d stats and %d files listed, all inside; %d refused with ErrUnsafePath; %d path-based reads led outside",
+		swaps.Load(), reads, stats, listed, refusedOps, pathLeaks)
+	if reads == 0 || stats == 0 || listed == 0 {
+		t.Errorf("nothing was read (%d), described (%d) or listed (%d): the test proves nothing", reads, stats, listed)
+	}
+	if pathLeaks == 0 {
+		t.Errorf("no path-based read was led outside: the swap had no effect and the test proves nothing")
 	}
 }
