@@ -28,7 +28,8 @@ const maxOpenDirs = 128
 
 // Apply performs ops in order, each as durable and as atomic as WriteAtomic
 // and Remove make it, but syncing the file system a few times for the whole
-// batch instead of twice per file: every new content is written to its
+// batch instead of twice per file (a replaced file keeps its permission
+// bits, as with WriteAtomic): every new content is written to its
 // temporary file first, all of them are made durable together, then the
 // renames and removals happen in order and are made durable together. A
 // page of 5000 incoming messages then costs a handful of syncs, not 10,000.
@@ -129,12 +130,13 @@ func applyPart(r *os.Root, ops []Op, paths []relPath, res []Result) {
 			continue
 		}
 		d, err := open(i, true)
+		mode := newFileMode
 		if err == nil {
-			err = checkTarget(d, paths[i].name, op.Rel)
+			mode, err = targetMode(d, paths[i].name, op.Rel)
 		}
 		if err == nil {
 			var name string
-			name, res[i].Info, err = createTemp(d, op.Data, false)
+			name, res[i].Info, err = createTemp(d, op.Data, false, mode)
 			temps[i] = tempFile{dir: d, name: name}
 		}
 		if err != nil {

@@ -153,7 +153,8 @@ func IncomingPath(m Message) string {
 // WriteAtomic writes data to root/rel so that readers see either the old
 // file or the whole new one: it writes a hidden temporary file in the same
 // directory (ignored by the watcher), syncs it, renames it into place and
-// syncs the directory. Missing directories are created with mode 0700. A
+// syncs the directory. A file it replaces keeps its permission bits; a new
+// file gets mode 0600, missing directories mode 0700. A
 // path that leaves the store or passes through a symbolic link, even one
 // swapped in while it is written, is refused with ErrUnsafePath; a failed
 // write leaves no temporary file behind.
@@ -172,10 +173,11 @@ func WriteAtomic(root, rel string, data []byte) error {
 		return err
 	}
 	defer d.Close()
-	if err := checkTarget(d, name, rel); err != nil {
+	mode, err := targetMode(d, name, rel)
+	if err != nil {
 		return err
 	}
-	tmp, _, err := createTemp(d, data, true)
+	tmp, _, err := createTemp(d, data, true, mode)
 	if err != nil {
 		return err
 	}

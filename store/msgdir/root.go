@@ -140,18 +140,35 @@ func swapped(parent *os.Root, elem string, fi fs.FileInfo) bool {
 // rename would replace the link, not write where it points, but a link in
 // the store is the user's and is left alone.
 func checkTarget(d *os.Root, name, rel string) error {
+	_, err := targetMode(d, name, rel)
+	return err
+}
+
+// newFileMode is the mode of a message file chatsync creates.
+const newFileMode fs.FileMode = 0o600
+
+// targetMode is checkTarget that also returns the mode the new version of
+// name gets: the permission bits of the regular file it replaces (a user
+// who made a file readable by others keeps it so), newFileMode for a new
+// file.
+func targetMode(d *os.Root, name, rel string) (fs.FileMode, error) {
 	fi, err := d.Lstat(name)
-	if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		return unsafePath(rel)
+	switch {
+	case err != nil:
+		return newFileMode, nil
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return 0, unsafePath(rel)
+	case fi.Mode().IsRegular():
+		return fi.Mode().Perm(), nil
 	}
-	return nil
+	return newFileMode, nil
 }
 
 // createTemp writes data to a new hidden temporary file in d (ignored by
-// the watcher), with mode 0600, synced when sync is set, and returns its
-// name and what it looks like before any rename. A failed write removes
-// the file.
-func createTemp(d *os.Root, data []byte, sync bool) (string, fs.FileInfo, error) {
+// the watcher), with mode 0600 while it is written and then mode,
+// synced when sync is set, and returns its name and what it looks like
+// before any rename. A failed write removes the file.
+func createTemp(d *os.Root, data []byte, sync bool, mode fs.FileMode) (string, fs.FileInfo, error) {
 	var f *os.File
 	var name string
 	var err error
@@ -168,7 +185,7 @@ func createTemp(d *os.Root, data []byte, sync bool) (string, fs.FileInfo, error)
 	}
 	_, err = f.Write(data)
 	if err == nil {
-		err = f.Chmod(0o600)
+		err = f.Chmod(mode)
 	}
 	if err == nil && sync {
 		err = f.Sync()
