@@ -242,6 +242,9 @@ func (db *DB) ResetAccount(acct string) error {
 		if err := a.state.Delete(keyAnchor); err != nil {
 			return err
 		}
+		if err := a.state.Delete(keyOwnCheck); err != nil {
+			return err
+		}
 		if r, err := readInFlight(a); err != nil {
 			return err
 		} else if r != nil {

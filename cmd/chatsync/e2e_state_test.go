@@ -148,3 +148,62 @@ func TestSecondChatsyncRunOnTheSameStoreIsRefusedNamingTheFirst(t *testing.T) {
 		t.Errorf("chatsync status of B:\n%s\nwant it to say %q", out, want)
 	}
 }
+
+// A device's whole directory (state and store) copied to another machine,
+// as a cloned VM or a restored backup would: two daemons write under one
+// device id. They notice, one or both take a new id, every device ends
+// with every message, the journal holds each once, and `chatsync status`
+// says what happened.
+func TestCopiedDeviceIsNoticedTakesANewIDAndConverges(t *testing.T) {
+	srv := startServer(t)
+	key := newKeyFile(t)
+	a := newE2EDevice(t, "A", srv, key)
+	b := newE2EDevice(t, "B", srv, key)
+	probe := "CHATSYNC_PROBE_INTERVAL=1s"
+	a.start(probe)
+	b.start(probe)
+	for i := range 3 {
+		a.write(fmt.Sprintf("bob/m%d.json", i), e2eMsg(fmt.Sprintf("clone-%d@e2e.test", i), "before the copy"))
+	}
+	eventually(t, 60*time.Second, "B to hold A's 3 messages", func() bool { got, _ := b.messages(); return len(got) == 3 && idle(t, a) }, a, b)
+	a.stop()
+
+	copied := newE2EDevice(t, "copy of A", srv, key)
+	for _, dir := range []string{"state", "store"} {
+		os.RemoveAll(filepath.Join(copied.dir, dir))
+		if err := os.CopyFS(filepath.Join(copied.dir, dir), os.DirFS(filepath.Join(a.dir, dir))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.start(probe)
+	copied.start(probe)
+	a.write("bob/from-a.json", e2eMsg("from-a@e2e.test", "written on A after the copy"))
+	copied.write("bob/from-copy.json", e2eMsg("from-copy@e2e.test", "written on the copy"))
+
+	all := func(d *e2eDevice) bool { got, _ := d.messages(); return len(got) == 5 }
+	eventually(t, 90*time.Second, "every device to hold all 5 messages", func() bool {
+		return all(a) && all(b) && all(copied) && idle(t, a) && idle(t, b) && idle(t, copied)
+	}, a, copied)
+	want, _ := b.messages()
+	for _, d := range []*e2eDevice{a, copied} {
+		if got, _ := d.messages(); !sameMaps(got, want) {
+			t.Errorf("%s holds %d messages that differ from B's", d.name, len(got))
+		}
+	}
+	if n := len(srv.rows(t)); n != 5 {
+		t.Errorf("the journal holds %d rows, want 5: one per message", n)
+	}
+	sa, _ := a.status(t)
+	sc, _ := copied.status(t)
+	if sa.Clone == "" && sc.Clone == "" {
+		t.Fatalf("neither A nor its copy says that it took a new device id")
+	}
+	d, st := a, sa
+	if st.Clone == "" {
+		d, st = copied, sc
+	}
+	out, _ := exec.Command(bins.chatsync, "status", "--config", d.config).CombinedOutput()
+	if !strings.Contains(string(out), "device id:  "+st.DeviceID+": another device wrote ") {
+		t.Errorf("chatsync status of %s says:\n%s\nwant a line naming its new device id %s and why", d.name, out, st.DeviceID)
+	}
+}

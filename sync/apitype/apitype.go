@@ -109,6 +109,10 @@ type AccountStatus struct {
 	LocalError string `json:"local_error,omitempty"`
 	// ResetAt is when the server's journal was last seen going backwards.
 	ResetAt time.Time `json:"reset_at,omitzero"`
+	// DeviceID is the id the account writes under when it is not the
+	// installation's: Clone says why (another device used the same id).
+	DeviceID string `json:"device_id,omitempty"`
+	Clone    string `json:"clone,omitempty"`
 }
 
 // CaughtUp reports whether the account has nothing left to send but the

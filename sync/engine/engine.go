@@ -270,10 +270,18 @@ func New(opts Options) (*Engine, error) {
 	if real, err := filepath.EvalSymlinks(opts.Store); err == nil {
 		opts.Store = real
 	}
+	device, err := opts.DB.AccountDevice(opts.Account)
+	if err != nil {
+		return nil, fmt.Errorf("engine: read the device id: %w", err)
+	}
+	clone, cloned, err := opts.DB.LastClone(opts.Account)
+	if err != nil {
+		return nil, fmt.Errorf("engine: read the device id: %w", err)
+	}
 	e := &Engine{
 		opts:       opts,
 		db:         opts.DB,
-		device:     opts.DB.DeviceID(),
+		device:     device,
 		log:        opts.Logger.With("account", opts.Account),
 		kick:       make(chan struct{}, 1),
 		recheck:    map[string]time.Time{},
@@ -283,7 +291,10 @@ func New(opts Options) (*Engine, error) {
 		needCheck:  true,
 		batchMax:   opts.BatchCount,
 	}
-	e.status = Status{Account: opts.Account, State: StateStarting, Skipped: map[string]int{}}
+	e.status = Status{Account: opts.Account, State: StateStarting, Skipped: map[string]int{}, DeviceID: device}
+	if cloned {
+		e.status.Clone = cloneNotice(clone)
+	}
 	return e, nil
 }
 

@@ -149,17 +149,20 @@ func newKeyring(t *testing.T) *seal.Keyring {
 
 // device is one installation: a message store, a state dir and an engine.
 type device struct {
-	t      *testing.T
-	name   string
-	store  string
-	state  string
-	srv    *server
-	kr     *seal.Keyring
-	tweak  func(*Options)
-	db     *store.DB
-	eng    *Engine
-	cancel context.CancelFunc
-	done   chan error
+	t     *testing.T
+	name  string
+	store string
+	state string
+	srv   *server
+	kr    *seal.Keyring
+	tweak func(*Options)
+	db    *store.DB
+	eng   *Engine
+	// mayClone is set where another device shares this one's id, so
+	// taking a new one is right (elsewhere it fails the test).
+	mayClone bool
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 func newDevice(t *testing.T, name string, srv *server, kr *seal.Keyring) *device {
@@ -219,6 +222,9 @@ func (d *device) start() {
 func (d *device) stop() {
 	if d.eng == nil {
 		return
+	}
+	if c := d.eng.Status().Clone; c != "" && !d.mayClone {
+		d.t.Errorf("%s took a new device id where no other device used its id: %s", d.name, c)
 	}
 	d.cancel()
 	select {

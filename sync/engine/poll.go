@@ -603,6 +603,11 @@ func (e *Engine) probe(ctx context.Context) {
 		// does not hold back polling.
 		e.log.Info("cannot check that the journal still holds what this device saw; trying again later", "err", err)
 	}
+	if healed, err := e.checkClones(ctx); err != nil {
+		e.log.Info("cannot check the journal for another device with this device's id; trying again later", "err", err)
+	} else if healed {
+		e.nextPoll = now // read what the other device wrote
+	}
 }
 
 func (e *Engine) checkAnchor(ctx context.Context) error {

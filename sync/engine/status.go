@@ -71,6 +71,10 @@ type Status struct {
 	Waiting int `json:"waiting,omitempty"`
 	// ResetAt is when the server's journal was last seen going backwards.
 	ResetAt time.Time `json:"reset_at,omitzero"`
+	// DeviceID is the id this account writes under; Clone says why it is
+	// not the installation's (another device used the same id).
+	DeviceID string `json:"device_id"`
+	Clone    string `json:"clone,omitempty"`
 
 	syncRequested bool
 }

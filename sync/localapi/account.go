@@ -126,7 +126,7 @@ func parseMinutes(v string) (time.Duration, error) {
 }
 
 func getJournal(ctx context.Context, c *account.Client, p url.Values, x *actionCtx) (any, error) {
-	q := account.JournalQuery{ExceptUUID: x.s.b.DeviceID(), AfterTimestamp: p.Get("after_timestamp")}
+	q := account.JournalQuery{ExceptUUID: x.s.b.DeviceID(x.addr), AfterTimestamp: p.Get("after_timestamp")}
 	if v := p.Get("after_id"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {

@@ -54,8 +54,9 @@ type Backend interface {
 	Client(addr string) (*account.Client, string, error)
 	// Keyring loads the account's keys, to decrypt journal rows.
 	Keyring(addr string) (*seal.Keyring, error)
-	// DeviceID is this device's writer uuid in the journal.
-	DeviceID() string
+	// DeviceID is this device's writer uuid in the journal for the
+	// account addr.
+	DeviceID(addr string) string
 	// Subscribe returns a channel of events and a function that stops them
 	// and releases the channel. A slow reader misses events.
 	Subscribe() (<-chan apitype.Event, func())

@@ -54,7 +54,7 @@ func (fakeBackend) Client(addr string) (*account.Client, string, error) {
 	return nil, "", fmt.Errorf("%w: %s", localapi.ErrNoAccount, addr)
 }
 func (fakeBackend) Keyring(addr string) (*seal.Keyring, error) { return nil, localapi.ErrNotRunning }
-func (fakeBackend) DeviceID() string                           { return "urn:uuid:x" }
+func (fakeBackend) DeviceID(string) string                     { return "urn:uuid:x" }
 func (fakeBackend) Subscribe() (<-chan apitype.Event, func()) {
 	return make(chan apitype.Event), func() {}
 }

@@ -91,6 +91,9 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 		if a.LocalError != "" {
 			fmt.Fprintf(w, "  state:      %s\n", a.LocalError)
 		}
+		if a.Clone != "" {
+			fmt.Fprintf(w, "  device id:  %s: %s\n", a.DeviceID, oneLine(a.Clone))
+		}
 		if !a.ResetAt.IsZero() {
 			fmt.Fprintf(w, "  reset:      the server's journal went backwards %s; what it lacked was queued again\n", ago(a.ResetAt, now))
 		}

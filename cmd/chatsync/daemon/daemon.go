@@ -222,6 +222,7 @@ func (d *Daemon) newEngine(a config.Account) (*engine.Engine, *account.Client, e
 		PollInterval: a.PollInterval, ReplicateDeletes: a.ReplicateDeletes, MaxMessageBytes: a.MaxMessageBytes,
 		Logger: d.log, OnEvent: d.events.publish, Failpoint: failpointFromEnv(),
 	}
+	tuneFromEnv(&opts)
 	if d.opts.Tune != nil {
 		d.opts.Tune(&opts)
 	}

@@ -5,6 +5,9 @@ package daemon
 import (
 	"fmt"
 	"os"
+	"time"
+
+	"github.com/chatsync/chatsync/sync/engine"
 )
 
 // failpointFromEnv is compiled only into test builds (-tags failpoints):
@@ -21,5 +24,14 @@ func failpointFromEnv() func(string) error {
 			os.Exit(99)
 		}
 		return nil
+	}
+}
+
+// tuneFromEnv is compiled only into test builds: CHATSYNC_PROBE_INTERVAL
+// (a Go duration) makes the hourly consistency probe run that often, so a
+// test of the real binary need not wait an hour for it.
+func tuneFromEnv(o *engine.Options) {
+	if d, err := time.ParseDuration(os.Getenv("CHATSYNC_PROBE_INTERVAL")); err == nil && d > 0 {
+		o.ProbeInterval = d
 	}
 }

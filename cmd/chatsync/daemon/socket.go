@@ -79,7 +79,12 @@ type backend struct{ d *Daemon }
 
 var _ localapi.Backend = backend{}
 
-func (b backend) DeviceID() string { return b.d.DeviceID() }
+func (b backend) DeviceID(addr string) string {
+	if id, err := b.d.db.AccountDevice(addr); err == nil {
+		return id
+	}
+	return b.d.DeviceID()
+}
 
 func (b backend) Status() apitype.Status {
 	d := b.d
@@ -112,6 +117,10 @@ func accountStatus(a AccountStatus) apitype.AccountStatus {
 		PollBackoffUntil: s.PollBackoffUntil, PollFailures: s.PollFailures,
 		Skipped: s.Skipped, Waiting: s.Waiting, ResetAt: s.ResetAt, LocalError: s.LocalError,
 		Unapplied: s.Unapplied, UnappliedReasons: s.UnappliedReasons, MissingKeys: s.MissingKeys, UnappliedHint: s.UnappliedHint,
+		Clone: s.Clone,
+	}
+	if s.Clone != "" {
+		out.DeviceID = s.DeviceID
 	}
 	for _, h := range s.Held {
 		out.Held = append(out.Held, apitype.Held{MsgID: h.MsgID, Attempts: h.Attempts, RetryAt: h.RetryAt, Reason: h.Reason})
