@@ -656,3 +656,30 @@ func TestReplacedFileIsReopened(t *testing.T) {
 		t.Errorf("snapshot after the file was replaced: %v, want the new file's row only", snap)
 	}
 }
+
+// The connection settings take effect, on a path with the space of macOS's
+// "Application Support" and characters an SQLite URI must escape.
+func TestOpenSetsItsPragmasOnAnAwkwardPath(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "Application Support")
+	dir := filepath.Join(parent, "Blink?#%")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "history.sqlite")
+	if err := testschema.CreateForTest(path, blinkdb.BlinkCocoa); err != nil {
+		t.Fatal(err)
+	}
+	db, err := blinkdb.Open(path, blinkdb.BlinkCocoa, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for pragma, want := range map[string]string{"busy_timeout": "1000", "secure_delete": "1", "journal_mode": "delete"} {
+		if got, err := blinkdb.Pragma(db, pragma); err != nil || got != want {
+			t.Errorf("PRAGMA %s = %q, %v; want %q", pragma, got, err, want)
+		}
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 1 {
+		t.Errorf("%s holds %d entries; a mis-escaped path opened another file", parent, len(entries))
+	}
+}

@@ -9,3 +9,12 @@ func SetBusyBound(db *DB, d time.Duration) {
 	defer db.mu.Unlock()
 	db.busyBound = d
 }
+
+// Pragma reads a setting of db's own connection.
+func Pragma(db *DB, name string) (string, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	var v string
+	err := db.sql.QueryRow("PRAGMA " + name).Scan(&v)
+	return v, err
+}

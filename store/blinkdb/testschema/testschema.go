@@ -10,7 +10,9 @@ import (
 	"database/sql"
 	_ "embed"
 	"fmt"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/chatsync/chatsync/store/blinkdb"
@@ -78,7 +80,7 @@ func CreateForTest(path string, d blinkdb.Dialect) error {
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("testschema: %s exists", path)
 	}
-	db, err := sql.Open("sqlite", path)
+	db, err := open(path)
 	if err != nil {
 		return err
 	}
@@ -92,6 +94,21 @@ func CreateForTest(path string, d blinkdb.Dialect) error {
 	return db.Close()
 }
 
+// open opens path as an SQLite URI, so that any character in it is taken
+// as part of the file name.
+func open(path string) (*sql.DB, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	p := filepath.ToSlash(abs)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	u := url.URL{Scheme: "file", Path: p}
+	return sql.Open("sqlite", u.String())
+}
+
 // SetVersion records another version for the dialect's message table, the
 // way the client's TableVersions.set_version does: for tests of a database
 // at a version chatsync does not know.
@@ -100,7 +117,7 @@ func SetVersion(path string, d blinkdb.Dialect, version int) error {
 	if d == blinkdb.BlinkCocoa {
 		table, msgTable = "versions", "chat_messages"
 	}
-	db, err := sql.Open("sqlite", path)
+	db, err := open(path)
 	if err != nil {
 		return err
 	}
