@@ -248,6 +248,9 @@ type Engine struct {
 	// time; decideAll treats them as new copies (see decide).
 	newAtStart map[string]bool
 	batch      localBatch
+	// root is the handle on the store that every read of it goes through
+	// (storeRoot).
+	root *os.Root
 }
 
 // New checks opts and makes an Engine.
@@ -341,6 +344,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
+		e.closeRoot()
 		e.setState(StateStopped, "")
 	}()
 	// The start-up scan must come after the watches are in place, or a
@@ -761,7 +765,13 @@ const markerName = ".chatsync-store"
 // resuming the account when that changes.
 func (e *Engine) rootPresent() bool {
 	missing := ""
-	if fi, err := os.Stat(e.opts.Store); err != nil || !fi.IsDir() {
+	fi, err := os.Stat(e.opts.Store)
+	if err == nil && fi.IsDir() {
+		e.checkRoot(fi) // reads go to the directory that is there now
+	} else {
+		e.closeRoot()
+	}
+	if err != nil || !fi.IsDir() {
 		missing = fmt.Sprintf("message store %s is missing: create it again (or mount it); nothing is deleted meanwhile", e.opts.Store)
 	} else if _, err := os.Lstat(filepath.Join(e.opts.Store, markerName)); err != nil {
 		if e.hasIndexedFiles() {

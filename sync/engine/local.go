@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -41,7 +39,7 @@ func (e *Engine) handleChange(c watch.Change) {
 			continue
 		}
 		seen[rel] = true
-		if _, err := os.Lstat(e.abs(rel)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := e.lstat(rel); errors.Is(err, fs.ErrNotExist) {
 			missing = append(missing, rel)
 			continue
 		}
@@ -57,12 +55,12 @@ func (e *Engine) handleChange(c watch.Change) {
 // handlePath looks at one path of the store: a file, a directory (walked),
 // or something that is gone (a deleted file or a whole directory).
 func (e *Engine) handlePath(rel string, decide bool) {
-	fi, err := os.Lstat(e.abs(rel))
+	fi, err := e.lstat(rel)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		e.gone(rel)
 	case err != nil:
-		e.reject(rel, fmt.Sprintf("cannot read: %v", err))
+		e.rejectUnreadable(rel, err)
 	case fi.IsDir():
 		e.scan(rel, decide)
 	default:
@@ -104,19 +102,17 @@ func (e *Engine) gone(rel string) {
 // decide false (the start-up index) it only records files; what to push
 // is decided after the catch-up poll.
 func (e *Engine) scan(dir string, decide bool) {
-	root := e.abs(dir)
 	if dir == "" {
 		e.lastScan = e.opts.Now()
 	}
 	seen := map[string]bool{}
 	var unreadable []string // directories that could not be read
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err := e.walk(dir, func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if p == root {
+			if rel == dir {
 				return err
 			}
-			rel := e.rel(p)
-			e.reject(rel, fmt.Sprintf("cannot read: %v", err))
+			e.rejectUnreadable(rel, err)
 			// Never take an unreadable file, or the files of an
 			// unreadable directory, for deleted ones.
 			seen[rel] = true
@@ -127,15 +123,14 @@ func (e *Engine) scan(dir string, decide bool) {
 		}
 		name := d.Name()
 		if d.IsDir() {
-			if p != root && msgdir.IgnoredDir(name) {
-				return filepath.SkipDir
+			if rel != dir && msgdir.IgnoredDir(name) {
+				return fs.SkipDir
 			}
 			return nil
 		}
 		if msgdir.Ignored(name) {
 			return nil
 		}
-		rel := e.rel(p)
 		seen[rel] = true
 		fi, err := d.Info()
 		if err != nil {
@@ -148,7 +143,7 @@ func (e *Engine) scan(dir string, decide bool) {
 		return nil
 	})
 	if err != nil {
-		e.log.Warn("cannot scan the message store", "dir", root, "err", err)
+		e.log.Warn("cannot scan the message store", "dir", e.abs(dir), "err", err)
 		return
 	}
 	e.flush()
@@ -208,9 +203,9 @@ func (e *Engine) handleFile(rel string, fi fs.FileInfo, decide, force bool) {
 		e.reject(rel, fmt.Sprintf("larger than max_message_bytes (%d > %d bytes)", fi.Size(), e.opts.MaxMessageBytes))
 		return
 	}
-	data, after, err := readStable(e.abs(rel), e.opts.MaxMessageBytes)
+	data, after, err := e.readStable(rel, e.opts.MaxMessageBytes)
 	if err != nil {
-		e.reject(rel, fmt.Sprintf("cannot read: %v", err))
+		e.rejectUnreadable(rel, err)
 		return
 	}
 	if after == nil {
@@ -233,7 +228,7 @@ func (e *Engine) handleFile(rel string, fi fs.FileInfo, decide, force bool) {
 		return
 	}
 	if other, ok, err := e.db.FileByMsgID(acct, msg.MsgID); err == nil && ok && other.Path != rel {
-		if _, err := os.Lstat(e.abs(other.Path)); err == nil {
+		if _, err := e.lstat(other.Path); err == nil {
 			e.reject(rel, duplicateReason(other.Path)+": every message needs its own msgid")
 			return
 		}
@@ -272,10 +267,10 @@ func underAny(p string, prefixes []string) bool {
 	return false
 }
 
-// readStable reads a file and stats it after the read; a nil FileInfo means
-// it changed while being read.
-func readStable(path string, limit int64) ([]byte, fs.FileInfo, error) {
-	f, err := os.Open(path)
+// readStable reads the file rel of the store and stats it after the read;
+// a nil FileInfo means it changed while being read.
+func (e *Engine) readStable(rel string, limit int64) ([]byte, fs.FileInfo, error) {
+	f, err := e.open(rel)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -338,7 +333,7 @@ func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool) {
 		return
 	}
 	if canonical == nil {
-		data, err := os.ReadFile(e.abs(rec.Path))
+		data, err := e.readFile(rec.Path)
 		if err != nil {
 			return
 		}
@@ -448,7 +443,7 @@ func (e *Engine) decideAll() {
 func (e *Engine) decideRecords(recs []store.FileRecord) {
 	defer e.flush()
 	for _, rec := range recs {
-		fi, err := os.Lstat(e.abs(rec.Path))
+		fi, err := e.lstat(rec.Path)
 		if errors.Is(err, fs.ErrNotExist) {
 			e.vanished(rec)
 			continue
@@ -489,16 +484,6 @@ func (e *Engine) abs(rel string) string {
 		return e.opts.Store
 	}
 	return filepath.Join(e.opts.Store, filepath.FromSlash(rel))
-}
-
-// rel turns a path on disk below the store into the slash-separated form
-// the index uses.
-func (e *Engine) rel(p string) string {
-	r, err := filepath.Rel(e.opts.Store, p)
-	if err != nil {
-		return filepath.ToSlash(p)
-	}
-	return path.Clean(filepath.ToSlash(r))
 }
 
 // localBatch collects the state writes of one round of local work, so a

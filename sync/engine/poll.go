@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"iter"
 	"net/http"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -451,7 +450,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 		if _, refused := e.rejected[cur.Path]; refused {
 			return
 		}
-		fi, err := os.Lstat(e.abs(cur.Path))
+		fi, err := e.lstat(cur.Path)
 		switch {
 		case err != nil:
 			if !e.started && hasHeld && !held.Deleted {
@@ -540,7 +539,7 @@ func (e *Engine) recogniseOwn(pg *pagePlan, row account.JournalEntry) {
 // takenByAnother reports whether a file that is not the message msgid
 // already exists at rel.
 func (e *Engine) takenByAnother(rel, msgid string) (bool, error) {
-	data, err := os.ReadFile(e.abs(rel))
+	data, err := e.readFile(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -800,7 +799,7 @@ func (e *Engine) requeue(vs iter.Seq2[store.Unpushed, error]) error {
 			if u.Path == "" {
 				continue
 			}
-			data, err := os.ReadFile(e.abs(u.Path))
+			data, err := e.readFile(u.Path)
 			if err != nil {
 				continue // gone: the scan takes care of it
 			}
