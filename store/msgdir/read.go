@@ -141,14 +141,12 @@ func ReadFile(r *os.Root, rel string, max int64) ([]byte, error) {
 // the store is ever listed.
 func WalkDir(r *os.Root, dir string, fn func(rel string, d fs.DirEntry, err error) error) error {
 	var elems []string
-	base := ""
 	if dir != "" {
 		parents, name, err := splitRel(dir)
 		if err != nil {
 			return fn(dir, nil, err)
 		}
 		elems = append(parents, name)
-		base = strings.Join(elems, "/")
 	}
 	called := false // fn has seen dir
 	err := inDir(r, elems, dir, func(d *os.Root) error {
@@ -161,7 +159,7 @@ func WalkDir(r *os.Root, dir string, fn func(rel string, d fs.DirEntry, err erro
 		if err := fn(dir, de, nil); err != nil {
 			return err
 		}
-		return walkDir(d, base, de, fn)
+		return walkDir(d, dir, de, fn)
 	})
 	if err != nil && !called {
 		err = fn(dir, nil, err)
