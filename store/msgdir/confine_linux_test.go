@@ -153,7 +153,8 @@ func TestNothingLeavesTheStoreWhileALinkIsSwappedIn(t *testing.T) {
 // TestReadsNeverLeaveTheStoreWhileALinkIsSwappedIn swaps a directory of the
 // store with a symbolic link to a directory outside it, as the test above
 // does, while ReadFile, Lstat and WalkDir read the store through one handle
-// on it, thousands of times. The outside directory holds files of the same
+// on it (and ReadFile and Lstat through Dirs, with its kept handles),
+// thousands of times. The outside directory holds files of the same
 // names (and one more) with other content: whatever the interleaving, no
 // read may return it, no Lstat may describe it, and no walk may list it.
 // Path-based reads of the same files, made alongside, show that the swap
@@ -211,6 +212,8 @@ func TestReadsNeverLeaveTheStoreWhileALinkIsSwappedIn(t *testing.T) {
 		}
 	}()
 
+	dirs := NewDirs(r) // kept handles, looked at again at every use
+	defer dirs.Close()
 	var reads, stats, listed, refusedOps, pathLeaks int
 	other := func(what string, err error) {
 		switch {
@@ -224,21 +227,29 @@ func TestReadsNeverLeaveTheStoreWhileALinkIsSwappedIn(t *testing.T) {
 	for round := range 300 {
 		for _, dir := range []string{"conv", "swap"} {
 			rel := fmt.Sprintf("%s/m%02d.json", dir, round%files)
-			if data, err := ReadFile(r, rel, 1<<20); err == nil {
-				reads++
-				if strings.Contains(string(data), "OUTSIDE") {
-					t.Fatalf("ReadFile(%s) read the file outside the store: %s", rel, data)
+			for i, readFile := range []func(string, int64) ([]byte, error){
+				func(rel string, max int64) ([]byte, error) { return ReadFile(r, rel, max) }, dirs.ReadFile,
+			} {
+				if data, err := readFile(rel, 1<<20); err == nil {
+					reads++
+					if strings.Contains(string(data), "OUTSIDE") {
+						t.Fatalf("ReadFile #%d (%s) read the file outside the store: %s", i, rel, data)
+					}
+				} else {
+					other("ReadFile "+rel, err)
 				}
-			} else {
-				other("ReadFile "+rel, err)
 			}
-			if fi, err := Lstat(r, rel); err == nil {
-				stats++
-				if !inside[fi.Sys().(*syscall.Stat_t).Ino] {
-					t.Fatalf("Lstat(%s) described a file outside the store", rel)
+			for i, lstat := range []func(string) (fs.FileInfo, error){
+				func(rel string) (fs.FileInfo, error) { return Lstat(r, rel) }, dirs.Lstat,
+			} {
+				if fi, err := lstat(rel); err == nil {
+					stats++
+					if !inside[fi.Sys().(*syscall.Stat_t).Ino] {
+						t.Fatalf("Lstat #%d (%s) described a file outside the store", i, rel)
+					}
+				} else {
+					other("Lstat "+rel, err)
 				}
-			} else {
-				other("Lstat "+rel, err)
 			}
 			if data, err := os.ReadFile(filepath.Join(root, rel)); err == nil && strings.Contains(string(data), "OUTSIDE") {
 				pathLeaks++

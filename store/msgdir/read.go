@@ -73,41 +73,47 @@ func Open(r *os.Root, rel string) (*os.File, error) {
 		return nil, err
 	}
 	var f *os.File
-	err = inDir(r, elems, rel, func(d *os.Root) error {
-		for try := 1; ; try++ {
-			fi, err := d.Lstat(name)
-			switch {
-			case err != nil:
-				return err
-			case fi.Mode()&fs.ModeSymlink != 0:
-				return unsafePath(rel)
-			case !fi.Mode().IsRegular():
-				return errNotRegular
-			}
-			f, err = d.Open(name)
-			if err != nil {
-				if refused(err) {
-					return fmt.Errorf("%w: %q (%v)", ErrUnsafePath, rel, err)
-				}
-				return err
-			}
-			got, err := f.Stat()
-			if err == nil && os.SameFile(fi, got) {
-				return nil // the regular file that is at rel, not a link
-			}
-			f.Close()
-			f = nil
-			if err != nil {
-				return err
-			}
-			// Replaced between the look and the open: by a writer that
-			// renames a new version into place, or by a link.
-			if try == openTries {
-				return fmt.Errorf("%w: %q is replaced whenever it is opened", ErrUnsafePath, rel)
-			}
-		}
+	err = inDir(r, elems, rel, func(d *os.Root) (err error) {
+		f, err = openIn(d, name, rel)
+		return err
 	})
 	return f, err
+}
+
+// openIn opens the regular file name of d, the directory of rel, as Open
+// does.
+func openIn(d *os.Root, name, rel string) (*os.File, error) {
+	for try := 1; ; try++ {
+		fi, err := d.Lstat(name)
+		switch {
+		case err != nil:
+			return nil, err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return nil, unsafePath(rel)
+		case !fi.Mode().IsRegular():
+			return nil, errNotRegular
+		}
+		f, err := d.Open(name)
+		if err != nil {
+			if refused(err) {
+				return nil, fmt.Errorf("%w: %q (%v)", ErrUnsafePath, rel, err)
+			}
+			return nil, err
+		}
+		got, err := f.Stat()
+		if err == nil && os.SameFile(fi, got) {
+			return f, nil // the regular file that is at rel, not a link
+		}
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		// Replaced between the look and the open: by a writer that
+		// renames a new version into place, or by a link.
+		if try == openTries {
+			return nil, fmt.Errorf("%w: %q is replaced whenever it is opened", ErrUnsafePath, rel)
+		}
+	}
 }
 
 // ReadFile reads rel, opened as Open opens it. With max > 0 it reads at
@@ -119,6 +125,11 @@ func ReadFile(r *os.Root, rel string, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return readAll(f, max)
+}
+
+// readAll reads f, up to max+1 bytes when max > 0, and closes it.
+func readAll(f *os.File, max int64) ([]byte, error) {
 	defer f.Close()
 	var src io.Reader = f
 	if max > 0 {

@@ -154,7 +154,8 @@ func TestWalkDirListsTheStoreAndNeverEntersALink(t *testing.T) {
 
 // BenchmarkReadFile compares a read of one message file by path
 // (os.ReadFile, what the engine did), through a handle on the store kept
-// open (what it does) and through a handle opened for each read.
+// open, through Dirs (what the engine does) and through a handle opened
+// for each read.
 func BenchmarkReadFile(b *testing.B) {
 	root := b.TempDir()
 	rel := "conv@example.com/m.json"
@@ -181,6 +182,20 @@ func BenchmarkReadFile(b *testing.B) {
 			}
 		}
 	})
+	b.Run("dirs", func(b *testing.B) {
+		r, err := os.OpenRoot(root)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer r.Close()
+		c := NewDirs(r)
+		defer c.Close()
+		for b.Loop() {
+			if _, err := c.ReadFile(rel, 1<<20); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("handle-per-read", func(b *testing.B) {
 		for b.Loop() {
 			r, err := os.OpenRoot(root)
@@ -193,4 +208,46 @@ func BenchmarkReadFile(b *testing.B) {
 			r.Close()
 		}
 	})
+}
+
+func TestDirsNeverUsesAKeptHandleOfADirectoryReplacedSince(t *testing.T) {
+	r, root := linkedStore(t)
+	c := NewDirs(r)
+	defer c.Close()
+	read := func(rel string) (string, error) {
+		data, err := c.ReadFile(rel, 0)
+		return string(data), err
+	}
+	if got, err := read("conv/m.json"); err != nil || !strings.Contains(got, "inside") {
+		t.Fatalf("first read = %q, %v", got, err)
+	}
+	// conv, whose handle is kept, is moved away and a link to the outside
+	// directory takes its name.
+	if err := os.Rename(filepath.Join(root, "conv"), filepath.Join(root, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(root, "link"), filepath.Join(root, "conv")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := read("conv/m.json"); !errors.Is(err, ErrUnsafePath) {
+		t.Errorf("read through the link that replaced a kept directory = %q, %v; want ErrUnsafePath", got, err)
+	}
+	if fi, err := c.Lstat("conv/m.json"); !errors.Is(err, ErrUnsafePath) {
+		t.Errorf("Lstat through the link = %v, %v; want ErrUnsafePath", fi, err)
+	}
+	// Another real directory takes the name: it is read, not the kept one.
+	os.Remove(filepath.Join(root, "conv"))
+	os.Mkdir(filepath.Join(root, "conv"), 0o700)
+	os.WriteFile(filepath.Join(root, "conv", "m.json"), []byte(`{"msgid":"m","body":"the new conv"}`), 0o600)
+	if got, err := read("conv/m.json"); err != nil || !strings.Contains(got, "the new conv") {
+		t.Errorf("read after conv was replaced by another directory = %q, %v", got, err)
+	}
+	// Gone: not found, as with a path.
+	os.RemoveAll(filepath.Join(root, "conv"))
+	if _, err := read("conv/m.json"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("read of a removed directory's file: %v, want ErrNotExist", err)
+	}
+	if got, err := read("moved/m.json"); err != nil || !strings.Contains(got, "inside") {
+		t.Errorf("read of the moved directory = %q, %v", got, err)
+	}
 }
