@@ -248,9 +248,9 @@ type Engine struct {
 	// time; decideAll treats them as new copies (see decide).
 	newAtStart map[string]bool
 	batch      localBatch
-	// root is the handle on the store that every read of it goes through
+	// root holds the handles every read of the store goes through
 	// (storeRoot).
-	root *os.Root
+	root storeHandle
 }
 
 // New checks opts and makes an Engine.

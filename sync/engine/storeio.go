@@ -16,36 +16,44 @@ import (
 // outside it, nor make the engine describe another file than the one it
 // names. The handle is opened again when rootPresent finds another
 // directory at the store's path (a volume mounted there, the directory
-// replaced).
+// replaced). The handles of the directories below it are kept too
+// (msgdir.Dirs), and looked at again at every use.
+
+// storeHandle is the store's handle and the directory handles kept below.
+type storeHandle struct {
+	r    *os.Root
+	dirs *msgdir.Dirs
+}
 
 // storeRoot returns the handle on the store, opening it if need be.
-func (e *Engine) storeRoot() (*os.Root, error) {
-	if e.root == nil {
+func (e *Engine) storeRoot() (*os.Root, *msgdir.Dirs, error) {
+	if e.root.r == nil {
 		r, err := os.OpenRoot(e.opts.Store)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		e.root = r
+		e.root = storeHandle{r: r, dirs: msgdir.NewDirs(r)}
 	}
-	return e.root, nil
+	return e.root.r, e.root.dirs, nil
 }
 
 // checkRoot drops the handle on the store if fi, the directory at the
 // store's path now, is not the directory it holds.
 func (e *Engine) checkRoot(fi fs.FileInfo) {
-	if e.root == nil {
+	if e.root.r == nil {
 		return
 	}
-	if got, err := e.root.Stat("."); err == nil && os.SameFile(got, fi) {
+	if got, err := e.root.r.Stat("."); err == nil && os.SameFile(got, fi) {
 		return
 	}
 	e.closeRoot()
 }
 
 func (e *Engine) closeRoot() {
-	if e.root != nil {
-		e.root.Close()
-		e.root = nil
+	if e.root.r != nil {
+		e.root.dirs.Close()
+		e.root.r.Close()
+		e.root = storeHandle{}
 	}
 }
 
@@ -53,35 +61,35 @@ func (e *Engine) closeRoot() {
 // rel is described, not followed); a link in a directory on the way is
 // refused with msgdir.ErrUnsafePath.
 func (e *Engine) lstat(rel string) (fs.FileInfo, error) {
-	r, err := e.storeRoot()
+	_, dirs, err := e.storeRoot()
 	if err != nil {
 		return nil, err
 	}
-	return msgdir.Lstat(r, rel)
+	return dirs.Lstat(rel)
 }
 
 // open opens the regular file rel of the store (msgdir.Open).
 func (e *Engine) open(rel string) (*os.File, error) {
-	r, err := e.storeRoot()
+	_, dirs, err := e.storeRoot()
 	if err != nil {
 		return nil, err
 	}
-	return msgdir.Open(r, rel)
+	return dirs.Open(rel)
 }
 
 // readFile reads the regular file rel of the store, up to one byte more
 // than max_message_bytes (msgdir.ReadFile).
 func (e *Engine) readFile(rel string) ([]byte, error) {
-	r, err := e.storeRoot()
+	_, dirs, err := e.storeRoot()
 	if err != nil {
 		return nil, err
 	}
-	return msgdir.ReadFile(r, rel, e.opts.MaxMessageBytes)
+	return dirs.ReadFile(rel, e.opts.MaxMessageBytes)
 }
 
 // walk walks the store below dir (msgdir.WalkDir).
 func (e *Engine) walk(dir string, fn func(rel string, d fs.DirEntry, err error) error) error {
-	r, err := e.storeRoot()
+	r, _, err := e.storeRoot()
 	if err != nil {
 		return err
 	}
