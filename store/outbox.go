@@ -492,6 +492,9 @@ func storeEntry(a *account, seq uint64, journalID int64) error {
 	if err := raiseI64(a.state, keyHighwater, journalID); err != nil {
 		return err
 	}
+	if err := raiseCandidate(a, Anchor{ID: journalID, Data: DataHash(rec.Envelope)}); err != nil {
+		return err
+	}
 	return removeEntry(a, seq, rec.MsgID)
 }
 

@@ -260,6 +260,7 @@ var (
 	keyCursor    = []byte("cursor")
 	keyHighwater = []byte("highwater")
 	keyAnchor    = []byte("anchor")
+	keyCandidate = []byte("candidate")
 	keyOutboxLen = []byte("outbox_len")
 	keyInFlight  = []byte("inflight")
 

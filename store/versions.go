@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,6 +84,41 @@ type Anchor struct {
 	// Theirs is set when another device wrote the row, so the check can
 	// leave this device's own rows out (except_uuid).
 	Theirs bool `json:"theirs,omitempty"`
+	// Data is the SHA-256 (hex) of the row's data, for a row this device
+	// put: it never learns the row's timestamp, so Sig is empty.
+	Data string `json:"data,omitempty"`
+}
+
+// DataHash is the Anchor.Data of a row's data.
+func DataHash(data string) string {
+	sum := sha256.Sum256([]byte(data))
+	return hex.EncodeToString(sum[:])
+}
+
+// Candidate returns the newest row this device has seen (polled, or put),
+// which the next check promotes to the anchor once it has found the
+// anchor and the candidate still on the server.
+func (db *DB) Candidate(acct string) (Anchor, bool, error) {
+	var an Anchor
+	var ok bool
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		a := readAccount(tx, acct)
+		if !a.exists() {
+			return nil
+		}
+		var err error
+		ok, err = getJSON(a.state, keyCandidate, &an)
+		return err
+	})
+	return an, ok, err
+}
+
+func raiseCandidate(a *account, an Anchor) error {
+	var cur Anchor
+	if ok, err := getJSON(a.state, keyCandidate, &cur); err != nil || ok && cur.ID >= an.ID {
+		return err
+	}
+	return putJSON(a.state, keyCandidate, an)
 }
 
 // Anchor returns the row recorded with SetAnchor, if any.
@@ -148,7 +185,24 @@ func (db *DB) Version(acct, msgid string) (Version, bool, error) {
 // reason that may go away; they are kept for a later try (UnappliedRows),
 // in the same transaction as the cursor that passes them.
 func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied, keep ...Unapplied) error {
-	if err := validApplied(applied); err != nil {
+	return db.ApplyPage(acct, Page{Cursor: cursor, Applied: applied, Keep: keep})
+}
+
+// Page is what ApplyPage records of one page of the journal.
+type Page struct {
+	Cursor  int64
+	Applied []Applied
+	Keep    []Unapplied
+	// Newest, if set, is the newest row of the page, which becomes the
+	// candidate (see Candidate) if it is newer than the one recorded.
+	Newest *Anchor
+}
+
+// ApplyPage is ApplyRemote with the page's newest row, in the same
+// transaction.
+func (db *DB) ApplyPage(acct string, p Page) error {
+	cursor := p.Cursor
+	if err := validApplied(p.Applied); err != nil {
 		return err
 	}
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
@@ -156,11 +210,16 @@ func (db *DB) ApplyRemote(acct string, cursor int64, applied []Applied, keep ...
 		if err != nil {
 			return err
 		}
-		if err := applyVersions(a, applied); err != nil {
+		if err := applyVersions(a, p.Applied); err != nil {
 			return err
 		}
-		if err := putUnapplied(a, keep); err != nil {
+		if err := putUnapplied(a, p.Keep); err != nil {
 			return err
+		}
+		if p.Newest != nil {
+			if err := raiseCandidate(a, *p.Newest); err != nil {
+				return err
+			}
 		}
 		if err := raiseI64(a.state, keyHighwater, cursor); err != nil {
 			return err
@@ -240,6 +299,9 @@ func (db *DB) ResetAccount(acct string) error {
 			return err
 		}
 		if err := a.state.Delete(keyAnchor); err != nil {
+			return err
+		}
+		if err := a.state.Delete(keyCandidate); err != nil {
 			return err
 		}
 		if err := a.state.Delete(keyOwnCheck); err != nil {

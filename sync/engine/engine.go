@@ -197,16 +197,20 @@ type Engine struct {
 	status Status
 
 	// Everything below belongs to the Run goroutine.
-	started      bool // the start-up scan and catch-up poll are done (or given up on)
-	caughtUp     bool // the catch-up read the whole journal
-	afterReset   bool // the journal went backwards: the catch-up reads this device's rows too
-	indexed      bool // the start-up index scan is done
-	needCheck    bool // the in-flight marker must be looked at
-	recheck      map[string]time.Time
-	rejected     map[string]string
-	lastActive   time.Time
-	nextPoll     time.Time
-	lastProbe    time.Time
+	started    bool // the start-up scan and catch-up poll are done (or given up on)
+	caughtUp   bool // the catch-up read the whole journal
+	afterReset bool // the journal went backwards: the catch-up reads this device's rows too
+	indexed    bool // the start-up index scan is done
+	needCheck  bool // the in-flight marker must be looked at
+	recheck    map[string]time.Time
+	rejected   map[string]string
+	lastActive time.Time
+	nextPoll   time.Time
+	lastProbe  time.Time
+	// readingOn is set while the journal is read page after page: the
+	// check that the newest row seen is still there is made only at the
+	// first page of new rows after a complete read (journalLostNewest).
+	readingOn    bool
 	storeMissing bool
 	published    struct{ waiting int }
 	// pushRetry and pollRetry are the two kinds of network work's
@@ -217,9 +221,6 @@ type Engine struct {
 	// the hold of the entries the server refused.
 	pushAt time.Time
 	pages  pager
-	// candidate is the newest row polled since the last probe: the anchor
-	// once the probe has found the current one.
-	candidate *store.Anchor
 	// seenMax is the highest journal id planned so far: a row at or below
 	// it that cannot be applied was counted and logged already.
 	seenMax int64

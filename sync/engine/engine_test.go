@@ -20,7 +20,8 @@ func TestMessagesWrittenOnAAppearOnBWithTheSameContent(t *testing.T) {
 		a.write(fmt.Sprintf("bob%d/m%03d.json", i%7, i), m)
 		want[m["msgid"].(string)] = canonical(t, m)
 	}
-	waitFor(t, 60*time.Second, "200 messages on B", func() bool { return equalMaps(b.messages(), want) })
+	// The files appear before the page is committed and counted.
+	waitFor(t, 60*time.Second, "200 messages on B", func() bool { return equalMaps(b.messages(), want) && b.status().Received == 200 })
 	if got := len(b.files()); got != 200 {
 		t.Errorf("B has %d files, want 200", got)
 	}

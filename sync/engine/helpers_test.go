@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -192,6 +193,9 @@ func (d *device) options() Options {
 		ReplicateDeletes: true, Debounce: 20 * time.Millisecond, SettleTime: 200 * time.Millisecond,
 		ReconcileGrace: 500 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, AuthBackoff: 200 * time.Millisecond,
 		EntryBackoff: 200 * time.Millisecond, MaxEntryBackoff: 200 * time.Millisecond, ProbeInterval: 200 * time.Millisecond,
+	}
+	if os.Getenv("CHATSYNC_TEST_LOG") != "" { // to debug a test: every engine's log on stderr
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("device", d.name)
 	}
 	if d.tweak != nil {
 		d.tweak(&o)

@@ -63,6 +63,19 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, errIgnoresAfterID.Error() })
 		return false, errIgnoresAfterID
 	}
+	if len(entries) > 0 && !e.readingOn && (e.pages.limit >= 0 || !e.started) {
+		// New rows after a complete read: the newest row seen before them
+		// must still be there, or the journal was restored from a backup
+		// and these rows may have taken the ids of lost ones, ids this
+		// device has read past. Where the server does not honour limit
+		// (the real one), the check would read the new rows twice: it is
+		// made at start only (a device that was off while the server was
+		// restored), and the hourly probe does the rest.
+		if e.journalLostNewest(ctx) {
+			return true, nil // start over: catch up with the new journal
+		}
+	}
+	e.readingOn = !complete
 	if !complete && len(page.Entries) > 1 && minTimestamp(page) == maxTimestamp(page) {
 		e.log.Warn("a page of the journal that may have been cut holds one second only; entries of that second are missed if the server does not order them by id",
 			"second", maxTimestamp(page), "rows", len(page.Entries))
@@ -90,19 +103,20 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	if err := e.failpoint("before-apply-commit"); err != nil {
 		return false, err
 	}
-	if len(applied) > 0 || next != cursor { // an empty poll writes nothing
-		if err := e.db.ApplyRemote(acct, next, applied, pg.keep...); err != nil {
+	rec := store.Page{Cursor: next, Applied: applied, Keep: pg.keep}
+	if writeErr == nil && len(entries) > 0 {
+		// The newest row read is the one the next poll with new rows
+		// checks first, and the anchor at the next probe, once the probe
+		// has found the current one, and this one, still there.
+		rec.Newest = new(e.anchorOf(&entries[len(entries)-1]))
+	}
+	if len(applied) > 0 || next != cursor || rec.Newest != nil { // an empty poll writes nothing
+		if err := e.db.ApplyPage(acct, rec); err != nil {
 			return false, fmt.Errorf("record applied entries: %w", err)
 		}
 	}
 	if len(pg.keep) > 0 {
 		e.publishUnapplied()
-	}
-	if writeErr == nil && len(entries) > 0 {
-		// The newest row read becomes the anchor at the next probe, once
-		// the probe has found the current one still there.
-		newest := &entries[len(entries)-1]
-		e.candidate = &store.Anchor{ID: newest.ID, Sig: rowSig(newest), Theirs: true}
 	}
 	e.update(func(s *Status) {
 		s.LastPoll, s.LastPollError = now, ""
@@ -619,21 +633,20 @@ func (e *Engine) checkAnchor(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cand, hasCand, err := e.db.Candidate(acct)
+	if err != nil {
+		return err
+	}
 	if !ok || anchor.ID > st.Highwater {
 		anchor = store.Anchor{ID: st.Highwater}
 		ok = false
 	}
-	except := ""
-	if anchor.Theirs {
-		except = e.device
-	}
-	row, complete, err := e.findRow(ctx, except, anchor.ID)
+	row, complete, err := e.findRow(ctx, e.exceptFor(anchor), anchor.ID)
 	if err != nil {
-		if pageFailed(err) && e.candidate != nil {
+		if pageFailed(err) && hasCand {
 			// Too much to read since the anchor: check from the newest
 			// row next time.
-			e.db.SetAnchor(acct, *e.candidate)
-			e.candidate = nil
+			e.db.SetAnchor(acct, cand)
 		}
 		return fmt.Errorf("check the journal: %w", err)
 	}
@@ -642,31 +655,90 @@ func (e *Engine) checkAnchor(ctx context.Context) error {
 		return nil // a cut page, or a server that ignores after_id: it tells nothing
 	case row == nil:
 		return e.journalWentBackwards(fmt.Sprintf("journal entry %d, which this device has seen, is no longer on the server", anchor.ID))
-	case ok && anchor.Sig != rowSig(row):
+	case ok && !e.matches(anchor, row):
 		return e.journalWentBackwards(fmt.Sprintf("journal entry %d is not the entry this device saw under that id", anchor.ID))
 	}
-	next := store.Anchor{ID: row.ID, Sig: rowSig(row), Theirs: !strings.EqualFold(row.UUID, e.device)}
-	if c := e.candidate; c != nil && c.ID > next.ID {
-		next = *c
+	next := e.anchorOf(row)
+	// The newest row this device has seen (polled or put) since: a journal
+	// restored from a backup taken after the anchor but before it lost it,
+	// even when new rows have taken its id since.
+	newest := cand
+	if !hasCand {
+		newest = store.Anchor{ID: st.Highwater} // a state from before candidates were kept
 	}
-	e.candidate = nil
-	if st.Highwater > next.ID {
-		// This device knows a newer row than any it polled (its own): the
-		// anchor moves there, and a journal that lost it is one that lost
-		// its newest rows.
-		newest, complete, err := e.findRow(ctx, "", st.Highwater)
+	if newest.ID > next.ID {
+		row, complete, err := e.findRow(ctx, e.exceptFor(newest), newest.ID)
 		switch {
 		case err != nil:
-		case newest != nil:
-			next = store.Anchor{ID: newest.ID, Sig: rowSig(newest), Theirs: !strings.EqualFold(newest.UUID, e.device)}
-		case complete:
-			return e.journalWentBackwards(fmt.Sprintf("journal entry %d, the newest this device has seen, is no longer on the server", st.Highwater))
+		case row == nil && complete:
+			return e.journalWentBackwards(fmt.Sprintf("journal entry %d, the newest this device has seen, is no longer on the server", newest.ID))
+		case row != nil && !e.matches(newest, row):
+			return e.journalWentBackwards(fmt.Sprintf("journal entry %d, the newest this device has seen, is not the entry it saw under that id", newest.ID))
+		case row != nil:
+			next = e.anchorOf(row)
 		}
 	}
 	if !ok || next != anchor {
 		return e.db.SetAnchor(acct, next)
 	}
 	return nil
+}
+
+// journalLostNewest checks that the server still holds the newest row this
+// device has seen (the candidate) and handles a journal that lost it. A
+// read that cannot be made or trusted says nothing: the hourly probe tries
+// again. It costs one row where the server honours limit; on the real
+// server, whose limit does not work, it reads the new rows once more.
+func (e *Engine) journalLostNewest(ctx context.Context) bool {
+	cand, ok, err := e.db.Candidate(e.opts.Account)
+	if err != nil || !ok {
+		return false
+	}
+	row, complete, err := e.findRow(ctx, e.exceptFor(cand), cand.ID)
+	var why string
+	switch {
+	case err != nil:
+		e.log.Info("cannot check that the journal still holds the newest entry this device has seen; taking the new entries", "err", err)
+		return false
+	case row == nil && complete:
+		why = fmt.Sprintf("journal entry %d, the newest this device has seen, is no longer on the server", cand.ID)
+	case row != nil && !e.matches(cand, row):
+		why = fmt.Sprintf("journal entry %d, the newest this device has seen, is not the entry it saw under that id", cand.ID)
+	default:
+		return false
+	}
+	if err := e.journalWentBackwards(why); err != nil {
+		e.log.Error("cannot start over with the new journal", "err", err)
+		return false
+	}
+	return true
+}
+
+// exceptFor is the except_uuid that finds an: this device's rows are left
+// out when an is another device's.
+func (e *Engine) exceptFor(an store.Anchor) string {
+	if an.Theirs {
+		return e.device
+	}
+	return ""
+}
+
+// matches reports whether row is the row an recorded: by its signature, or,
+// for a row this device put (whose timestamp it never learnt), by its writer
+// and data.
+func (e *Engine) matches(an store.Anchor, row *account.JournalEntry) bool {
+	switch {
+	case an.Sig != "":
+		return an.Sig == rowSig(row)
+	case an.Data != "":
+		return an.Data == store.DataHash(row.Data)
+	}
+	return true
+}
+
+// anchorOf is the anchor for a row read from the server now.
+func (e *Engine) anchorOf(row *account.JournalEntry) store.Anchor {
+	return store.Anchor{ID: row.ID, Sig: rowSig(row), Theirs: !strings.EqualFold(row.UUID, e.device)}
 }
 
 // findRow looks for the row id in the journal (leaving out the rows of
@@ -733,7 +805,7 @@ func (e *Engine) journalWentBackwards(why string) error {
 	}
 	e.started, e.caughtUp, e.afterReset = false, false, true
 	e.newAtStart = map[string]bool{}
-	e.candidate, e.seenMax = nil, 0
+	e.seenMax = 0
 	now := e.opts.Now()
 	e.update(func(s *Status) { s.ResetAt = now })
 	e.emit(Event{Kind: "reset", Message: msg})

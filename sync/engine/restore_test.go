@@ -9,6 +9,8 @@ import (
 
 	"github.com/chatsync/chatsync/crypto/seal"
 	"github.com/chatsync/chatsync/store/msgdir"
+	"github.com/chatsync/chatsync/sync/account"
+	"github.com/chatsync/chatsync/sync/accountserver"
 )
 
 // A server restored from a slightly older backup lost the newest rows of
@@ -117,5 +119,77 @@ func TestAfterARestoreADevicesOwnLostEditAndDeleteWin(t *testing.T) {
 	}
 	if m, err := msgdir.Parse(newest["edited"].Message, 1<<20); err != nil || string(m.Canonical) != want["edited"] {
 		t.Errorf("the journal's newest version of the edited message is %s, want B's edit", newest["edited"].Message)
+	}
+}
+
+// restoreDump replaces the server's journal with its first n rows, as a
+// restore from a dump would: the same ids, writers, times and data; the
+// next insert takes id n+1 again, an id the devices have already seen.
+func restoreDump(t *testing.T, srv *server, n int) {
+	t.Helper()
+	rows := srv.rows()[:n]
+	old := srv.backend.Swap(srv.newBackend(t.TempDir()))
+	old.Close()
+	for _, r := range rows {
+		at, err := time.ParseInLocation(time.DateTime, r.Timestamp, time.UTC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.setClock(func() time.Time { return at })
+		if _, err := srv.client(t).PutJournalEntries(t.Context(), r.UUID, []account.PutEntry{{ID: "dump", Data: r.Data}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.setClock(time.Now)
+	if got := srv.rows(); len(got) != n || got[n-1].ID != rows[n-1].ID || got[n-1].Timestamp != rows[n-1].Timestamp {
+		t.Fatalf("the restored journal is not the dump: %v", got)
+	}
+}
+
+// The server is restored from a dump taken before the newest rows, and
+// the next rows written after the restore take the lost rows' ids, which
+// the devices have already read past. Both devices notice, and end with
+// every message: those written before the dump, the lost ones (pushed
+// again by a device that holds them) and those written after the restore.
+func TestAfterARestoreFromADumpRowsThatReuseLostIDsAreNotMissed(t *testing.T) {
+	t.Run("B off during the restore", func(t *testing.T) { restoredFromADump(t, nil, true) })
+	t.Run("B off during the restore, the real server's limit bug", func(t *testing.T) {
+		restoredFromADump(t, func(o *accountserver.Options) { o.StrictCompat = true }, true)
+	})
+	t.Run("B online during the restore", func(t *testing.T) { restoredFromADump(t, nil, false) })
+}
+
+func restoredFromADump(t *testing.T, mod func(*accountserver.Options), offline bool) {
+	srv := newServerWith(t, mod)
+	kr := newKeyring(t)
+	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	a.start()
+	b.start()
+	for i := range 5 {
+		a.write(fmt.Sprintf("c/m%d.json", i), msg(fmt.Sprintf("m%d", i), "c@example.com", "before the restore"))
+	}
+	waitFor(t, 20*time.Second, "B to receive A's 5 messages", func() bool { return len(b.messages()) == 5 })
+	since := time.Now()
+	waitFor(t, 20*time.Second, "both idle", func() bool { return a.idle(since) && b.idle(since) })
+	if offline {
+		b.stop() // as a laptop would be
+	}
+
+	restoreDump(t, srv, 3)
+	a.write("c/after.json", msg("after", "c@example.com", "written after the restore"))
+	waitFor(t, 20*time.Second, "A's new message to take a lost row's id", func() bool {
+		rows := srv.rows()
+		return len(rows) >= 4 && rows[3].ID == 4
+	})
+	if offline {
+		b.start()
+	}
+	waitFor(t, 60*time.Second, "both devices to hold all 6 messages", func() bool {
+		return len(a.messages()) == 6 && len(b.messages()) == 6
+	}, func() string { return "A " + describe(a.messages()) + "; B " + describe(b.messages()) })
+	since = time.Now()
+	waitFor(t, 20*time.Second, "both idle", func() bool { return a.idle(since) && b.idle(since) })
+	if got, want := b.messages(), a.messages(); !equalMaps(got, want) {
+		t.Errorf("B holds %s, A %s", describe(got), describe(want))
 	}
 }
