@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,9 @@ const (
 type e2eServer struct {
 	url    string
 	client *account.Client
+	dir    string
+	args   []string
+	cmd    *exec.Cmd
 }
 
 func startServer(t *testing.T) *e2eServer { return startServerArgs(t) }
@@ -79,7 +83,21 @@ func startServerArgs(t *testing.T, extra ...string) *e2eServer {
 	dir := t.TempDir()
 	accounts := filepath.Join(dir, "accounts.toml")
 	os.WriteFile(accounts, []byte(fmt.Sprintf("[[account]]\naddress = %q\npassword = %q\n", e2eAccount, e2ePassword)), 0o600)
-	cmd := exec.Command(bins.server, append([]string{"--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--accounts", accounts}, extra...)...)
+	s := &e2eServer{dir: dir, args: append([]string{"--data", filepath.Join(dir, "data"), "--accounts", accounts}, extra...)}
+	s.start(t, "127.0.0.1:0")
+	t.Cleanup(s.stop)
+	c, err := account.New(account.Config{Address: e2eAccount, Password: e2ePassword, SettingsURL: s.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.client = c
+	return s
+}
+
+// start runs chatsync-server on listen and learns its URL.
+func (s *e2eServer) start(t *testing.T, listen string) {
+	t.Helper()
+	cmd := exec.Command(bins.server, append([]string{"--listen", listen}, s.args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -88,20 +106,34 @@ func startServerArgs(t *testing.T, extra ...string) *e2eServer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
+	s.cmd = cmd
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
 		t.Fatalf("chatsync-server printed no address: %v", err)
 	}
-	url := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
-	c, err := account.New(account.Config{Address: e2eAccount, Password: e2ePassword, SettingsURL: url})
+	s.url = strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+}
+
+// stop stops chatsync-server and waits for it.
+func (s *e2eServer) stop() {
+	if s.cmd != nil {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// restart stops the server, lets change alter its data dir, and starts
+// it again at the same address.
+func (s *e2eServer) restart(t *testing.T, change func(data string)) {
+	t.Helper()
+	s.stop()
+	change(filepath.Join(s.dir, "data"))
+	u, err := url.Parse(s.url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &e2eServer{url: url, client: c}
+	s.start(t, u.Host)
 }
 
 // rows returns every journal row of the account, as any device sees them.

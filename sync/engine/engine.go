@@ -774,11 +774,11 @@ func (e *Engine) rootPresent() bool {
 	}
 	if err != nil || !fi.IsDir() {
 		missing = fmt.Sprintf("message store %s is missing: create it again (or mount it); nothing is deleted meanwhile", e.opts.Store)
-	} else if _, err := os.Lstat(filepath.Join(e.opts.Store, markerName)); err != nil {
+	} else if _, err := e.lstat(markerName); err != nil {
 		if e.hasIndexedFiles() {
 			missing = fmt.Sprintf("message store %s has lost its %s marker although this device knows files in it: if it is an unmounted or new volume, mount the right one; if you emptied it on purpose, run `touch %s`",
 				e.opts.Store, markerName, filepath.Join(e.opts.Store, markerName))
-		} else if err := os.WriteFile(filepath.Join(e.opts.Store, markerName), []byte("chatsync keeps this file to recognise its message store; leave it here\n"), 0o600); err != nil {
+		} else if err := e.writeMarker(); err != nil {
 			missing = fmt.Sprintf("cannot write %s in the message store: %v", markerName, err)
 		}
 	}

@@ -110,3 +110,19 @@ func (e *Engine) rejectUnreadable(rel string, err error) {
 	}
 	e.reject(rel, fmt.Sprintf("cannot read: %v", err))
 }
+
+// writeMarker creates the store's marker through the store's handle; a
+// name already there (a link put in its place) is an error, not a file
+// written elsewhere.
+func (e *Engine) writeMarker() error {
+	r, _, err := e.storeRoot()
+	if err != nil {
+		return err
+	}
+	f, err := r.OpenFile(markerName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString("chatsync keeps this file to recognise its message store; leave it here\n")
+	return errors.Join(err, f.Close())
+}
