@@ -466,6 +466,12 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 		}
 		fi, err := e.lstat(cur.Path)
 		switch {
+		case errors.Is(err, msgdir.ErrUnsafePath):
+			// The message's file is behind a link: neither read nor
+			// written through it, the row waits for the link to go.
+			e.skip(row.ID, err)
+			pg.keepIfFixable(row, err)
+			return
 		case err != nil:
 			if !e.started && hasHeld && !held.Deleted {
 				return // deleted while stopped
