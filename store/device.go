@@ -19,6 +19,7 @@ var (
 	keyAccountDevice = []byte("device_id")
 	keyClone         = []byte("clone")
 	keyOwnCheck      = []byte("own_check")
+	keyFormerIDs     = []byte("former_ids")
 )
 
 // Clone records that an account took a new device id because another
@@ -65,6 +66,13 @@ func (db *DB) NewAccountDevice(acct string, c Clone, rewind int64) (string, erro
 		if err := putJSON(a.state, keyClone, c); err != nil {
 			return err
 		}
+		var former []string
+		if _, err := getJSON(a.state, keyFormerIDs, &former); err != nil {
+			return err
+		}
+		if err := putJSON(a.state, keyFormerIDs, append(former, c.FormerID)); err != nil {
+			return err
+		}
 		if rewind < getI64(a.state, keyCursor) {
 			return putI64(a.state, keyCursor, max(rewind, 0))
 		}
@@ -79,16 +87,16 @@ func (db *DB) NewAccountDevice(acct string, c Clone, rewind int64) (string, erro
 // LastClone returns the record of the last NewAccountDevice, if any.
 func (db *DB) LastClone(acct string) (Clone, bool, error) {
 	var c Clone
-	var ok bool
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if a := readAccount(tx, acct); a.exists() {
-			var err error
-			ok, err = getJSON(a.state, keyClone, &c)
-			return err
-		}
-		return nil
-	})
+	ok, err := db.stateJSON(acct, keyClone, &c)
 	return c, ok, err
+}
+
+// FormerDevices returns the ids acct wrote under before NewAccountDevice
+// gave it its current one: rows under them may be this device's own.
+func (db *DB) FormerDevices(acct string) ([]string, error) {
+	var ids []string
+	_, err := db.stateJSON(acct, keyFormerIDs, &ids)
+	return ids, err
 }
 
 // OwnCheck returns the journal id up to which the rows under this

@@ -100,6 +100,13 @@ func DataHash(data string) string {
 // anchor and the candidate still on the server.
 func (db *DB) Candidate(acct string) (Anchor, bool, error) {
 	var an Anchor
+	ok, err := db.stateJSON(acct, keyCandidate, &an)
+	return an, ok, err
+}
+
+// stateJSON decodes the value under key in acct's state into v and
+// reports whether it is there.
+func (db *DB) stateJSON(acct string, key []byte, v any) (bool, error) {
 	var ok bool
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
@@ -107,10 +114,10 @@ func (db *DB) Candidate(acct string) (Anchor, bool, error) {
 			return nil
 		}
 		var err error
-		ok, err = getJSON(a.state, keyCandidate, &an)
+		ok, err = getJSON(a.state, key, v)
 		return err
 	})
-	return an, ok, err
+	return ok, err
 }
 
 func raiseCandidate(a *account, an Anchor) error {
@@ -124,16 +131,7 @@ func raiseCandidate(a *account, an Anchor) error {
 // Anchor returns the row recorded with SetAnchor, if any.
 func (db *DB) Anchor(acct string) (Anchor, bool, error) {
 	var an Anchor
-	var ok bool
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		a := readAccount(tx, acct)
-		if !a.exists() {
-			return nil
-		}
-		var err error
-		ok, err = getJSON(a.state, keyAnchor, &an)
-		return err
-	})
+	ok, err := db.stateJSON(acct, keyAnchor, &an)
 	return an, ok, err
 }
 

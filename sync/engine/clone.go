@@ -32,7 +32,10 @@ func (e *Engine) checkClones(ctx context.Context) (bool, error) {
 		return false, err // its rows are this device's, not yet recorded
 	}
 	st, err := e.db.Stats(acct)
-	if err != nil {
+	if err != nil || st.OutboxDepth > 0 {
+		// Queued entries are sealed under the current id: sent under a
+		// new one, the other device would take them for its own, posted
+		// again. The check waits for the outbox to be sent.
 		return false, err
 	}
 	mark, ok, err := e.db.OwnCheck(acct)
@@ -95,7 +98,10 @@ func (e *Engine) takeNewDevice(foreign []account.JournalEntry, checked int64) er
 	acct := e.opts.Account
 	old := e.device
 	c := store.Clone{At: e.opts.Now(), FormerID: old, Rows: len(foreign)}
-	id, err := e.db.NewAccountDevice(acct, c, foreign[0].ID-1)
+	// The journal is read again from the start: rows the other device wrote
+	// before this check first looked were hidden as well; what is held
+	// already is recognised by journal id.
+	id, err := e.db.NewAccountDevice(acct, c, 0)
 	if err != nil {
 		return err
 	}
@@ -103,10 +109,25 @@ func (e *Engine) takeNewDevice(foreign []account.JournalEntry, checked int64) er
 		return err
 	}
 	e.device = id
+	e.formerIDs = append(e.formerIDs, old)
 	e.update(func(s *Status) { s.DeviceID, s.Clone = id, cloneNotice(c) })
 	e.log.Warn("another device writes under this device's id (a copied state dir, a cloned machine or a restored backup); this device takes a new id and reads what the other wrote",
 		"former_device", old, "device", id, "rows", len(foreign))
 	return nil
+}
+
+// ownDevice reports whether id is this account's device id, or one it
+// wrote under before.
+func (e *Engine) ownDevice(id string) bool {
+	if strings.EqualFold(id, e.device) {
+		return true
+	}
+	for _, f := range e.formerIDs {
+		if strings.EqualFold(id, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // cloneNotice is what status says about a device id taken after a clone.

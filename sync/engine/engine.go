@@ -207,6 +207,9 @@ type Engine struct {
 	lastActive time.Time
 	nextPoll   time.Time
 	lastProbe  time.Time
+	// formerIDs are the device ids this account wrote under before it took
+	// its current one (clone.go).
+	formerIDs []string
 	// readingOn is set while the journal is read page after page: the
 	// check that the newest row seen is still there is made only at the
 	// first page of new rows after a complete read (journalLostNewest).
@@ -282,10 +285,15 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: read the device id: %w", err)
 	}
+	former, err := opts.DB.FormerDevices(opts.Account)
+	if err != nil {
+		return nil, fmt.Errorf("engine: read the device id: %w", err)
+	}
 	e := &Engine{
 		opts:       opts,
 		db:         opts.DB,
 		device:     device,
+		formerIDs:  former,
 		log:        opts.Logger.With("account", opts.Account),
 		kick:       make(chan struct{}, 1),
 		recheck:    map[string]time.Time{},

@@ -429,6 +429,12 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 			return // a later version is held already
 		}
 	}
+	if hasHeld && held.Own && held.JournalID == 0 && en.Time.Equal(held.Time) && e.ownDevice(en.Device) {
+		// The version this device wrote under a former id, found again
+		// after a reset.
+		e.recogniseOwn(pg, row)
+		return
+	}
 	if hasHeld && held.Own && held.JournalID == 0 && !en.Time.After(held.Time) {
 		// This device's own version, which the journal lost (a restore)
 		// and which is pushed again after the catch-up, is newer than
@@ -538,7 +544,7 @@ func (e *Engine) recogniseOwn(pg *pagePlan, row account.JournalEntry) {
 	pg.row = row
 	acct := e.opts.Account
 	en, err := e.opts.Keyring.Open(row.Data, acct)
-	if err != nil || !strings.EqualFold(en.Device, e.device) {
+	if err != nil || !e.ownDevice(en.Device) {
 		return
 	}
 	held, ok, err := e.db.Version(acct, en.MsgID)
