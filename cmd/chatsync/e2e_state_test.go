@@ -286,3 +286,55 @@ func TestServerRestoredFromABackupConvergesWithRealBinaries(t *testing.T) {
 		t.Errorf("neither device says that the journal went backwards")
 	}
 }
+
+// A second device made its own key by mistake (`key generate` instead of
+// `key import`). Its status says which key it lacks, with `key import`
+// first, and `sync --wait` fails instead of saying it is caught up. Once
+// the right key is imported, as status says, both stores converge: the
+// messages each wrote before reach the other.
+func TestDeviceWithTheWrongKeyHealsOnceTheRightKeyIsImportedWithRealBinaries(t *testing.T) {
+	srv := startServer(t)
+	a := newE2EDevice(t, "A", srv, newKeyFile(t))
+	bKey := newKeyFile(t) // the mistake
+	b := newE2EDevice(t, "B", srv, bKey)
+	a.start()
+	b.start()
+	a.write("bob/a.json", e2eMsg("from-a@e2e.test", "written on A"))
+	b.write("bob/b.json", e2eMsg("from-b@e2e.test", "written on B under the wrong key"))
+	eventually(t, 60*time.Second, "B to keep A's row for a key it lacks", func() bool {
+		st, ok := b.status(t)
+		return ok && st.Unapplied == 1 && len(st.MissingKeys) == 1 && len(srv.rows(t)) == 2
+	}, a, b)
+	st, _ := b.status(t)
+	if i, j := strings.Index(st.UnappliedHint, "key import"), strings.Index(st.UnappliedHint, "key generate"); i < 0 || j >= 0 && j < i {
+		t.Errorf("B's hint does not put `key import` first: %q", st.UnappliedHint)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, bins.chatsync, "sync", "--wait", "--config", b.config).CombinedOutput(); err == nil {
+		t.Errorf("chatsync sync --wait on B succeeded with a row it cannot read:\n%s", out)
+	}
+
+	line, err := exec.Command(bins.chatsync, "key", "export", "--config", a.config).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bins.chatsync, "key", "import", strings.TrimSpace(string(line)), "--config", b.config).CombinedOutput(); err != nil {
+		t.Fatalf("key import: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			sa, _ := a.status(t)
+			sb, _ := b.status(t)
+			ga, _ := a.messages()
+			gb, _ := b.messages()
+			t.Logf("A %+v %v\nB %+v %v", sa, ga, sb, gb)
+		}
+	})
+	eventually(t, 90*time.Second, "both stores to hold both messages", func() bool {
+		ga, _ := a.messages()
+		gb, _ := b.messages()
+		st, _ := b.status(t)
+		return len(ga) == 2 && sameMaps(ga, gb) && st.Unapplied == 0 && idle(t, a) && idle(t, b)
+	}, a, b)
+}

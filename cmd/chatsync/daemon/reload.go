@@ -97,14 +97,17 @@ func (d *Daemon) reloadLoop(ctx context.Context) {
 	path := d.opts.Config.Path
 	var events <-chan fsnotify.Event
 	var errs <-chan error
+	var w *fsnotify.Watcher
 	names := map[string]bool{}
 	if path != "" && !d.opts.NoConfigWatch {
-		w, err := watchConfig(path, names)
+		var err error
+		w, err = watchConfig(path, names)
 		if err != nil {
 			d.log.Warn("cannot watch the config file; send SIGHUP (or restart) after editing it", "path", path, "err", err)
 		} else {
 			defer w.Close()
 			events, errs = w.Events, w.Errors
+			d.watchKeys(w, names)
 		}
 	}
 	debounce := d.opts.ReloadDebounce
@@ -125,10 +128,37 @@ func (d *Daemon) reloadLoop(ctx context.Context) {
 		case err := <-errs:
 			d.log.Warn("watching the config file", "err", err)
 		case <-timer.C:
-			d.apply(ctx, "the config file changed")
+			d.apply(ctx, "the config file or a key file changed")
+			d.watchKeys(w, names)
 		case <-d.reload.req:
 			d.apply(ctx, "reload requested")
+			d.watchKeys(w, names)
 		}
+	}
+}
+
+// watchKeys adds the key files of the running config to the watch, so
+// that a key added with `chatsync key import` takes effect at once: the
+// account restarts with it (mustRestart), which retries what was kept for
+// want of that key. A key file whose directory cannot be watched takes
+// effect at the next reload.
+func (d *Daemon) watchKeys(w *fsnotify.Watcher, names map[string]bool) {
+	if w == nil {
+		return
+	}
+	d.mu.Lock()
+	cfg := d.opts.Config
+	d.mu.Unlock()
+	for _, a := range cfg.Accounts {
+		p := filepath.Clean(a.KeyFile)
+		if names[p] {
+			continue
+		}
+		if err := w.Add(filepath.Dir(p)); err != nil {
+			d.log.Info("cannot watch the key file; a key added to it takes effect at the next reload (SIGHUP)", "path", p, "err", err)
+			continue
+		}
+		names[p] = true
 	}
 }
 
