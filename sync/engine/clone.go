@@ -67,9 +67,17 @@ func (e *Engine) checkClones(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// A row this device sent twice (a lost reply, not found within the
+	// reconciliation grace) holds the same data as the copy it stored.
+	sentData := map[string]bool{}
+	for _, row := range mine {
+		if pushed[row.ID] {
+			sentData[row.Data] = true
+		}
+	}
 	var foreign []account.JournalEntry
 	for _, row := range mine {
-		if !pushed[row.ID] && !e.sealedHere(row) {
+		if !pushed[row.ID] && !sentData[row.Data] && !e.sealedHere(row) {
 			foreign = append(foreign, row)
 		}
 	}
