@@ -649,11 +649,17 @@ func (e *Engine) checkAnchor(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !ok || anchor.ID > st.Highwater {
-		anchor = store.Anchor{ID: st.Highwater}
-		ok = false
+	switch {
+	case ok && anchor.ID <= st.Highwater:
+	case hasCand && cand.ID <= st.Highwater:
+		// No anchor yet (or one from an old journal): the newest row seen
+		// is one, with its signature.
+		anchor, ok = cand, true
+	default:
+		anchor, ok = store.Anchor{ID: st.Highwater}, false
 	}
 	row, complete, err := e.findRow(ctx, e.exceptFor(anchor), anchor.ID)
+	e.log.Debug("probe: checked the anchor", "id", anchor.ID, "known", ok, "found", row != nil, "complete", complete, "candidate", cand.ID, "err", err)
 	if err != nil {
 		if pageFailed(err) && hasCand {
 			// Too much to read since the anchor: check from the newest
@@ -707,6 +713,7 @@ func (e *Engine) journalLostNewest(ctx context.Context) bool {
 		return false
 	}
 	row, complete, err := e.findRow(ctx, e.exceptFor(cand), cand.ID)
+	e.log.Debug("checked that the journal holds the newest entry seen", "id", cand.ID, "found", row != nil, "complete", complete, "err", err)
 	var why string
 	switch {
 	case err != nil:
