@@ -30,30 +30,7 @@ func TestNothingLeavesTheStoreWhileALinkIsSwappedIn(t *testing.T) {
 	if err := os.Symlink(outside, swap); err != nil {
 		t.Fatal(err)
 	}
-	exchange := func() error {
-		return unix.Renameat2(unix.AT_FDCWD, conv, unix.AT_FDCWD, swap, unix.RENAME_EXCHANGE)
-	}
-	if err := exchange(); err != nil {
-		t.Skipf("renameat2(RENAME_EXCHANGE) is not supported here: %v", err)
-	}
-	if err := exchange(); err != nil {
-		t.Fatal(err)
-	}
-
-	var stop atomic.Bool
-	var swaps atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for !stop.Load() {
-			if err := exchange(); err != nil {
-				t.Errorf("exchange: %v", err)
-				return
-			}
-			swaps.Add(1)
-		}
-	}()
+	stopSwapping := swapInALoop(t, conv, swap)
 
 	written := map[string]string{} // name → content, of every write that succeeded
 	removed := map[string]bool{}
@@ -105,9 +82,8 @@ func TestNothingLeavesTheStoreWhileALinkIsSwappedIn(t *testing.T) {
 			}
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
-	t.Logf("%d swaps; %d ops done, %d refused with ErrUnsafePath", swaps.Load(), okOps, refusedOps)
+	swaps := stopSwapping()
+	t.Logf("%d swaps; %d ops done, %d refused with ErrUnsafePath", swaps, okOps, refusedOps)
 
 	var escaped []string
 	filepath.WalkDir(outside, func(p string, d fs.DirEntry, err error) error {
@@ -182,35 +158,13 @@ func TestReadsNeverLeaveTheStoreWhileALinkIsSwappedIn(t *testing.T) {
 	if err := os.Symlink(outside, swap); err != nil {
 		t.Fatal(err)
 	}
-	exchange := func() error {
-		return unix.Renameat2(unix.AT_FDCWD, conv, unix.AT_FDCWD, swap, unix.RENAME_EXCHANGE)
-	}
-	if err := exchange(); err != nil {
-		t.Skipf("renameat2(RENAME_EXCHANGE) is not supported here: %v", err)
-	}
-	if err := exchange(); err != nil {
-		t.Fatal(err)
-	}
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 
-	var stop atomic.Bool
-	var swaps atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for !stop.Load() {
-			if err := exchange(); err != nil {
-				t.Errorf("exchange: %v", err)
-				return
-			}
-			swaps.Add(1)
-		}
-	}()
+	stopSwapping := swapInALoop(t, conv, swap)
 
 	dirs := NewDirs(r) // kept handles, looked at again at every use
 	defer dirs.Close()
@@ -278,14 +232,51 @@ func TestReadsNeverLeaveTheStoreWhileALinkIsSwappedIn(t *testing.T) {
 			})
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
+	swaps := stopSwapping()
 	t.Logf("%d swaps; %d reads, %d stats and %d files listed, all inside; %d refused with ErrUnsafePath; %d path-based reads led outside",
-		swaps.Load(), reads, stats, listed, refusedOps, pathLeaks)
+		swaps, reads, stats, listed, refusedOps, pathLeaks)
 	if reads == 0 || stats == 0 || listed == 0 {
 		t.Errorf("nothing was read (%d), described (%d) or listed (%d): the test proves nothing", reads, stats, listed)
 	}
 	if pathLeaks == 0 {
 		t.Errorf("no path-based read was led outside: the swap had no effect and the test proves nothing")
 	}
+}
+
+// swapInALoop exchanges the directory conv and the link swap with
+// renameat2(RENAME_EXCHANGE) until the function it returns is called; that
+// function returns how many swaps were made. The test is skipped where the
+// call is not supported.
+func swapInALoop(t *testing.T, conv, swap string) (stop func() int64) {
+	t.Helper()
+	exchange := func() error {
+		return unix.Renameat2(unix.AT_FDCWD, conv, unix.AT_FDCWD, swap, unix.RENAME_EXCHANGE)
+	}
+	if err := exchange(); err != nil {
+		t.Skipf("renameat2(RENAME_EXCHANGE) is not supported here: %v", err)
+	}
+	if err := exchange(); err != nil {
+		t.Fatal(err)
+	}
+	var stopped atomic.Bool
+	var swaps atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stopped.Load() {
+			if err := exchange(); err != nil {
+				t.Errorf("exchange: %v", err)
+				return
+			}
+			swaps.Add(1)
+		}
+	}()
+	stop = func() int64 {
+		stopped.Store(true)
+		wg.Wait()
+		return swaps.Load()
+	}
+	t.Cleanup(func() { stop() }) // also when the test fails half way
+	return stop
 }

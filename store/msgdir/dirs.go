@@ -88,13 +88,20 @@ func (c *Dirs) drop(key string) {
 	}
 }
 
-// Lstat is Lstat of the store.
-func (c *Dirs) Lstat(rel string) (fs.FileInfo, error) {
+// parent returns the handle of the directory that holds rel, and rel's
+// name in it.
+func (c *Dirs) parent(rel string) (*os.Root, string, error) {
 	elems, name, err := splitRel(rel)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	d, err := c.dir(elems, rel)
+	return d, name, err
+}
+
+// Lstat is Lstat of the store.
+func (c *Dirs) Lstat(rel string) (fs.FileInfo, error) {
+	d, name, err := c.parent(rel)
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +110,7 @@ func (c *Dirs) Lstat(rel string) (fs.FileInfo, error) {
 
 // Open is Open of the store.
 func (c *Dirs) Open(rel string) (*os.File, error) {
-	elems, name, err := splitRel(rel)
-	if err != nil {
-		return nil, err
-	}
-	d, err := c.dir(elems, rel)
+	d, name, err := c.parent(rel)
 	if err != nil {
 		return nil, err
 	}

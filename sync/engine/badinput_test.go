@@ -37,6 +37,20 @@ func rejectedFor(s Status, path string) string {
 	return ""
 }
 
+// oneRowPerMessage fails the test for every message the journal holds more
+// (or fewer) than one row of; why, if set, says what a second row means.
+func oneRowPerMessage(t *testing.T, srv *server, kr *seal.Keyring, why string) {
+	t.Helper()
+	if why != "" {
+		why = " (" + why + ")"
+	}
+	for id, n := range serverMsgIDs(t, srv, kr) {
+		if n != 1 {
+			t.Errorf("the journal holds %d rows of %s, want 1%s", n, id, why)
+		}
+	}
+}
+
 // serverMsgIDs opens every journal row and counts the rows per msgid.
 func serverMsgIDs(t *testing.T, srv *server, kr *seal.Keyring) map[string]int {
 	t.Helper()

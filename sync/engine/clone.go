@@ -59,9 +59,9 @@ func (e *Engine) checkClones(ctx context.Context) (bool, error) {
 			ids = append(ids, row.ID)
 		}
 	}
-	next := nextAfter(page, mark, e.pages.complete(len(page.Entries), limit))
+	next := max(nextAfter(page, mark, e.pages.complete(len(page.Entries), limit)), mark)
 	if len(mine) == 0 {
-		return false, e.db.SetOwnCheck(acct, max(next, mark))
+		return false, e.db.SetOwnCheck(acct, next)
 	}
 	pushed, err := e.db.Pushed(acct, ids)
 	if err != nil {
@@ -82,9 +82,9 @@ func (e *Engine) checkClones(ctx context.Context) (bool, error) {
 		}
 	}
 	if len(foreign) == 0 {
-		return false, e.db.SetOwnCheck(acct, max(next, mark))
+		return false, e.db.SetOwnCheck(acct, next)
 	}
-	return true, e.takeNewDevice(foreign, max(next, mark))
+	return true, e.takeNewDevice(foreign, next)
 }
 
 // sealedHere reports whether row is the version this device holds of its

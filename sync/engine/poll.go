@@ -429,18 +429,18 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 			return // a later version is held already
 		}
 	}
-	if hasHeld && held.Own && held.JournalID == 0 && en.Time.Equal(held.Time) && e.ownDevice(en.Device) {
-		// The version this device wrote under a former id, found again
-		// after a reset.
-		e.recogniseOwn(pg, row)
-		return
-	}
-	if hasHeld && held.Own && held.JournalID == 0 && !en.Time.After(held.Time) {
+	if hasHeld && held.Own && held.JournalID == 0 {
 		// This device's own version, which the journal lost (a restore)
-		// and which is pushed again after the catch-up, is newer than
-		// this row: without its journal id, only the writers' times order
-		// the two.
-		return
+		// and which is pushed again after the catch-up.
+		switch {
+		case en.Time.Equal(held.Time) && e.ownDevice(en.Device):
+			e.recogniseOwn(pg, row) // it is this row, written under a former id
+			return
+		case !en.Time.After(held.Time):
+			// It is newer than this row: without its journal id, only
+			// the writers' times order the two.
+			return
+		}
 	}
 	last, ok := pg.versions[en.MsgID] // planned earlier in this page
 	if !ok {
@@ -658,8 +658,7 @@ func (e *Engine) checkAnchor(ctx context.Context) error {
 	default:
 		anchor, ok = store.Anchor{ID: st.Highwater}, false
 	}
-	row, complete, err := e.findRow(ctx, e.exceptFor(anchor), anchor.ID)
-	e.log.Debug("probe: checked the anchor", "id", anchor.ID, "known", ok, "found", row != nil, "complete", complete, "candidate", cand.ID, "err", err)
+	row, why, err := e.lookFor(ctx, anchor, "which this device has seen")
 	if err != nil {
 		if pageFailed(err) && hasCand {
 			// Too much to read since the anchor: check from the newest
@@ -669,12 +668,10 @@ func (e *Engine) checkAnchor(ctx context.Context) error {
 		return fmt.Errorf("check the journal: %w", err)
 	}
 	switch {
-	case row == nil && !complete:
-		return nil // a cut page, or a server that ignores after_id: it tells nothing
+	case why != "":
+		return e.journalWentBackwards(why)
 	case row == nil:
-		return e.journalWentBackwards(fmt.Sprintf("journal entry %d, which this device has seen, is no longer on the server", anchor.ID))
-	case ok && !e.matches(anchor, row):
-		return e.journalWentBackwards(fmt.Sprintf("journal entry %d is not the entry this device saw under that id", anchor.ID))
+		return nil // a cut page, or a server that ignores after_id: it tells nothing
 	}
 	next := e.anchorOf(row)
 	// The newest row this device has seen (polled or put) since: a journal
@@ -685,13 +682,11 @@ func (e *Engine) checkAnchor(ctx context.Context) error {
 		newest = store.Anchor{ID: st.Highwater} // a state from before candidates were kept
 	}
 	if newest.ID > next.ID {
-		row, complete, err := e.findRow(ctx, e.exceptFor(newest), newest.ID)
+		row, why, err := e.lookFor(ctx, newest, "the newest this device has seen")
 		switch {
 		case err != nil:
-		case row == nil && complete:
-			return e.journalWentBackwards(fmt.Sprintf("journal entry %d, the newest this device has seen, is no longer on the server", newest.ID))
-		case row != nil && !e.matches(newest, row):
-			return e.journalWentBackwards(fmt.Sprintf("journal entry %d, the newest this device has seen, is not the entry it saw under that id", newest.ID))
+		case why != "":
+			return e.journalWentBackwards(why)
 		case row != nil:
 			next = e.anchorOf(row)
 		}
@@ -712,18 +707,12 @@ func (e *Engine) journalLostNewest(ctx context.Context) bool {
 	if err != nil || !ok {
 		return false
 	}
-	row, complete, err := e.findRow(ctx, e.exceptFor(cand), cand.ID)
-	e.log.Debug("checked that the journal holds the newest entry seen", "id", cand.ID, "found", row != nil, "complete", complete, "err", err)
-	var why string
-	switch {
-	case err != nil:
+	_, why, err := e.lookFor(ctx, cand, "the newest this device has seen")
+	if err != nil {
 		e.log.Info("cannot check that the journal still holds the newest entry this device has seen; taking the new entries", "err", err)
 		return false
-	case row == nil && complete:
-		why = fmt.Sprintf("journal entry %d, the newest this device has seen, is no longer on the server", cand.ID)
-	case row != nil && !e.matches(cand, row):
-		why = fmt.Sprintf("journal entry %d, the newest this device has seen, is not the entry it saw under that id", cand.ID)
-	default:
+	}
+	if why == "" {
 		return false
 	}
 	if err := e.journalWentBackwards(why); err != nil {
@@ -731,6 +720,24 @@ func (e *Engine) journalLostNewest(ctx context.Context) bool {
 		return false
 	}
 	return true
+}
+
+// lookFor reads the row an recorded from the server. why says how the
+// journal lost it (it is gone, or another row has its id), naming it by
+// what it is to this device; it is empty when the row is there, and also
+// when the read cannot tell (row nil then).
+func (e *Engine) lookFor(ctx context.Context, an store.Anchor, what string) (row *account.JournalEntry, why string, err error) {
+	row, complete, err := e.findRow(ctx, e.exceptFor(an), an.ID)
+	e.log.Debug("looked for a journal entry this device has seen", "id", an.ID, "what", what, "found", row != nil, "complete", complete, "err", err)
+	switch {
+	case err != nil:
+		return nil, "", err
+	case row == nil && complete:
+		why = fmt.Sprintf("journal entry %d, %s, is no longer on the server", an.ID, what)
+	case row != nil && !e.matches(an, row):
+		why = fmt.Sprintf("journal entry %d, %s, is not the entry it saw under that id", an.ID, what)
+	}
+	return row, why, nil
 }
 
 // exceptFor is the except_uuid that finds an: this device's rows are left

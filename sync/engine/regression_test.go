@@ -210,11 +210,7 @@ func TestUnreadableDirectoryIsNotTakenForDeletes(t *testing.T) {
 			t.Errorf("A lost %s: B's rescan replicated deletes for an unreadable directory", id)
 		}
 	}
-	for id, n := range serverMsgIDs(t, srv, kr) {
-		if n != 1 {
-			t.Errorf("the journal holds %d rows of %s, want 1 (no delete)", n, id)
-		}
-	}
+	oneRowPerMessage(t, srv, kr, "no delete")
 }
 
 // B's store is on a volume that is not mounted when the daemon starts: the
@@ -311,11 +307,7 @@ func TestStoreReachedThroughASymlinkIsReplicated(t *testing.T) {
 	if _, ok := got["fromb"]; !ok {
 		t.Errorf("B's own message gone from A")
 	}
-	for id, n := range serverMsgIDs(t, srv, kr) {
-		if n != 1 {
-			t.Errorf("the journal holds %d rows of %s, want 1 (no delete)", n, id)
-		}
-	}
+	oneRowPerMessage(t, srv, kr, "no delete")
 }
 
 // The journal is reset while B is stopped; by the time B polls, the new
@@ -345,11 +337,7 @@ func TestJournalResetIsFoundAfterNewIdsPassTheCursor(t *testing.T) {
 	if got, want := b.messages(), a.messages(); !equalMaps(got, want) {
 		t.Errorf("B holds %s, A holds %s; B reset_at=%v", describe(got), describe(want), b.status().ResetAt)
 	}
-	for id, n := range serverMsgIDs(t, srv, kr) {
-		if n != 1 {
-			t.Errorf("the new journal holds %d rows of %s, want 1 (B pushed again what it has)", n, id)
-		}
-	}
+	oneRowPerMessage(t, srv, kr, "B pushed again what it has")
 }
 
 // The reset is noticed by a put whose ids are at or below the watermark:

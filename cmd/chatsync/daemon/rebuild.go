@@ -40,7 +40,6 @@ type Rebuilt struct {
 // deleted message would come back from the journal).
 func RebuildState(cfg *config.Config, force bool, now time.Time) (*Rebuilt, error) {
 	dir := cfg.Daemon.StateDir
-	d := &Daemon{opts: Options{Config: cfg}, log: slog.New(slog.DiscardHandler)}
 	var locks []*storeLock
 	defer func() {
 		for _, l := range locks {
@@ -48,7 +47,7 @@ func RebuildState(cfg *config.Config, force bool, now time.Time) (*Rebuilt, erro
 		}
 	}()
 	for _, a := range cfg.Accounts {
-		l, err := d.lockStore(a.Store, a.Address)
+		l, err := lockStore(a.Store, a.Address, dir, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return nil, err
 		}

@@ -39,7 +39,7 @@ func (d *Daemon) claim(a config.Account) claim {
 // claimStore takes the account's store for this daemon: its lock, then the
 // check that this state is the one the store was synced with.
 func (d *Daemon) claimStore(a config.Account) (*storeLock, error) {
-	lock, err := d.lockStore(a.Store, a.Address)
+	lock, err := lockStore(a.Store, a.Address, d.opts.Config.Daemon.StateDir, d.log)
 	if err != nil {
 		return nil, err
 	}

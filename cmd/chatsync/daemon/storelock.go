@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -110,11 +111,12 @@ func decodeLockInfo(r io.Reader) lockInfo {
 	return i
 }
 
-// lockStore takes the lock of the message store dir for account, or says
-// which daemon holds it. A store that is not there yet is not locked (nil,
-// nil): the engine pauses the account until it is, and says so. Neither is
-// one on a file system without locks, which is logged.
-func (d *Daemon) lockStore(store, account string) (*storeLock, error) {
+// lockStore takes the lock of the message store dir for account, for the
+// daemon of stateDir, or says which daemon holds it. A store that is not
+// there yet is not locked (nil, nil): the engine pauses the account until
+// it is, and says so. Neither is one on a file system without locks, which
+// is logged to log.
+func lockStore(store, account, stateDir string, log *slog.Logger) (*storeLock, error) {
 	root, err := os.OpenRoot(store)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -135,14 +137,14 @@ func (d *Daemon) lockStore(store, account string) (*storeLock, error) {
 			store, other)
 	case errors.Is(err, errNoLocks):
 		f.Close()
-		d.log.Warn("the message store's file system cannot lock files: a second chatsync on this store would not be noticed", "account", account, "store", store, "err", err)
+		log.Warn("the message store's file system cannot lock files: a second chatsync on this store would not be noticed", "account", account, "store", store, "err", err)
 		return nil, nil
 	case err != nil:
 		f.Close()
 		return nil, fmt.Errorf("cannot lock the message store %s: %w", store, err)
 	}
 	host, _ := os.Hostname()
-	info := lockInfo{PID: os.Getpid(), Host: host, StateDir: d.opts.Config.Daemon.StateDir, Account: account, Since: time.Now().Format(time.RFC3339)}
+	info := lockInfo{PID: os.Getpid(), Host: host, StateDir: stateDir, Account: account, Since: time.Now().Format(time.RFC3339)}
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt(info.encode(), 0) // only a description: the lock is what counts
 	}
