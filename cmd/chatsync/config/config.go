@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -51,13 +52,17 @@ type Daemon struct {
 // Account holds one [[account]] block. Secrets are read from their files
 // when the config is loaded, so a reload picks up a changed password.
 type Account struct {
-	Address          string
-	SettingsURL      string
-	Password         string
-	PasswordFile     string
-	WebPassword      string
-	WebPasswordFile  string
-	Store            string
+	Address         string
+	SettingsURL     string
+	Password        string
+	PasswordFile    string
+	WebPassword     string
+	WebPasswordFile string
+	Store           string
+	// StoreFormat is what Store names (SPEC §6b): StoreJSON (a directory of
+	// JSON files, the default), StoreBlinkQt or StoreBlinkCocoa (the
+	// client's history database).
+	StoreFormat      string
 	KeyFile          string
 	CAFile           string
 	PollInterval     time.Duration
@@ -383,8 +388,22 @@ func oneOf(s string, options ...string) bool {
 
 var accountKeys = []string{
 	"address", "settings_url", "password", "password_file", "web_password", "web_password_file",
-	"store", "key_file", "ca_file", "poll_interval", "replicate_deletes", "max_message_bytes",
+	"store", "store_format", "key_file", "ca_file", "poll_interval", "replicate_deletes", "max_message_bytes",
 }
+
+// The store formats (SPEC §6b).
+const (
+	StoreJSON       = "json"
+	StoreBlinkQt    = "blink-qt"
+	StoreBlinkCocoa = "blink-cocoa"
+)
+
+// StoreFormats lists the values store_format takes.
+var StoreFormats = []string{StoreJSON, StoreBlinkQt, StoreBlinkCocoa}
+
+// IsDatabase reports whether the account's store is a chat client's
+// database rather than a directory.
+func (a Account) IsDatabase() bool { return a.StoreFormat != "" && a.StoreFormat != StoreJSON }
 
 func (p *parser) accounts(raw map[string]any) []Account {
 	v, ok := raw["account"]
@@ -426,6 +445,21 @@ func (p *parser) accounts(raw map[string]any) []Account {
 			a.SettingsURL = s
 		}
 		a.Store, _ = t.path("store")
+		a.StoreFormat = StoreJSON
+		if f, ok := t.str("store_format"); ok {
+			if !slices.Contains(StoreFormats, f) {
+				p.errorf(t.line("store_format"), t.name+".store_format", "%q is not a store format: write \"json\" (a directory of JSON files), \"blink-qt\" (Blink Qt's message_history.db) or \"blink-cocoa\" (Blink Cocoa's history.sqlite)", f)
+			} else {
+				a.StoreFormat = f
+			}
+		}
+		if a.IsDatabase() && a.Store != "" {
+			if fi, err := os.Stat(a.Store); err == nil && fi.IsDir() {
+				p.errorf(t.line("store"), t.name+".store", "%s is a directory, but store_format %q names the client's database file: give its path (for example ~/.blink/message_history.db)", a.Store, a.StoreFormat)
+			} else if errors.Is(err, os.ErrNotExist) {
+				p.warnf(t.line("store"), t.name+".store", "%s does not exist yet: start the chat client once with this account, or check the path (`chatsync store find` lists the client databases on this machine)", a.Store)
+			}
+		}
 		a.KeyFile, _ = t.path("key_file")
 		if a.KeyFile != "" {
 			if msg := privateFile(a.KeyFile); msg != "" {
@@ -524,6 +558,9 @@ func (p *parser) crossChecks(cfg *Config) {
 		seenAddr[key] = i
 		for j := range i {
 			b := cfg.Accounts[j]
+			if a.IsDatabase() && b.IsDatabase() && a.StoreFormat == b.StoreFormat && filepath.Clean(a.Store) == filepath.Clean(b.Store) {
+				continue // the clients keep every account in one database
+			}
 			if a.Store != "" && b.Store != "" && (within(a.Store, b.Store) || within(b.Store, a.Store)) {
 				p.errorf(a.Line, fmt.Sprintf("account[%d].store", i+1), "%s overlaps the store of account[%d] (%s): each account needs its own directory", a.Store, j+1, b.Store)
 			}
