@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chatsync/chatsync/store/blinkdb"
+	"github.com/chatsync/chatsync/store/blinkdb/blinktest"
 	"github.com/chatsync/chatsync/store/blinkdb/testschema"
 )
 
@@ -523,7 +524,11 @@ func TestClientLikeWriterIsNeverLockedOut(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			writer := clientConn(t, f.path)
+			writer, err := blinktest.Open(f.path, d, alice, "Alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer writer.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			const writes = 150
@@ -532,27 +537,32 @@ func TestClientLikeWriterIsNeverLockedOut(t *testing.T) {
 			go func() {
 				var res result
 				for i := range writes {
-					r := f.clientRow("w-"+strconv.Itoa(i), nil)
-					cols, args := []string{}, []any{}
-					for c, v := range r {
-						cols, args = append(cols, c), append(args, v)
-					}
-					_, err := writer.ExecContext(ctx, `INSERT INTO `+f.table()+` (`+strings.Join(cols, ",")+`) VALUES (?`+
-						strings.Repeat(",?", len(cols)-1)+`)`, args...)
+					_, err := writer.Add(ctx, blinktest.Message{MsgID: "w-" + strconv.Itoa(i), Remote: bob,
+						RemoteName: "Bob", Direction: "incoming", Body: "hello " + strconv.Itoa(i)})
 					if err == nil {
 						// An in-place update, as the client's status change.
-						_, err = writer.ExecContext(ctx, `UPDATE `+f.table()+` SET `+map[blinkdb.Dialect]string{
-							blinkdb.BlinkQt: "state", blinkdb.BlinkCocoa: "status"}[d]+` = 'displayed' WHERE `+
-							f.msgidCol()+` = ?`, "seed-"+strconv.Itoa(i))
+						err = writer.SetStatus(ctx, "seed-"+strconv.Itoa(i), "displayed")
+					}
+					if err == nil && i%25 == 24 {
+						// The user deletes a message: Blink Qt marks it,
+						// Blink Cocoa deletes it and VACUUMs the file.
+						if d == blinkdb.BlinkQt {
+							err = writer.SoftDelete(ctx, "seed-"+strconv.Itoa(i-1))
+						} else {
+							err = writer.Delete(ctx, "seed-"+strconv.Itoa(i-1))
+						}
 					}
 					switch {
 					case err == nil:
-					case strings.Contains(err.Error(), "locked") || strings.Contains(err.Error(), "busy"):
+					case errors.Is(err, blinktest.ErrLocked):
 						res.locked++
 					default:
 						res.other++
 						t.Errorf("client write: %v", err)
 					}
+				}
+				if n := int(writer.Locked()); n != res.locked {
+					t.Errorf("the writer counted %d lock failures, its calls returned %d", n, res.locked)
 				}
 				done <- res
 			}()
@@ -586,6 +596,8 @@ func TestClientLikeWriterIsNeverLockedOut(t *testing.T) {
 			if ops == 0 {
 				t.Error("chatsync made no call while the client wrote")
 			}
+			t.Logf("%s: %d client operations, %d lock failures, %d chatsync Put+Snapshot rounds",
+				d, len(writer.Ops()), writer.Locked(), ops)
 			snap := f.snapshot(t)
 			for i := range writes {
 				if _, ok := snap[key("w-"+strconv.Itoa(i))]; !ok {
