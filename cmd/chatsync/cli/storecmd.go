@@ -276,7 +276,7 @@ func printFound(w io.Writer, res findResult) {
 		}
 		cfg := storeConfig{Store: db.Path, StoreFormat: db.Format}
 		if len(db.Accounts) == 0 {
-			fmt.Fprintf(w, "  no messages yet (no account has written to it); the store lines of an account are\n")
+			fmt.Fprintf(w, "  no messages yet; an [[account]] block takes:\n")
 		}
 		for _, a := range db.Accounts {
 			cfg = a.Config
