@@ -352,11 +352,20 @@ func (w *Writer) callID(remote string) string {
 	return hex.EncodeToString(sum[:8]) + "@192.0.2.10"
 }
 
-// pyISO is Python's isoformat() of an aware datetime.
-func pyISO(t time.Time) string { return t.Format("2006-01-02T15:04:05.000000-07:00") }
+// pyISO is Python's isoformat() of an aware datetime (no fraction when
+// the microseconds are 0).
+func pyISO(t time.Time) string { return pyFormat(t, "T") }
 
 // pyStr is Python's str() of an aware datetime.
-func pyStr(t time.Time) string { return t.Format("2006-01-02 15:04:05.000000-07:00") }
+func pyStr(t time.Time) string { return pyFormat(t, " ") }
+
+func pyFormat(t time.Time, sep string) string {
+	frac := ".000000"
+	if t.Nanosecond()/1000 == 0 {
+		frac = ""
+	}
+	return t.Format("2006-01-02" + sep + "15:04:05" + frac + "-07:00")
+}
 
 // SetStatus changes a message's status in place, as the client does when
 // the message is sent, delivered or displayed: Blink Qt's update() on
