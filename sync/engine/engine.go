@@ -38,7 +38,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -72,10 +71,15 @@ const DefaultMaxMessageBytes = 512 << 10
 // Options configure an Engine. Zero values pick the defaults.
 type Options struct {
 	Account string // the SIP address, as in the config
-	Store   string // the message store directory
-	Keyring *seal.Keyring
-	Remote  Remote
-	DB      *store.DB
+	// Store is the message store: a directory, or with StoreFormat a
+	// chat client's history database file.
+	Store string
+	// StoreFormat is FormatJSON (the default), FormatBlinkQt or
+	// FormatBlinkCocoa.
+	StoreFormat string
+	Keyring     *seal.Keyring
+	Remote      Remote
+	DB          *store.DB
 
 	// PollInterval is the idle poll period (default 30 s).
 	PollInterval time.Duration
@@ -252,9 +256,8 @@ type Engine struct {
 	// time; decideAll treats them as new copies (see decide).
 	newAtStart map[string]bool
 	batch      localBatch
-	// root holds the handles every read of the store goes through
-	// (storeRoot).
-	root storeHandle
+	// store is the account's message store.
+	store messageStore
 }
 
 // New checks opts and makes an Engine.
@@ -303,6 +306,9 @@ func New(opts Options) (*Engine, error) {
 		needCheck:  true,
 		batchMax:   opts.BatchCount,
 	}
+	if e.store, err = newStore(&e.opts, e.log, e.hasIndexedFiles); err != nil {
+		return nil, err
+	}
 	e.status = Status{Account: opts.Account, State: StateStarting, Skipped: map[string]int{}, DeviceID: device}
 	if cloned {
 		e.status.Clone = cloneNotice(clone)
@@ -335,10 +341,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := watch.Run(wctx, watch.Options{
-			Root: e.opts.Store, Debounce: e.opts.Debounce, RescanInterval: e.opts.RescanInterval, Logger: e.log,
-			Ready: func() { close(watching) },
-		}, changes)
+		err := e.store.Watch(wctx, func() { close(watching) }, changes)
 		if err != nil {
 			e.log.Error("cannot watch the message store; changes are found by rescans only", "err", err,
 				"hint", "on Linux, raise fs.inotify.max_user_instances")
@@ -353,7 +356,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
-		e.closeRoot()
+		e.store.Close()
 		e.setState(StateStopped, "")
 	}()
 	// The start-up scan must come after the watches are in place, or a
@@ -455,7 +458,7 @@ func (e *Engine) localWork() {
 	for rel, at := range e.recheck {
 		if !now.Before(at) {
 			delete(e.recheck, rel)
-			e.handlePath(rel, e.started)
+			e.handlePlace(place{loc: rel}, e.started, false)
 		}
 	}
 	if e.rescanNow || e.watchFailed.Load() && now.Sub(e.lastScan) >= watchlessRescan {
@@ -763,41 +766,18 @@ func (e *Engine) emit(ev Event) {
 	}
 }
 
-// markerName is a hidden file chatsync keeps in every store it has
-// indexed. A store directory without it, once files were indexed there, is
-// not the store chatsync knows (an unmounted volume, an emptied disk), and
-// taking its emptiness for deletions would delete every message on every
-// device.
-const markerName = ".chatsync-store"
-
-// rootPresent reports whether the store is there to be read, pausing or
+// rootPresent reports whether the store is there to be used, pausing or
 // resuming the account when that changes.
 func (e *Engine) rootPresent() bool {
-	missing := ""
-	fi, err := os.Stat(e.opts.Store)
-	if err == nil && fi.IsDir() {
-		e.checkRoot(fi) // reads go to the directory that is there now
-	} else {
-		e.closeRoot()
-	}
-	if err != nil || !fi.IsDir() {
-		missing = fmt.Sprintf("message store %s is missing: create it again (or mount it); nothing is deleted meanwhile", e.opts.Store)
-	} else if _, err := e.lstat(markerName); err != nil {
-		if e.hasIndexedFiles() {
-			missing = fmt.Sprintf("message store %s has lost its %s marker although this device knows files in it: if it is an unmounted or new volume, mount the right one; if you emptied it on purpose, run `touch %s`",
-				e.opts.Store, markerName, filepath.Join(e.opts.Store, markerName))
-		} else if err := e.writeMarker(); err != nil {
-			missing = fmt.Sprintf("cannot write %s in the message store: %v", markerName, err)
-		}
-	}
+	missing := e.store.Unusable()
 	if (missing != "") != e.storeMissing {
 		e.storeMissing = missing != ""
 		if e.storeMissing {
-			e.log.Error("message store unusable; replication of this account is paused", "store", e.opts.Store, "reason", missing)
+			e.log.Error("message store unusable; replication of this account is paused", "store", e.store.Describe(""), "reason", missing)
 			e.setState(StatePaused, missing)
 			e.emit(Event{Kind: "error", Message: missing})
 		} else {
-			e.log.Info("message store is back", "store", e.opts.Store)
+			e.log.Info("message store is back", "store", e.store.Describe(""))
 			e.setState(StateIdle, "")
 			if e.indexed {
 				e.scan("", e.started)

@@ -1,17 +1,13 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/chatsync/chatsync/crypto/seal"
 	"github.com/chatsync/chatsync/store"
-	"github.com/chatsync/chatsync/store/msgdir"
 	"github.com/chatsync/chatsync/sync/watch"
 )
 
@@ -28,63 +24,94 @@ func (e *Engine) handleChange(c watch.Change) {
 		e.scan("", e.started)
 		return
 	}
-	// Paths that exist first, then the ones that are gone: a file that was
-	// renamed is then seen at its new name before its old one is missed,
-	// so a move is not taken for a delete.
-	seen := map[string]bool{}
+	// Locations that hold something first, then the ones that are gone: a
+	// file that was renamed is then seen at its new name before its old
+	// one is missed, so a move is not taken for a delete.
+	done := map[string]bool{}
 	var missing []string
 	for _, p := range c.Paths {
-		rel := filepath.ToSlash(p)
-		if seen[rel] {
+		loc := filepath.ToSlash(p)
+		if done[loc] {
 			continue
 		}
-		seen[rel] = true
-		if _, err := e.lstat(rel); errors.Is(err, fs.ErrNotExist) {
-			missing = append(missing, rel)
+		done[loc] = true
+		old, err := e.indexedAt(loc)
+		if err != nil {
 			continue
 		}
-		e.handlePath(rel, e.started)
+		s := e.store.Look(place{loc: loc}, old, false)
+		if s.kind == seenGone {
+			missing = append(missing, loc)
+			continue
+		}
+		e.handleSeen(loc, s, old, e.started)
 	}
 	e.flush()
-	for _, rel := range missing {
-		e.handlePath(rel, e.started)
+	for _, loc := range missing {
+		e.gone(loc)
 	}
 	e.flush()
 }
 
-// handlePath looks at one path of the store: a file, a directory (walked),
-// or something that is gone (a deleted file or a whole directory).
-func (e *Engine) handlePath(rel string, decide bool) {
-	fi, err := e.lstat(rel)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		e.gone(rel)
-	case err != nil:
-		e.rejectUnreadable(rel, err)
-	case fi.IsDir():
-		e.scan(rel, decide)
-	default:
-		e.handleFile(rel, fi, decide, false)
+// handlePlace looks at one location of the store and acts on what is
+// there: a message, something gone, a directory (scanned), something
+// refused or still being written. force reads it even when the index says
+// it is unchanged.
+func (e *Engine) handlePlace(p place, decide, force bool) {
+	old, err := e.indexedAt(p.loc)
+	if err != nil {
+		return
+	}
+	e.handleSeen(p.loc, e.store.Look(p, old, force), old, decide)
+}
+
+// indexedAt is what the file index holds at loc (nil: nothing).
+func (e *Engine) indexedAt(loc string) (*store.FileRecord, error) {
+	rec, ok, err := e.db.File(e.opts.Account, loc)
+	if err != nil {
+		e.log.Error("cannot read the file index", "err", err)
+		return nil, err
+	}
+	if !ok {
+		return nil, nil
+	}
+	return &rec, nil
+}
+
+// handleSeen acts on what the store found at loc; old is what the index
+// holds there.
+func (e *Engine) handleSeen(loc string, s seen, old *store.FileRecord, decide bool) {
+	switch s.kind {
+	case seenGone:
+		e.gone(loc)
+	case seenDir:
+		e.scan(loc, decide)
+	case seenRefused:
+		e.reject(loc, s.reason)
+	case seenLater:
+		e.recheck[loc] = s.at
+	case seenMessage:
+		e.found(loc, s, old, decide)
 	}
 }
 
-// gone handles a path that no longer exists: the file it named, or every
-// indexed file below it if it was a directory.
-func (e *Engine) gone(rel string) {
-	e.unreject(rel)
-	// A file that was refused for repeating this one's msgid may now be
-	// the message's only file: look at it first.
+// gone handles a location that no longer holds anything: the message it
+// held, or every indexed message below it if it was a directory.
+func (e *Engine) gone(loc string) {
+	e.unreject(loc)
+	// A location that was refused for repeating this one's msgid may now
+	// hold the message's only copy: look at it first.
 	for p, reason := range e.rejected {
-		if strings.HasPrefix(reason, duplicateReason(rel)) {
-			e.handlePath(p, e.started)
+		if strings.HasPrefix(reason, duplicateReason(loc)) {
+			e.handlePlace(place{loc: p}, e.started, false)
 		}
 	}
-	if rec, ok, err := e.db.File(e.opts.Account, rel); err == nil && ok {
+	if rec, ok, err := e.db.File(e.opts.Account, loc); err == nil && ok {
 		e.vanished(rec)
 		return
 	}
 	var under []store.FileRecord
-	for rec, err := range e.db.FilesUnder(e.opts.Account, rel) {
+	for rec, err := range e.db.FilesUnder(e.opts.Account, loc) {
 		if err != nil {
 			e.log.Error("cannot read the file index", "err", err)
 			return
@@ -97,53 +124,32 @@ func (e *Engine) gone(rel string) {
 	}
 }
 
-// scan walks the store below dir ("" for all of it), handles every message
-// file, and then every indexed file below dir that was not found. With
-// decide false (the start-up index) it only records files; what to push
-// is decided after the catch-up poll.
+// scan looks at every location of the store below dir ("" for all of
+// it), and then at every indexed location below dir that was not found.
+// With decide false (the start-up index) it only records what it finds;
+// what to push is decided after the catch-up poll.
 func (e *Engine) scan(dir string, decide bool) {
 	if dir == "" {
 		e.lastScan = e.opts.Now()
 	}
-	seen := map[string]bool{}
+	found := map[string]bool{}
 	var unreadable []string // directories that could not be read
-	err := e.walk(dir, func(rel string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if rel == dir {
-				return err
-			}
-			e.rejectUnreadable(rel, err)
-			// Never take an unreadable file, or the files of an
-			// unreadable directory, for deleted ones.
-			seen[rel] = true
-			if d == nil || d.IsDir() {
-				unreadable = append(unreadable, rel+"/")
-			}
-			return nil
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if rel != dir && msgdir.IgnoredDir(name) {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if msgdir.Ignored(name) {
-			return nil
-		}
-		seen[rel] = true
-		fi, err := d.Info()
-		if err != nil {
-			return nil // gone since the directory was read
-		}
-		e.handleFile(rel, fi, decide, false)
+	err := e.store.Scan(dir, func(p place) {
+		found[p.loc] = true
+		e.handlePlace(p, decide, false)
 		if len(e.batch.files)+len(e.batch.pushes) >= flushEvery {
 			e.flush() // one huge transaction is slower than many mid-sized ones
 		}
-		return nil
+	}, func(loc, reason string, isDir bool) {
+		// Never take what cannot be read for deleted.
+		e.reject(loc, reason)
+		found[loc] = true
+		if isDir {
+			unreadable = append(unreadable, loc+"/")
+		}
 	})
 	if err != nil {
-		e.log.Warn("cannot scan the message store", "dir", e.abs(dir), "err", err)
+		e.log.Warn("cannot scan the message store", "store", e.store.Describe(dir), "err", err)
 		return
 	}
 	e.flush()
@@ -159,7 +165,7 @@ func (e *Engine) scan(dir string, decide bool) {
 			e.log.Error("cannot read the file index", "err", err)
 			return
 		}
-		if !seen[rec.Path] && !underAny(rec.Path, unreadable) {
+		if !found[rec.Path] && !underAny(rec.Path, unreadable) {
 			gone = append(gone, rec)
 		}
 	}
@@ -168,88 +174,51 @@ func (e *Engine) scan(dir string, decide bool) {
 			e.vanished(rec)
 		}
 		// Before the catch-up the index entry stays: decideAll sees the
-		// file missing and queues the delete then, so a crash in between
-		// loses nothing.
+		// message missing and queues the delete then, so a crash in
+		// between loses nothing.
 	}
-	for rel := range e.rejected {
-		if strings.HasPrefix(rel, prefix) && !seen[rel] {
-			e.unreject(rel)
+	for loc := range e.rejected {
+		if strings.HasPrefix(loc, prefix) && !found[loc] {
+			e.unreject(loc)
 		}
 	}
 }
 
-// handleFile reads, validates and indexes one file and, when decide is
-// set, queues its content if it is not the version this device holds.
-// force re-reads a file even if its size and mtime match the index.
-func (e *Engine) handleFile(rel string, fi fs.FileInfo, decide, force bool) {
+// found indexes the message the store holds at loc and, when decide is
+// set, queues it if it is not the version this device holds. Every
+// message needs its own msgid: a second location with the same one is
+// refused while the first exists.
+func (e *Engine) found(loc string, s seen, old *store.FileRecord, decide bool) {
 	acct := e.opts.Account
-	if !fi.Mode().IsRegular() {
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			e.reject(rel, "symbolic link: chatsync does not follow links; move the file into the store instead")
-		} else {
-			e.reject(rel, "not a regular file")
-		}
+	msg := s.msg
+	if other, ok := e.batch.msgids[msg.MsgID]; ok && other != loc {
+		e.reject(loc, duplicateReason(other)+": every message needs its own msgid")
 		return
 	}
-	old, indexed, err := e.db.File(acct, rel)
-	if err != nil {
-		e.log.Error("cannot read the file index", "err", err)
-		return
-	}
-	if indexed && !force && old.Size == fi.Size() && old.MTime.Equal(fi.ModTime()) {
-		return // unchanged since it was indexed
-	}
-	if fi.Size() > e.opts.MaxMessageBytes {
-		e.reject(rel, fmt.Sprintf("larger than max_message_bytes (%d > %d bytes)", fi.Size(), e.opts.MaxMessageBytes))
-		return
-	}
-	data, after, err := e.readStable(rel, e.opts.MaxMessageBytes)
-	if err != nil {
-		e.rejectUnreadable(rel, err)
-		return
-	}
-	if after == nil {
-		e.recheck[rel] = e.opts.Now().Add(e.opts.SettleTime) // still being written
-		return
-	}
-	msg, err := msgdir.Parse(data, e.opts.MaxMessageBytes)
-	if err != nil {
-		if e.opts.Now().Sub(after.ModTime()) < e.opts.SettleTime {
-			// A slow writer or an editor may not have finished: look
-			// again before calling the file broken.
-			e.recheck[rel] = after.ModTime().Add(e.opts.SettleTime)
+	if other, ok, err := e.db.FileByMsgID(acct, msg.MsgID); err == nil && ok && other.Path != loc {
+		if e.store.Look(place{loc: other.Path}, &other, false).kind != seenGone {
+			e.reject(loc, duplicateReason(other.Path)+": every message needs its own msgid")
 			return
 		}
-		e.reject(rel, err.Error())
-		return
-	}
-	if other, ok := e.batch.msgids[msg.MsgID]; ok && other != rel {
-		e.reject(rel, duplicateReason(other)+": every message needs its own msgid")
-		return
-	}
-	if other, ok, err := e.db.FileByMsgID(acct, msg.MsgID); err == nil && ok && other.Path != rel {
-		if _, err := e.lstat(other.Path); err == nil {
-			e.reject(rel, duplicateReason(other.Path)+": every message needs its own msgid")
-			return
-		}
-		// The message moved to another file: forget the old name.
+		// The message moved to another location: forget the old one.
 		if err := e.db.DeleteFiles(acct, other.Path); err != nil {
 			e.log.Error("cannot update the file index", "err", err)
 			return
 		}
 	}
-	e.unreject(rel)
-	rec := store.FileRecord{Path: rel, MsgID: msg.MsgID, Hash: msg.Hash, Size: after.Size(), MTime: after.ModTime()}
+	e.unreject(loc)
+	rec := store.FileRecord{Path: loc, MsgID: msg.MsgID, Hash: msg.Hash, Size: s.size, MTime: s.mtime}
+	isNew := old == nil || old.MsgID != msg.MsgID
 	if !decide {
 		e.index(rec)
-		if !indexed || old.MsgID != msg.MsgID {
-			e.newAtStart[rel] = true
+		if isNew {
+			e.newAtStart[loc] = true
 		}
 		return
 	}
-	e.decide(rec, msg.Canonical, !indexed || old.MsgID != msg.MsgID)
-	if indexed && old.MsgID != msg.MsgID {
-		// The file now holds another message: the one it held is gone.
+	e.decide(rec, msg.Canonical, isNew)
+	if old != nil && old.MsgID != msg.MsgID {
+		// The location now holds another message: the one it held is gone.
 		e.flush()
 		e.vanished(store.FileRecord{MsgID: old.MsgID})
 	}
@@ -265,35 +234,6 @@ func underAny(p string, prefixes []string) bool {
 		}
 	}
 	return false
-}
-
-// readStable reads the file rel of the store and stats it after the read;
-// a nil FileInfo means it changed while being read.
-func (e *Engine) readStable(rel string, limit int64) ([]byte, fs.FileInfo, error) {
-	f, err := e.open(rel)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	before, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if !before.Mode().IsRegular() {
-		return nil, nil, errors.New("not a regular file")
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, nil, err
-	}
-	after, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) || int64(len(data)) != after.Size() {
-		return data, nil, nil
-	}
-	return data, after, nil
 }
 
 // decide queues the file's content unless this device already holds that
@@ -325,7 +265,7 @@ func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool) {
 		}
 		// Another device deleted this message before this copy turned
 		// up (SIP forks messages to every device): the delete wins.
-		if err := msgdir.Remove(e.opts.Store, rec.Path); err != nil {
+		if err := e.store.Remove(rec.Path); err != nil {
 			e.reject(rec.Path, fmt.Sprintf("deleted on another device, but cannot remove it here: %v", err))
 			return
 		}
@@ -333,11 +273,7 @@ func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool) {
 		return
 	}
 	if canonical == nil {
-		data, err := e.readFile(rec.Path)
-		if err != nil {
-			return
-		}
-		msg, err := msgdir.Parse(data, e.opts.MaxMessageBytes)
+		msg, err := e.store.Read(rec.Path)
 		if err != nil || msg.Hash != rec.Hash {
 			return // changed again; its own event follows
 		}
@@ -443,19 +379,21 @@ func (e *Engine) decideAll() {
 func (e *Engine) decideRecords(recs []store.FileRecord) {
 	defer e.flush()
 	for _, rec := range recs {
-		fi, err := e.lstat(rec.Path)
-		if errors.Is(err, fs.ErrNotExist) {
+		s := e.store.Look(place{loc: rec.Path}, &rec, false)
+		switch s.kind {
+		case seenGone:
 			e.vanished(rec)
-			continue
+		case seenUnchanged:
+			e.decide(rec, nil, e.newAtStart[rec.Path])
+		case seenRefused:
+			if !s.unsafe {
+				e.reject(rec.Path, s.reason)
+			}
+			// Behind a link, it is neither read nor taken for gone: a row
+			// of another device for it is kept until the link goes.
+		default: // changed since it was indexed
+			e.handleSeen(rec.Path, s, &rec, true)
 		}
-		if err != nil || !fi.Mode().IsRegular() {
-			continue
-		}
-		if fi.Size() != rec.Size || !fi.ModTime().Equal(rec.MTime) {
-			e.handleFile(rec.Path, fi, true, true)
-			continue
-		}
-		e.decide(rec, nil, e.newAtStart[rec.Path])
 	}
 }
 
@@ -476,14 +414,6 @@ func (e *Engine) unreject(rel string) {
 		delete(e.rejected, rel)
 		e.publishRejected()
 	}
-}
-
-// abs turns a slash-separated path relative to the store into a path on disk.
-func (e *Engine) abs(rel string) string {
-	if rel == "" {
-		return e.opts.Store
-	}
-	return filepath.Join(e.opts.Store, filepath.FromSlash(rel))
 }
 
 // localBatch collects the state writes of one round of local work, so a

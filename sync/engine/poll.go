@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"iter"
 	"net/http"
-	"path"
 	"sort"
 	"strings"
 
@@ -82,6 +80,9 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].ID < entries[j].ID })
 
+	if len(entries) > 0 && e.store.Stale() {
+		e.scan("", e.started) // what the client changed a moment ago wins
+	}
 	// Decide every row first, then write all the files of the page in one
 	// batch (a few syncs instead of two per file), then commit.
 	pg := &pagePlan{files: map[string]*store.FileRecord{}}
@@ -315,7 +316,7 @@ func minTimestamp(page *account.JournalPage) string {
 // index with the page's own changes (nil: removed), so that a page holding
 // several versions of one message applies them in turn.
 type pagePlan struct {
-	ops   []msgdir.Op
+	ops   []storeOp
 	rows  []plannedRow
 	files map[string]*store.FileRecord // msgid → its file after the rows planned so far
 	names msgdir.Names                 // the files given out in this page: no two messages share one
@@ -333,20 +334,25 @@ type pagePlan struct {
 // would pass through a symbolic link is skipped, counted and kept for a
 // later try.
 func (e *Engine) writePage(pg *pagePlan) (applied []store.Applied, failed *plannedRow, err error) {
-	results := msgdir.Apply(e.opts.Store, pg.ops)
+	results := e.store.Apply(pg.ops)
 	for i := range pg.rows {
 		pl := &pg.rows[i]
 		if pl.op >= 0 {
 			r := results[pl.op]
-			if errors.Is(r.Err, msgdir.ErrUnsafePath) {
-				e.skip(pl.a.JournalID, r.Err)
-				pg.keepIfFixable(pl.row, r.Err)
+			switch {
+			case errors.Is(r.err, msgdir.ErrUnsafePath):
+				e.skip(pl.a.JournalID, r.err)
+				pg.keepIfFixable(pl.row, r.err)
 				continue
-			} else if r.Err != nil {
-				return applied, pl, fmt.Errorf("write a message from another device to %s: %w", pg.ops[pl.op].Rel, r.Err)
+			case errors.Is(r.err, errNotForStore):
+				e.skip(pl.a.JournalID, r.err)
+				continue
+			case r.err != nil:
+				return applied, pl, fmt.Errorf("write a message from another device to %s: %w", e.store.Describe(pg.ops[pl.op].loc), r.err)
 			}
-			if r.Info != nil {
-				pl.a.Size, pl.a.MTime = r.Info.Size(), r.Info.ModTime()
+			pl.a.Size, pl.a.MTime = r.size, r.mtime
+			if r.hash != "" {
+				pl.a.Hash = r.hash // the message as the store holds it
 			}
 		}
 		applied = append(applied, pl.a)
@@ -379,7 +385,7 @@ type plannedRow struct {
 	op  int // index into ops, or -1
 }
 
-func (pg *pagePlan) add(a store.Applied, op *msgdir.Op) {
+func (pg *pagePlan) add(a store.Applied, op *storeOp) {
 	idx := -1
 	if op != nil {
 		pg.ops = append(pg.ops, *op)
@@ -470,24 +476,30 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 		if _, refused := e.rejected[cur.Path]; refused {
 			return
 		}
-		fi, err := e.lstat(cur.Path)
+		s := e.store.Look(place{loc: cur.Path}, &cur, false)
 		switch {
-		case errors.Is(err, msgdir.ErrUnsafePath):
+		case s.kind == seenRefused && s.unsafe:
 			// The message's file is behind a link: neither read nor
 			// written through it, the row waits for the link to go.
-			e.skip(row.ID, err)
-			pg.keepIfFixable(row, err)
+			e.skip(row.ID, msgdir.ErrUnsafePath)
+			pg.keepIfFixable(row, msgdir.ErrUnsafePath)
 			return
-		case err != nil:
+		case s.kind == seenGone:
 			if !e.started && hasHeld && !held.Deleted {
 				return // deleted while stopped
 			}
-		case fi.Size() != cur.Size || !fi.ModTime().Equal(cur.MTime):
+		case s.kind != seenUnchanged:
 			if !e.started {
 				return // changed since the start-up index
 			}
-			e.handleFile(cur.Path, fi, true, false)
+			e.handleSeen(cur.Path, s, &cur, true)
 			e.flush()
+			if _, waiting := e.recheck[cur.Path]; waiting {
+				return
+			}
+			if _, refused := e.rejected[cur.Path]; refused {
+				return
+			}
 			cur, hasFile, _ = e.db.FileByMsgID(acct, en.MsgID)
 		case !e.started && hasHeld && !held.Deleted && held.Hash != cur.Hash:
 			return // edited while stopped: the start-up index has the edit
@@ -503,7 +515,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 		if hasFile && e.opts.ReplicateDeletes {
 			a.Path = cur.Path
 			pg.files[en.MsgID] = nil
-			pg.add(a, &msgdir.Op{Rel: cur.Path, Remove: true})
+			pg.add(a, &storeOp{loc: cur.Path, msgid: en.MsgID, remove: true})
 			return
 		}
 		// No file here, or this device keeps what others delete: the
@@ -524,16 +536,18 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 			pg.add(a, nil)
 			return
 		}
-		rel := path.Clean(strings.ReplaceAll(msgdir.IncomingPath(msg), `\`, "/"))
+		at := ""
 		if hasFile {
-			rel = cur.Path
-		} else if taken, err := e.takenByAnother(rel, en.MsgID); err == nil && taken {
-			rel = strings.TrimSuffix(rel, ".json") + "-" + msg.Hash[:8] + ".json"
+			at = cur.Path
 		}
-		rel = pg.names.Claim(e.opts.Store, rel, en.MsgID)
-		a.Path = rel
-		pg.files[en.MsgID] = &store.FileRecord{Path: rel, MsgID: en.MsgID, Hash: msg.Hash}
-		pg.add(a, &msgdir.Op{Rel: rel, Data: append(append([]byte(nil), msg.Canonical...), '\n')})
+		loc, err := e.store.Place(msg, at, &pg.names)
+		if err != nil {
+			e.skip(row.ID, err)
+			return
+		}
+		a.Path = loc
+		pg.files[en.MsgID] = &store.FileRecord{Path: loc, MsgID: en.MsgID, Hash: msg.Hash}
+		pg.add(a, &storeOp{loc: loc, msgid: en.MsgID, data: msg.Canonical, device: en.Device})
 	}
 }
 
@@ -562,20 +576,6 @@ func (e *Engine) recogniseOwn(pg *pagePlan, row account.JournalEntry) {
 	pg.add(a, nil)
 }
 
-// takenByAnother reports whether a file that is not the message msgid
-// already exists at rel.
-func (e *Engine) takenByAnother(rel, msgid string) (bool, error) {
-	data, err := e.readFile(rel)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return true, err
-	}
-	msg, err := msgdir.Parse(data, e.opts.MaxMessageBytes)
-	return err != nil || msg.MsgID != msgid, nil
-}
-
 // errReplayed is an entry that is an old version posted again.
 var errReplayed = errors.New("replayed")
 
@@ -595,6 +595,8 @@ func (e *Engine) skip(id int64, err error) {
 		reason = "belongs to another account"
 	case errors.Is(err, msgdir.ErrUnsafePath):
 		reason = "its file would pass through a symbolic link (move the link out of the store)"
+	case errors.Is(err, errNotForStore):
+		reason = "cannot be stored in the chat client's database (it lacks remote_uri, direction or time)"
 	case errors.Is(err, seal.ErrBadFormat):
 		reason = "not a chatsync entry"
 	case errors.Is(err, errReplayed):
@@ -897,12 +899,8 @@ func (e *Engine) requeue(vs iter.Seq2[store.Unpushed, error]) error {
 			if u.Path == "" {
 				continue
 			}
-			data, err := e.readFile(u.Path)
-			if err != nil {
-				continue // gone: the scan takes care of it
-			}
-			m, err := msgdir.Parse(data, e.opts.MaxMessageBytes)
-			if err != nil || m.MsgID != u.MsgID {
+			m, err := e.store.Read(u.Path)
+			if err != nil || m.MsgID != u.MsgID { // gone: the scan takes care of it
 				continue
 			}
 			p.Op, p.Hash = store.OpPut, m.Hash

@@ -3,9 +3,10 @@ package engine
 import (
 	"maps"
 
-	"github.com/chatsync/chatsync/store"
 	"slices"
 	"time"
+
+	"github.com/chatsync/chatsync/store"
 )
 
 // States of an engine, as Status reports them.

@@ -218,7 +218,7 @@ func (d *Daemon) newEngine(a config.Account) (*engine.Engine, *account.Client, e
 		return nil, nil, err
 	}
 	opts := engine.Options{
-		Account: a.Address, Store: a.Store, Keyring: kr, Remote: client, DB: d.db,
+		Account: a.Address, Store: a.Store, StoreFormat: a.StoreFormat, Keyring: kr, Remote: client, DB: d.db,
 		PollInterval: a.PollInterval, ReplicateDeletes: a.ReplicateDeletes, MaxMessageBytes: a.MaxMessageBytes,
 		Logger: d.log, OnEvent: d.events.publish, Failpoint: failpointFromEnv(),
 	}

@@ -19,9 +19,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chatsync/chatsync/store/msgdir"
 )
 
 // lockName is the lock file in each message store.
@@ -117,14 +120,20 @@ func decodeLockInfo(r io.Reader) lockInfo {
 // it is, and says so. Neither is one on a file system without locks, which
 // is logged to log.
 func lockStore(store, account, stateDir string, log *slog.Logger) (*storeLock, error) {
-	root, err := os.OpenRoot(store)
+	dir, name := store, lockName
+	if fi, err := os.Stat(store); err == nil && !fi.IsDir() {
+		// A chat client's database, which holds every account: the lock
+		// is beside it, one per account.
+		dir, name = filepath.Dir(store), "."+filepath.Base(store)+lockName+"-"+msgdir.SafeName(strings.ToLower(account))
+	}
+	root, err := os.OpenRoot(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("message store %s: %w", store, err)
 	}
-	f, err := root.OpenFile(lockName, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := root.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	root.Close()
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the lock file of the message store: %w", err)
