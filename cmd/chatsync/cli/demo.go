@@ -24,6 +24,9 @@ import (
 	"github.com/chatsync/chatsync/cmd/chatsync/config"
 	"github.com/chatsync/chatsync/cmd/chatsync/daemon"
 	"github.com/chatsync/chatsync/crypto/seal"
+	"github.com/chatsync/chatsync/store/blinkdb"
+	"github.com/chatsync/chatsync/store/blinkdb/blinktest"
+	"github.com/chatsync/chatsync/store/blinkdb/testschema"
 	"github.com/chatsync/chatsync/store/msgdir"
 	"github.com/chatsync/chatsync/sync/accountserver"
 	"github.com/chatsync/chatsync/sync/engine"
@@ -32,7 +35,7 @@ import (
 const demoAccount = "demo@example.com"
 
 func newDemoCmd(g *globals) *cobra.Command {
-	var keep string
+	var keep, format string
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "demo",
@@ -43,16 +46,27 @@ message store, state and config in a temporary directory. It writes messages
 into A's store and waits until they appear in B's, edits one and deletes one on
 B and waits for A to follow, and prints what the server holds: ciphertext only.
 
+With --format blink-qt (or blink-cocoa) device A's store is a Blink Qt (or
+Blink Cocoa) history database, made with the client's own schema, and the
+demo plays the client: it saves the messages into A's database as the
+client does, and B's edit and delete arrive there as rows the client loads.
+
 With --keep DIR everything stays in DIR and keeps running until Ctrl-C, so you
 can write your own messages into the stores and watch them move.`,
-		Example: "  chatsync demo\n  chatsync demo --keep ./demo",
+		Example: "  chatsync demo\n  chatsync demo --format blink-qt\n  chatsync demo --keep ./demo",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runDemo(ctx, g, keep, timeout)
+			switch format {
+			case config.StoreJSON, config.StoreBlinkQt, config.StoreBlinkCocoa:
+			default:
+				return usagef("--format %q: give json, blink-qt or blink-cocoa", format)
+			}
+			return runDemo(ctx, g, keep, format, timeout)
 		},
 	}
+	c.Flags().StringVar(&format, "format", config.StoreJSON, "device A's store: `json`, blink-qt or blink-cocoa")
 	c.Flags().StringVar(&keep, "keep", "", "keep everything in `DIR` and keep running until Ctrl-C")
 	c.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up if a step takes longer than this")
 	return c
@@ -62,12 +76,13 @@ type demoDevice struct {
 	name   string
 	dir    string
 	store  string
+	format string
 	config string
 	d      *daemon.Daemon
 	done   chan error
 }
 
-func runDemo(ctx context.Context, g *globals, keep string, timeout time.Duration) (err error) {
+func runDemo(ctx context.Context, g *globals, keep, format string, timeout time.Duration) (err error) {
 	out := g.stdout
 	dir := keep
 	if dir == "" {
@@ -122,7 +137,7 @@ func runDemo(ctx context.Context, g *globals, keep string, timeout time.Duration
 
 	fmt.Fprintf(out, "chatsync demo: two devices of one account, through a local chatsync-server\n\n")
 	fmt.Fprintf(out, "  server    %s  (account %s)\n", settingsURL, demoAccount)
-	devices := []*demoDevice{{name: "A"}, {name: "B"}}
+	devices := []*demoDevice{{name: "A", format: format}, {name: "B", format: config.StoreJSON}}
 	logger := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	for _, dev := range devices {
 		if err := dev.setup(dir, settingsURL, keyFile); err != nil {
@@ -142,7 +157,7 @@ func runDemo(ctx context.Context, g *globals, keep string, timeout time.Duration
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "  device %s  store %s\n            device id %s\n", dev.name, dev.store, dev.d.DeviceID())
+		fmt.Fprintf(out, "  device %s  store %s (%s)\n            device id %s\n", dev.name, dev.store, dev.format, dev.d.DeviceID())
 	}
 	fmt.Fprintf(out, "  key       %s (fingerprint %s)\n\n", keyFile, kr.Current().Fingerprint())
 
@@ -171,7 +186,16 @@ func runDemo(ctx context.Context, g *globals, keep string, timeout time.Duration
 	}
 	want := map[string]map[string]any{}
 	start := time.Now()
-	fmt.Fprintf(out, "1. A writes %d messages into its store\n", len(conversation))
+	var client *blinktest.Writer // the Blink client, played by the demo
+	if a.format != config.StoreJSON {
+		if client, err = blinktest.Open(a.store, blinkdb.Dialect(a.format), demoAccount, "Demo"); err != nil {
+			return err
+		}
+		defer client.Close()
+		fmt.Fprintf(out, "1. %s (played by the demo) saves %d messages in A's database, as it does\n", clientName(a.format), len(conversation))
+	} else {
+		fmt.Fprintf(out, "1. A writes %d messages into its store\n", len(conversation))
+	}
 	for i, m := range conversation {
 		id := fmt.Sprintf("%s-%d@demo", time.Now().Format("20060102T150405"), i+1)
 		obj := map[string]any{
@@ -183,13 +207,19 @@ func runDemo(ctx context.Context, g *globals, keep string, timeout time.Duration
 		if m.direction == "incoming" {
 			obj["cpim_from"], obj["cpim_to"] = m.remote, demoAccount
 		}
-		if err := writeMessage(a.store, filepath.Join(m.dir, id+".json"), obj); err != nil {
+		if client != nil {
+			saved, err := client.Add(ctx, blinktest.Message{MsgID: id, Remote: m.remote, Direction: m.direction, Body: m.body, Status: "delivered"})
+			if err != nil {
+				return err
+			}
+			obj = map[string]any{"msgid": saved.MsgID, "remote_uri": m.remote, "direction": m.direction, "body": m.body}
+		} else if err := writeMessage(a.store, filepath.Join(m.dir, id+".json"), obj); err != nil {
 			return err
 		}
 		want[id] = obj
 		fmt.Fprintf(out, "   %-18s %s\n", m.remote, m.body)
 	}
-	if err := waitUntil(ctx, timeout, "the messages to reach B", func() bool { return sameMessages(b.store, want) }); err != nil {
+	if err := waitUntil(ctx, timeout, "the messages to reach B", func() bool { return a.holds(b.store, want) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "   -> all %d are in B's store, identical, after %s\n\n", len(want), time.Since(start).Round(10*time.Millisecond))
@@ -197,20 +227,27 @@ func runDemo(ctx context.Context, g *globals, keep string, timeout time.Duration
 	// 2. An edit and a delete on B reach A.
 	ids := sortedIDs(want)
 	editID, delID := ids[0], ids[len(ids)-1]
-	edited := cloneMap(want[editID])
+	bFiles := messageFiles(b.store)
+	edited, err := readMessage(filepath.Join(b.store, bFiles[editID]))
+	if err != nil {
+		return err
+	}
 	edited["body"] = edited["body"].(string) + " (edited on B)"
 	fmt.Fprintf(out, "2. B edits one message and deletes another\n   edit:   %q\n   delete: %q\n", edited["body"], want[delID]["body"])
 	start = time.Now()
-	bFiles := messageFiles(b.store)
 	if err := writeMessage(b.store, bFiles[editID], edited); err != nil {
 		return err
 	}
 	if err := os.Remove(filepath.Join(b.store, bFiles[delID])); err != nil {
 		return err
 	}
-	want[editID] = edited
+	if client != nil {
+		want[editID]["body"] = edited["body"]
+	} else {
+		want[editID] = edited
+	}
 	delete(want, delID)
-	if err := waitUntil(ctx, timeout, "A to follow B", func() bool { return sameMessages(a.store, want) }); err != nil {
+	if err := waitUntil(ctx, timeout, "A to follow B", func() bool { return a.has(want) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "   -> A follows: edited and deleted, after %s\n\n", time.Since(start).Round(10*time.Millisecond))
@@ -275,8 +312,22 @@ func (dev *demoDevice) setup(dir, settingsURL, keyFile string) error {
 	dev.dir = filepath.Join(dir, strings.ToLower(dev.name))
 	dev.store = filepath.Join(dev.dir, "store")
 	dev.config = filepath.Join(dev.dir, "config.toml")
-	if err := os.MkdirAll(dev.store, 0o700); err != nil {
+	if err := os.MkdirAll(dev.dir, 0o700); err != nil {
 		return err
+	}
+	switch dev.format {
+	case config.StoreBlinkQt, config.StoreBlinkCocoa:
+		// The client's database, as the client creates it.
+		dev.store = filepath.Join(dev.dir, map[string]string{config.StoreBlinkQt: "message_history.db", config.StoreBlinkCocoa: "history.sqlite"}[dev.format])
+		if _, err := os.Stat(dev.store); errors.Is(err, os.ErrNotExist) {
+			if err := testschema.CreateForTest(dev.store, blinkdb.Dialect(dev.format)); err != nil {
+				return err
+			}
+		}
+	default:
+		if err := os.MkdirAll(dev.store, 0o700); err != nil {
+			return err
+		}
 	}
 	text := fmt.Sprintf(`# chatsync demo, device %s
 [daemon]
@@ -289,15 +340,86 @@ address       = %q
 settings_url  = %q
 password_file = %q
 store         = %q
+store_format  = %q
 key_file      = %q
 poll_interval = "2s"
 `, dev.name, filepath.Join(dev.dir, "state"), filepath.Join(dev.dir, "chatsync.sock"), demoAccount, settingsURL,
-		filepath.Join(dir, "demo.password"), dev.store, keyFile)
+		filepath.Join(dir, "demo.password"), dev.store, dev.format, keyFile)
 	return writePrivate(dev.config, text)
 }
 
 func writePrivate(path, text string) error {
 	return os.WriteFile(path, []byte(text), 0o600)
+}
+
+// holds reports whether the JSON store at dir holds exactly the messages
+// of want, as this device wrote them: the whole message for a JSON store,
+// the fields given for a database (the file then has every field the
+// client's row gives).
+func (dev *demoDevice) holds(dir string, want map[string]map[string]any) bool {
+	if dev.format == config.StoreJSON {
+		return sameMessages(dir, want)
+	}
+	got := map[string]map[string]any{}
+	for id, rel := range messageFiles(dir) {
+		if m, err := readMessage(filepath.Join(dir, rel)); err == nil {
+			got[id] = m
+		}
+	}
+	return sameFields(got, want)
+}
+
+// has reports whether this device's store holds exactly want.
+func (dev *demoDevice) has(want map[string]map[string]any) bool {
+	if dev.format == config.StoreJSON {
+		return sameMessages(dev.store, want)
+	}
+	db, err := blinkdb.Open(dev.store, blinkdb.Dialect(dev.format), demoAccount)
+	if err != nil {
+		return false
+	}
+	defer db.Close()
+	rows, err := db.Snapshot(context.Background())
+	if err != nil {
+		return false
+	}
+	got := map[string]map[string]any{}
+	for k, r := range rows {
+		var m map[string]any
+		if !r.Deleted && json.Unmarshal(r.Message, &m) == nil {
+			got[k.MsgID] = m
+		}
+	}
+	return sameFields(got, want)
+}
+
+// sameFields reports whether got holds the messages of want, each with
+// want's fields.
+func sameFields(got, want map[string]map[string]any) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for id, w := range want {
+		g, ok := got[id]
+		if !ok {
+			return false
+		}
+		for k, v := range w {
+			if g[k] != v {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func readMessage(path string) (map[string]any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	return m, json.Unmarshal(data, &m)
 }
 
 func writeMessage(storeDir, rel string, obj map[string]any) error {
