@@ -217,7 +217,14 @@ type Engine struct {
 	// readingOn is set while the journal is read page after page: the
 	// check that the newest row seen is still there is made only at the
 	// first page of new rows after a complete read (journalLostNewest).
-	readingOn    bool
+	readingOn bool
+	// cutSecond is the last page, if it may have been cut and holds one
+	// second only: once the next page shows it was cut, that is warned
+	// of (a server that orders by timestamp misses rows there).
+	cutSecond struct {
+		at   string
+		rows int
+	}
 	storeMissing bool
 	published    struct{ waiting int }
 	// pushRetry and pollRetry are the two kinds of network work's

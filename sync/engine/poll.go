@@ -74,9 +74,14 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 		}
 	}
 	e.readingOn = !complete
+	if e.cutSecond.rows > 0 && len(page.Entries) > 0 {
+		// The page before this one was cut, within one second.
+		e.log.Warn("a page of the journal was cut within one second; entries of that second are missed if the server does not order them by id",
+			"second", e.cutSecond.at, "rows", e.cutSecond.rows)
+	}
+	e.cutSecond.rows = 0
 	if !complete && len(page.Entries) > 1 && minTimestamp(page) == maxTimestamp(page) {
-		e.log.Warn("a page of the journal that may have been cut holds one second only; entries of that second are missed if the server does not order them by id",
-			"second", maxTimestamp(page), "rows", len(page.Entries))
+		e.cutSecond.at, e.cutSecond.rows = maxTimestamp(page), len(page.Entries)
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].ID < entries[j].ID })
 
