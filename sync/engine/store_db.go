@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/chatsync/chatsync/store"
 	"github.com/chatsync/chatsync/store/blinkdb"
@@ -40,6 +41,7 @@ type dbStore struct {
 	// problem is why the last scan could not be used, shown as the pause
 	// until a scan works again.
 	problem string
+	checked time.Time // when the problem was last looked at
 	// scanned is what the files looked like when the snapshot was taken.
 	scanned watch.DatabaseSig
 }
@@ -71,7 +73,32 @@ func (s *dbStore) Unusable() string {
 		}
 		s.db = db
 	}
+	if s.problem != "" && time.Since(s.checked) >= dbRecheck {
+		// Paused on what a scan found: look again now and then.
+		s.checked = time.Now()
+		rows, err := s.db.Snapshot(context.Background())
+		switch {
+		case err != nil:
+			s.problem = s.explain(err)
+		case liveRows(rows) > 0 || !s.known():
+			s.problem = ""
+		}
+	}
 	return s.problem
+}
+
+// dbRecheck is how often a database the account is paused on is looked at
+// again.
+const dbRecheck = 5 * time.Second
+
+func liveRows(rows map[blinkdb.Key]blinkdb.Row) int {
+	n := 0
+	for _, r := range rows {
+		if !r.Deleted {
+			n++
+		}
+	}
+	return n
 }
 
 // explain turns an error of the database into the reason the account is
@@ -101,13 +128,8 @@ func (s *dbStore) Scan(dir string, found func(place), unreadable func(loc, reaso
 		s.problem = s.explain(err)
 		return err
 	}
-	live := 0
-	for _, r := range rows {
-		if !r.Deleted {
-			live++
-		}
-	}
-	if live == 0 && s.known() {
+	s.checked = time.Now()
+	if liveRows(rows) == 0 && s.known() {
 		// A database the client recreated, or replaced by another, holds
 		// none of the rows this device knows: taking that for deletions
 		// would delete the account's history on every device.

@@ -215,6 +215,10 @@ func TestAnEmptiedDatabasePausesInsteadOfDeletingEverywhere(t *testing.T) {
 	waitFor(t, 20*time.Second, "m1 on B", func() bool { _, ok := b.messages()["m1"]; return ok })
 	settled(t, a)
 
+	saved := a.store + ".saved"
+	if err := os.Link(a.store, saved); err != nil {
+		t.Fatal(err)
+	}
 	tmp := a.store + ".new"
 	if err := testschema.CreateForTest(tmp, blinkdb.BlinkQt); err != nil {
 		t.Fatal(err)
@@ -232,6 +236,18 @@ func TestAnEmptiedDatabasePausesInsteadOfDeletingEverywhere(t *testing.T) {
 	}
 	if got := serverMsgIDs(t, srv, kr); got["m1"] != 1 {
 		t.Errorf("journal rows of m1 = %d, want 1 (no delete)", got["m1"])
+	}
+
+	// The old file put back, the account resumes, and still deletes
+	// nothing.
+	if err := os.Rename(saved, a.store); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "A to resume", func() bool { return a.status().State != StatePaused },
+		func() string { return fmt.Sprintf("%+v", a.status()) })
+	settled(t, a)
+	if got := serverMsgIDs(t, srv, kr); got["m1"] != 1 {
+		t.Errorf("journal rows of m1 = %d after the file came back, want 1", got["m1"])
 	}
 }
 
