@@ -93,7 +93,7 @@ func qtV1Row(msgid, account, state, contentType, body string) string {
 		sqlText(body) + `, '` + contentType + `', '` + state + `', '', 'None')`
 }
 
-func TestQtDatabaseMigratedFromVersion1IsSnapshottedAndWrittenAsAFreshOne(t *testing.T) {
+func TestBlinkQtDatabaseMigratedFromVersion1IsSnapshottedAndWrittenAsAFreshOne(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "message_history.db")
 	stmts := append([]string(nil), qtV1...)
 	stmts = append(stmts,
@@ -244,7 +244,7 @@ func cocoaV3Row(msgid, account, status, contentType, body string) string {
 		'2018-07-08T11:10:11.121314+02:00', ` + sqlText(body) + `, '` + contentType + `', '0', '` + status + `', 'chat')`
 }
 
-func TestCocoaDatabaseMigratedFromVersion3IsSnapshottedAndWrittenAsAFreshOne(t *testing.T) {
+func TestBlinkCocoaDatabaseMigratedFromVersion3IsSnapshottedAndWrittenAsAFreshOne(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "history.sqlite")
 	stmts := append([]string(nil), cocoaV3...)
 	stmts = append(stmts,

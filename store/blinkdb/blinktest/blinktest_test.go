@@ -64,7 +64,7 @@ func row(t *testing.T, c *sql.DB, table, idCol, msgid string) map[string]string 
 
 var at = time.Date(2026, 1, 28, 11, 11, 12, 123456789, time.FixedZone("", 3600))
 
-func TestAddWritesEveryColumnAsTheClientDoes(t *testing.T) {
+func TestAddWritesEveryColumnAsTheBlinkClientDoes(t *testing.T) {
 	ctx := context.Background()
 	_, qt, qc := newDB(t, blinkdb.BlinkQt)
 	m, err := qt.Add(ctx, blinktest.Message{Remote: "bob@example.com", RemoteName: "Bob", Direction: "outgoing", Body: "hi", Time: at})
@@ -120,7 +120,7 @@ func TestAddWritesEveryColumnAsTheClientDoes(t *testing.T) {
 
 // Blink Qt's update() never leaves 'displayed' and ignores 'received' for
 // outgoing rows; the user's delete still marks a displayed row.
-func TestQtStateChangesFollowTheClientsRules(t *testing.T) {
+func TestBlinkQtStateChangesFollowTheClientsRules(t *testing.T) {
 	ctx := context.Background()
 	_, w, c := newDB(t, blinkdb.BlinkQt)
 	m, _ := w.Add(ctx, blinktest.Message{MsgID: "m1", Remote: "bob@example.com", Direction: "outgoing", Body: "x"})
@@ -144,7 +144,7 @@ func TestQtStateChangesFollowTheClientsRules(t *testing.T) {
 
 // Blink Cocoa's getOne() raises on a msgid held by two rows: the client's
 // update is lost, and counted.
-func TestCocoaStatusChangeOfARepeatedMsgidIsLost(t *testing.T) {
+func TestBlinkCocoaStatusChangeOfARepeatedMsgidIsLost(t *testing.T) {
 	ctx := context.Background()
 	_, w, c := newDB(t, blinkdb.BlinkCocoa)
 	w.Add(ctx, blinktest.Message{MsgID: "m1", Remote: "bob@example.com", Direction: "incoming", Body: "x"})
@@ -164,7 +164,7 @@ func TestCocoaStatusChangeOfARepeatedMsgidIsLost(t *testing.T) {
 
 // A lock held past the clients' 5 s wait makes the write fail, as it makes
 // the client drop the message; Locked counts it.
-func TestWriteBehindALongLockFailsAndIsCounted(t *testing.T) {
+func TestWriteBehindALockHeldPastBlinksWaitFailsAndIsCounted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits 5 s")
 	}
@@ -192,7 +192,7 @@ func TestWriteBehindALongLockFailsAndIsCounted(t *testing.T) {
 	}
 }
 
-func TestRunMixesAddsStatusChangesAndDeletes(t *testing.T) {
+func TestRunMixesBlinkClientsAddsStatusChangesAndDeletes(t *testing.T) {
 	for _, d := range []blinkdb.Dialect{blinkdb.BlinkQt, blinkdb.BlinkCocoa} {
 		_, w, _ := newDB(t, d)
 		st := w.Run(context.Background(), blinktest.RunOptions{Rate: 2000, Ops: 200})
