@@ -66,18 +66,30 @@ func dbMessages(t *testing.T, db *blinkdb.DB) map[string]string {
 // byte-for-byte comparison.
 func rawRows(t *testing.T, path, table string) []string {
 	t.Helper()
+	_, rows := selectAll(t, path, `SELECT * FROM `+table+` ORDER BY id`)
+	var out []string
+	for _, vals := range rows {
+		out = append(out, fmt.Sprintf("%q", vals))
+	}
+	return out
+}
+
+// selectAll runs q on the database at path, read-only, and returns the
+// columns and every row's values.
+func selectAll(t *testing.T, path, q string) ([]string, [][]any) {
+	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT * FROM ` + table + ` ORDER BY id`)
+	rows, err := db.Query(q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	cols, _ := rows.Columns()
-	var out []string
+	var out [][]any
 	for rows.Next() {
 		vals := make([]any, len(cols))
 		ptrs := make([]any, len(cols))
@@ -87,9 +99,12 @@ func rawRows(t *testing.T, path, table string) []string {
 		if err := rows.Scan(ptrs...); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, fmt.Sprintf("%q", vals))
+		out = append(out, vals)
 	}
-	return out
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return cols, out
 }
 
 func putJSON(t *testing.T, db *blinkdb.DB, obj map[string]any) {
@@ -287,30 +302,12 @@ func queryRow(t *testing.T, path, q string, dst ...any) {
 // nullColumns lists the columns of the row where is NULL.
 func nullColumns(t *testing.T, path, table, where string) []string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query(`SELECT * FROM ` + table + ` WHERE ` + where)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	if !rows.Next() {
-		t.Fatalf("no row where %s", where)
-	}
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	if err := rows.Scan(ptrs...); err != nil {
-		t.Fatal(err)
+	cols, rows := selectAll(t, path, `SELECT * FROM `+table+` WHERE `+where)
+	if len(rows) != 1 {
+		t.Fatalf("%d rows where %s, want 1", len(rows), where)
 	}
 	var out []string
-	for i, v := range vals {
+	for i, v := range rows[0] {
 		if v == nil {
 			out = append(out, cols[i])
 		}
