@@ -59,6 +59,11 @@ type Key struct {
 	RemoteURI string
 }
 
+// KeyOf is the key a message with this msgid and remote_uri has in the
+// table once written: the clients write remote_uri as user@domain, with no
+// sip: or sips: scheme.
+func KeyOf(msgid, remoteURI string) Key { return Key{MsgID: msgid, RemoteURI: stripScheme(remoteURI)} }
+
 // Row is one row of this account, as Snapshot and Put report it.
 type Row struct {
 	Key Key
@@ -414,6 +419,7 @@ func (db *DB) Put(ctx context.Context, msg []byte, device string) (Row, error) {
 	}
 	msgid, _, _ := text(obj["msgid"])
 	remote, _, _ := text(obj["remote_uri"])
+	remote = KeyOf(msgid, remote).RemoteURI
 	if msgid == "" || remote == "" {
 		return Row{}, fmt.Errorf("%w: msgid and remote_uri", ErrIncomplete)
 	}

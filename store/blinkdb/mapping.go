@@ -377,6 +377,7 @@ func fromWire(t *table, obj map[string]any, old rec, account, device string) (re
 	}
 	msgid, _ := in.str("msgid")
 	remote, _ := in.str("remote_uri")
+	remote = stripScheme(remote) // the clients write user@domain
 	if msgid == "" || remote == "" {
 		return nil, fmt.Errorf("%w: msgid and remote_uri", ErrIncomplete)
 	}

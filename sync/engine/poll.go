@@ -359,6 +359,9 @@ func (e *Engine) writePage(pg *pagePlan) (applied []store.Applied, failed *plann
 			if r.hash != "" {
 				pl.a.Hash = r.hash // the message as the store holds it
 			}
+			if r.loc != "" {
+				pl.a.Path = r.loc
+			}
 		}
 		applied = append(applied, pl.a)
 	}

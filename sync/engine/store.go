@@ -121,6 +121,9 @@ type storeResult struct {
 	// field): recorded, it keeps the next scan from taking chatsync's own
 	// write for a local change and sending it back.
 	hash string
+	// loc is where the message now is, when that is not the op's (a
+	// database writes the remote_uri in the client's own form).
+	loc string
 }
 
 // errNotForStore is a message the store cannot hold by its content (a

@@ -191,7 +191,7 @@ func (s *dbStore) Place(msg msgdir.Message, cur string, names *msgdir.Names) (st
 	if msg.RemoteURI == "" {
 		return "", fmt.Errorf("%w: no remote_uri, which the client's table needs", errNotForStore)
 	}
-	return dbLoc(blinkdb.Key{MsgID: msg.MsgID, RemoteURI: msg.RemoteURI}), nil
+	return dbLoc(blinkdb.KeyOf(msg.MsgID, msg.RemoteURI)), nil
 }
 
 func (s *dbStore) Apply(ops []storeOp) []storeResult {
@@ -224,6 +224,7 @@ func (s *dbStore) Apply(ops []storeOp) []storeResult {
 			s.rows = map[string]blinkdb.Row{}
 		}
 		s.rows[loc] = r
+		out[i].loc = loc
 		if msg, err := s.message(loc, r); err == nil {
 			out[i].hash = msg.Hash
 		}

@@ -314,3 +314,28 @@ func nullColumns(t *testing.T, path, table, where string) []string {
 	}
 	return out
 }
+
+// A message from a JSON device that names the other party with a sip:
+// scheme joins the client's conversation with that party (the clients
+// write user@domain), and the row as written is not taken for a change.
+func TestASipSchemeInRemoteURIJoinsTheClientsConversationWithoutAnEcho(t *testing.T) {
+	srv := newServer(t)
+	kr := newKeyring(t)
+	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
+	b := newDevice(t, "B", srv, kr)
+	a.start()
+	b.start()
+	b.write("bob/m1.json", msg("m1", "sip:bob@example.com", "with a scheme"))
+	qt := client(t, a, blinkdb.BlinkQt, testAccount)
+	waitFor(t, 20*time.Second, "m1 in the database", func() bool { _, ok := dbMessages(t, qt)["m1"]; return ok })
+	var remote string
+	queryRow(t, a.store, `SELECT remote_uri FROM messages WHERE message_id = 'm1'`, &remote)
+	if remote != "bob@example.com" {
+		t.Errorf("remote_uri = %q, want bob@example.com as Blink Qt writes it", remote)
+	}
+	settled(t, a)
+	settled(t, a)
+	if got := serverMsgIDs(t, srv, kr); got["m1"] != 1 {
+		t.Errorf("journal rows of m1 = %d, want 1: A sent its own write back", got["m1"])
+	}
+}
