@@ -174,7 +174,7 @@ func expectedViews(w *blinktest.Writer, d blinkdb.Dialect) map[string]wireView {
 }
 
 // viewDiff describes how got differs from want, in a few lines.
-func viewDiff(got, want map[string]wireView) string {
+func viewDiff(got, want map[string]wireView, ids *[]string) string {
 	var out []string
 	for _, id := range slices.Sorted(func(yield func(string) bool) {
 		for id := range want {
@@ -190,6 +190,9 @@ func viewDiff(got, want map[string]wireView) string {
 	}) {
 		g, gok := got[id]
 		w, wok := want[id]
+		if !gok || !wok || g != w {
+			*ids = append(*ids, id)
+		}
 		switch {
 		case !gok:
 			out = append(out, "missing "+w.String())
@@ -373,7 +376,9 @@ func logTail(d *e2eDevice, n int) string {
 
 // converge waits, until the deadline, for the three stores to hold want
 // and the three daemons to be idle. It fails saying what still differs.
-func converge(t *testing.T, timeout time.Duration, what string, qtDB, cocoaDB *sql.DB, qt, cocoa, js *e2eDevice, want func() map[string]wireView) time.Duration {
+// explain, given the msgids that differ, says what happened to them.
+func converge(t *testing.T, timeout time.Duration, what string, qtDB, cocoaDB *sql.DB, qt, cocoa, js *e2eDevice,
+	want func() map[string]wireView, explain func([]string) string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -382,7 +387,7 @@ func converge(t *testing.T, timeout time.Duration, what string, qtDB, cocoaDB *s
 		qv, err1 := readViews(qtDB, blinkdb.BlinkQt)
 		cv, err2 := readViews(cocoaDB, blinkdb.BlinkCocoa)
 		jv := jsonViews(js)
-		var diffs []string
+		var diffs, ids []string
 		for _, d := range []*e2eDevice{qt, cocoa, js} {
 			if st, ok := d.status(t); ok && st.StartError != "" {
 				diffs = append(diffs, d.name+" cannot start: "+st.StartError)
@@ -396,7 +401,7 @@ func converge(t *testing.T, timeout time.Duration, what string, qtDB, cocoaDB *s
 			got  map[string]wireView
 		}{{"the Blink Qt database", qv}, {"the Blink Cocoa database", cv}, {"the JSON directory", jv}} {
 			if !maps2Equal(c.got, w) {
-				diffs = append(diffs, fmt.Sprintf("%s (%d messages, want %d):\n  %s", c.name, len(c.got), len(w), viewDiff(c.got, w)))
+				diffs = append(diffs, fmt.Sprintf("%s (%d messages, want %d):\n  %s", c.name, len(c.got), len(w), viewDiff(c.got, w, &ids)))
 			}
 		}
 		if len(diffs) == 0 {
@@ -414,7 +419,8 @@ func converge(t *testing.T, timeout time.Duration, what string, qtDB, cocoaDB *s
 			for _, d := range []*e2eDevice{qt, cocoa, js} {
 				t.Logf("last lines of %s's log:\n%s", d.name, logTail(d, 40))
 			}
-			t.Fatalf("timed out after %s waiting for %s; %s", timeout, what, why)
+			slices.Sort(ids)
+			t.Fatalf("timed out after %s waiting for %s; %s\n%s", timeout, what, why, explain(slices.Compact(ids)))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -615,10 +621,41 @@ func TestBlinkQtBlinkCocoaAndJSONDevicesConvergeWhileTheClientsWriteWithNoLockFa
 		}
 		return out
 	}
+	kr, err := seal.LoadKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	explain := func(msgids []string) string {
+		names := map[string]string{}
+		for _, d := range []*e2eDevice{qt, cocoa, js} {
+			names[strings.ToLower(deviceID(t, d))] = d.name
+		}
+		var b strings.Builder
+		for _, id := range msgids[:min(len(msgids), 5)] {
+			fmt.Fprintf(&b, "%s:\n", id)
+			for _, c := range []struct {
+				name string
+				w    *blinktest.Writer
+			}{{"Blink Qt writer", qtW}, {"Blink Cocoa writer", cocoaW}} {
+				for _, op := range c.w.Ops() {
+					if op.MsgID == id {
+						fmt.Fprintf(&b, "  %s %s: %s %s\n", op.At.Format("15:04:05.000"), c.name, op.Kind, op.Status)
+					}
+				}
+			}
+			for _, r := range srv.rows(t) {
+				if e, err := kr.Open(r.Data, e2eAccount); err == nil && e.MsgID == id {
+					fmt.Fprintf(&b, "  journal row %d at %s (device time %s) by %s: %s %s\n", r.ID, r.Timestamp,
+						e.Time.Format("15:04:05.000"), names[strings.ToLower(e.Device)], e.Op, viewOf(e.Message).Status)
+				}
+			}
+		}
+		return b.String()
+	}
 	qt.start()
 	cocoa.start()
 	js.start()
-	first := converge(t, 90*time.Second, "the history from before chatsync on all three devices", qtDB, cocoaDB, qt, cocoa, js, want)
+	first := converge(t, 90*time.Second, "the history from before chatsync on all three devices", qtDB, cocoaDB, qt, cocoa, js, want, explain)
 	t.Logf("the history from before chatsync (%d messages) converged in %v", len(want()), first.Round(time.Millisecond))
 
 	// The clients keep writing while the daemons sync.
@@ -649,7 +686,7 @@ func TestBlinkQtBlinkCocoaAndJSONDevicesConvergeWhileTheClientsWriteWithNoLockFa
 		}
 	}()
 	wg.Wait()
-	took := converge(t, 120*time.Second, "every message, change and delete on all three devices", qtDB, cocoaDB, qt, cocoa, js, want)
+	took := converge(t, 120*time.Second, "every message, change and delete on all three devices", qtDB, cocoaDB, qt, cocoa, js, want, explain)
 	final := want()
 	t.Logf("Blink Qt writer: %+v, %d lock failures", qtStats, qtW.Locked())
 	t.Logf("Blink Cocoa writer: %+v, %d lock failures, %d lost updates", cocoaStats, cocoaW.Locked(), cocoaW.Lost())
@@ -694,10 +731,6 @@ func TestBlinkQtBlinkCocoaAndJSONDevicesConvergeWhileTheClientsWriteWithNoLockFa
 	}
 	for id, n := range jw.ops {
 		owner[id], changes[id] = js, n
-	}
-	kr, err := seal.LoadKeyring(key)
-	if err != nil {
-		t.Fatal(err)
 	}
 	type version struct {
 		op   string

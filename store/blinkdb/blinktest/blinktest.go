@@ -554,7 +554,8 @@ type Stats struct {
 // delete, Blink Cocoa's delete with its VACUUM). It only changes and
 // deletes the messages it added, so every later change of a message is
 // this writer's. Failed operations are counted, not retried (the client
-// does not retry either); Run returns when ctx ends.
+// does not retry either). Run returns when ctx ends, once the operation
+// under way has finished, so the writer's log holds every change made.
 func (w *Writer) Run(ctx context.Context, opts RunOptions) Stats {
 	if opts.Rate <= 0 {
 		opts.Rate = 10
@@ -573,6 +574,10 @@ func (w *Writer) Run(ctx context.Context, opts RunOptions) Stats {
 		}
 		st.Tried++
 		kind, msgid, status := w.next(opts.Remotes)
+		// The operation itself runs to its end, as the client's does: a
+		// statement interrupted by ctx may have committed already, and its
+		// result would be lost from the writer's log.
+		ctx := context.WithoutCancel(ctx)
 		var err error
 		switch kind {
 		case "add":
@@ -593,7 +598,7 @@ func (w *Writer) Run(ctx context.Context, opts RunOptions) Stats {
 				st.Deletes++
 			}
 		}
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			st.Failed++
 			if len(st.Errors) < 5 {
 				st.Errors = append(st.Errors, err.Error())
