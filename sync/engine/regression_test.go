@@ -616,13 +616,18 @@ func fileOfIncoming(t *testing.T, obj map[string]any) string {
 	return msgdir.IncomingPath(m)
 }
 
-// The store directory does not exist when the daemon starts. The engine
-// must pause and wait for it without spinning, then start once it appears.
-// The loop's activity is measured by its calls to the clock (Options.Now):
-// a few per wakeup, one wakeup a second while the store is missing.
+// The store directory this device knows messages in is gone when the
+// daemon starts. The engine must pause and wait for it without spinning,
+// then start once it appears. The loop's activity is measured by its calls
+// to the clock (Options.Now): a few per wakeup, one wakeup a second while
+// the store is missing.
 func TestMissingStoreAtStartDoesNotSpin(t *testing.T) {
 	srv := newServer(t)
 	a := newDevice(t, "A", srv, newKeyring(t))
+	a.write("c/m1.json", msg("m1", "c@example.com", "known"))
+	a.start()
+	waitFor(t, 20*time.Second, "m1 pushed", func() bool { return len(srv.rows()) == 1 && a.status().OutboxDepth == 0 })
+	a.stop()
 	var clock atomic.Int64
 	a.tweak = func(o *Options) {
 		o.Now = func() time.Time {
@@ -630,7 +635,7 @@ func TestMissingStoreAtStartDoesNotSpin(t *testing.T) {
 			return time.Now()
 		}
 	}
-	if err := os.Remove(a.store); err != nil {
+	if err := os.Rename(a.store, a.store+".away"); err != nil {
 		t.Fatal(err)
 	}
 	a.start()
@@ -650,9 +655,34 @@ func TestMissingStoreAtStartDoesNotSpin(t *testing.T) {
 	if limit := int64(100 * took / window); calls > limit {
 		t.Errorf("busy loop: %d clock reads in %v while waiting for the store, want at most %d", calls, took, limit)
 	}
-	if err := os.Mkdir(a.store, 0o700); err != nil {
+	if err := os.Rename(a.store+".away", a.store); err != nil {
 		t.Fatal(err)
 	}
 	since := time.Now()
-	waitFor(t, 20*time.Second, "A to start once the store exists", func() bool { return a.idle(since) })
+	waitFor(t, 20*time.Second, "A to start once the store is back", func() bool { return a.idle(since) })
+	if n := len(srv.rows()); n != 1 {
+		t.Errorf("the journal holds %d rows, want 1: nothing was to be sent again", n)
+	}
+}
+
+// A store that does not exist and never held a message here (a first run,
+// following the README) is created at start, not a reason to pause.
+func TestAStoreThatNeverHeldAMessageIsCreatedAtStart(t *testing.T) {
+	_, _, a, b := twoDevices(t)
+	if err := os.Remove(a.store); err != nil {
+		t.Fatal(err)
+	}
+	a.store = filepath.Join(a.store, "nested", "alice")
+	a.start()
+	b.start()
+	b.write("c/m1.json", msg("m1", "c@example.com", "to the new store"))
+	waitFor(t, 20*time.Second, "m1 in A's new store", func() bool { _, ok := a.messages()["m1"]; return ok },
+		func() string { return fmt.Sprintf("%+v", a.status()) })
+	fi, err := os.Stat(a.store)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the created store: %v, mode %v; want a directory of mode 0700", err, fi.Mode().Perm())
+	}
+	if st := a.status(); st.State == StatePaused {
+		t.Errorf("A is paused: %s", st.Error)
+	}
 }

@@ -61,8 +61,16 @@ func (s *dirStore) Unusable() string {
 	} else {
 		s.Close()
 	}
+	if errors.Is(err, fs.ErrNotExist) && !s.known() {
+		// A store that never held a message here: a first run.
+		if err := os.MkdirAll(store, 0o700); err != nil {
+			return fmt.Sprintf("cannot create the message store %s: %v", store, err)
+		}
+		s.log.Info("created the message store", "store", store)
+		return s.Unusable()
+	}
 	if err != nil || !fi.IsDir() {
-		return fmt.Sprintf("message store %s is missing: create it again (or mount it); nothing is deleted meanwhile", store)
+		return fmt.Sprintf("message store %s is missing although this device knows messages in it: mount it or put it back (nothing is deleted meanwhile); to start over with a new, empty store, stop chatsync and run `chatsync state rebuild`: the history comes back from the journal", store)
 	}
 	if _, err := s.lstat(markerName); err == nil {
 		return ""
