@@ -411,6 +411,24 @@ func (db *DB) Snapshot(ctx context.Context) (map[Key]Row, error) {
 // (Blink Qt has no such column). Put returns the row as it now is, whose
 // Hash lets the caller recognize its own write in the next Snapshot.
 func (db *DB) Put(ctx context.Context, msg []byte, device string) (Row, error) {
+	return db.put(ctx, msg, device, nil)
+}
+
+// ErrChanged is a PutOver refused because the row is not the one the
+// caller last saw: the client changed it meanwhile.
+var ErrChanged = errors.New("blinkdb: the row changed since it was read")
+
+// PutOver is Put for a caller that decided to write msg after looking at
+// the row: seen is the Hash of the row with the message's key as the caller
+// last read it ("" when there was none). If the row is not that any more
+// (the client changed it, or wrote a row with that key, meanwhile), nothing
+// is written and the error is ErrChanged, so a change the caller has not
+// seen is never merged away.
+func (db *DB) PutOver(ctx context.Context, msg []byte, device, seen string) (Row, error) {
+	return db.put(ctx, msg, device, &seen)
+}
+
+func (db *DB) put(ctx context.Context, msg []byte, device string, seen *string) (Row, error) {
 	dec := json.NewDecoder(bytes.NewReader(msg))
 	dec.UseNumber()
 	var obj map[string]any
@@ -439,11 +457,14 @@ func (db *DB) Put(ctx context.Context, msg []byte, device string) (Row, error) {
 			return err
 		}
 		defer tx.Rollback()
-		id, old, _, err := db.scanRow(tx.QueryRowContext(ctx, byKey, msgid, db.account, remote))
+		id, old, cur, err := db.scanRow(tx.QueryRowContext(ctx, byKey, msgid, db.account, remote))
 		if errors.Is(err, sql.ErrNoRows) {
-			old = nil
+			old, cur = nil, Row{}
 		} else if err != nil {
 			return err
+		}
+		if seen != nil && cur.Hash != *seen {
+			return ErrChanged
 		}
 		r, err := fromWire(t, obj, old, db.account, device)
 		if err != nil {
@@ -521,20 +542,29 @@ func (db *DB) update(ctx context.Context, tx *sql.Tx, id int64, old, r rec) erro
 // VACUUM (see dsn for why that is not needed). Deleting a msgid the
 // account does not have is not an error.
 func (db *DB) Delete(ctx context.Context, msgid string) error {
+	return db.delete(ctx, msgid, ` WHERE `+db.t.msgid+` = ? AND `+db.t.account+` = ?`, msgid, db.account)
+}
+
+// DeleteRow removes this account's one row with key k (a message that
+// moved to another conversation: its row under the old remote_uri).
+func (db *DB) DeleteRow(ctx context.Context, k Key) error {
+	return db.delete(ctx, k.MsgID, ` WHERE `+db.t.msgid+` = ? AND `+db.t.account+` = ? AND `+db.t.remote+` = ?`,
+		k.MsgID, db.account, k.RemoteURI)
+}
+
+func (db *DB) delete(ctx context.Context, msgid, where string, args ...any) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if err := db.ensure(ctx); err != nil {
 		return err
 	}
-	t := db.t
 	err := db.retry(ctx, func() error {
 		tx, err := db.sql.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback()
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t.name+` WHERE `+t.msgid+` = ? AND `+t.account+` = ?`,
-			msgid, db.account); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+db.t.name+where, args...); err != nil {
 			return err
 		}
 		return tx.Commit()

@@ -695,3 +695,29 @@ func TestOpenSetsItsPragmasOnAnAwkwardPath(t *testing.T) {
 		t.Errorf("%s holds %d entries; a mis-escaped path opened another file", parent, len(entries))
 	}
 }
+
+// PutOver writes only over the row the caller saw: a row the client
+// changed, or inserted, since is left as the client wrote it.
+func TestPutOverRefusesARowTheClientChangedSinceItWasSeen(t *testing.T) {
+	f := newFixture(t, blinkdb.BlinkQt)
+	seen := f.put(t, fullMessage(blinkdb.BlinkQt, "m1"))
+	if _, err := f.db.PutOver(ctxT(t), mustJSON(fullMessage(blinkdb.BlinkQt, "m1")), "dev", seen.Hash); err != nil {
+		t.Fatalf("PutOver over the row as seen: %v", err)
+	}
+	db := f.client
+	if _, err := db.Exec(`UPDATE messages SET state = 'displayed', content = 'changed by the client' WHERE message_id = 'm1'`); err != nil {
+		t.Fatal(err)
+	}
+	edit := fullMessage(blinkdb.BlinkQt, "m1")
+	edit["body"] = "from another device"
+	if _, err := f.db.PutOver(ctxT(t), mustJSON(edit), "dev", seen.Hash); !errors.Is(err, blinkdb.ErrChanged) {
+		t.Errorf("PutOver over a changed row: %v, want ErrChanged", err)
+	}
+	if _, err := f.db.PutOver(ctxT(t), mustJSON(fullMessage(blinkdb.BlinkQt, "m2")), "dev", "some-hash"); !errors.Is(err, blinkdb.ErrChanged) {
+		t.Errorf("PutOver of a row expected but absent: %v, want ErrChanged", err)
+	}
+	var body string
+	if err := db.QueryRow(`SELECT content FROM messages WHERE message_id = 'm1'`).Scan(&body); err != nil || body != "changed by the client" {
+		t.Errorf("content = %q (%v), want the client's change kept", body, err)
+	}
+}

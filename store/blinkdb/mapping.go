@@ -16,9 +16,14 @@ import (
 // another writer might).
 type rec map[string]string
 
+// ErrUnstorable is a message the client's table cannot hold as it is: it
+// is not written, and trying again cannot help. Its kinds are
+// ErrIncomplete and a field that is not text (an object or a list).
+var ErrUnstorable = errors.New("blinkdb: the message cannot be stored in the client's table")
+
 // ErrIncomplete means an incoming message lacks what the client needs to
 // show a row (a direction, a time); it is not written.
-var ErrIncomplete = errors.New("blinkdb: message lacks a field the client needs")
+var ErrIncomplete = fmt.Errorf("%w: it lacks a field the client needs", ErrUnstorable)
 
 // JournalIDMark is what Blink Cocoa's journal_id holds for a row chatsync
 // inserted. It must be non-empty: Blink Cocoa journals a row whose
@@ -328,7 +333,7 @@ func text(v any) (string, bool, error) {
 		}
 		return "0", true, nil
 	}
-	return "", false, fmt.Errorf("blinkdb: field is a %T, not text", v)
+	return "", false, fmt.Errorf("%w: a field is a %T, not text", ErrUnstorable, v)
 }
 
 func (in *incoming) str(field string) (string, bool) {

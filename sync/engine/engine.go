@@ -458,8 +458,12 @@ func (e *Engine) localWork() {
 		// is recognised when another device's copy arrives, rather than
 		// written a second time. What to push is decided after the
 		// catch-up poll (decideAll), once the journal's versions are known.
-		e.scan("", false)
-		e.indexed = true
+		// A store that cannot be read yet (a database locked for
+		// longer than the busy bound) is indexed at the next try.
+		if e.indexed = e.scan("", false); !e.indexed {
+			e.rootPresent() // pauses on what the scan found, if it says
+			return
+		}
 	}
 	now := e.opts.Now()
 	for rel, at := range e.recheck {
@@ -475,6 +479,10 @@ func (e *Engine) localWork() {
 	}
 	e.flush()
 }
+
+// indexRetry is how soon a start-up index that could not read the store is
+// tried again.
+const indexRetry = 5 * time.Second
 
 // watchlessRescan is how often the store is rescanned when it cannot be
 // watched.
@@ -714,7 +722,9 @@ func (e *Engine) nextWake() time.Duration {
 	switch {
 	case !e.indexed:
 		// Network work waits for the start-up index, which waits for the
-		// store.
+		// store, and is tried again a little later if the store could
+		// not be read.
+		next = earlier(next, now.Add(indexRetry))
 	case e.needCheck:
 		next = earlier(next, e.reconcileAt)
 	default:

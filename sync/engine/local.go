@@ -127,8 +127,9 @@ func (e *Engine) gone(loc string) {
 // scan looks at every location of the store below dir ("" for all of
 // it), and then at every indexed location below dir that was not found.
 // With decide false (the start-up index) it only records what it finds;
-// what to push is decided after the catch-up poll.
-func (e *Engine) scan(dir string, decide bool) {
+// what to push is decided after the catch-up poll. It reports whether the
+// store could be read: if not, nothing is taken for gone.
+func (e *Engine) scan(dir string, decide bool) bool {
 	if dir == "" {
 		e.lastScan = e.opts.Now()
 	}
@@ -150,7 +151,7 @@ func (e *Engine) scan(dir string, decide bool) {
 	})
 	if err != nil {
 		e.log.Warn("cannot scan the message store", "store", e.store.Describe(dir), "err", err)
-		return
+		return false
 	}
 	e.flush()
 	prefix := ""
@@ -163,7 +164,7 @@ func (e *Engine) scan(dir string, decide bool) {
 	for rec, err := range files {
 		if err != nil {
 			e.log.Error("cannot read the file index", "err", err)
-			return
+			return false
 		}
 		if !found[rec.Path] && !underAny(rec.Path, unreadable) {
 			gone = append(gone, rec)
@@ -182,6 +183,7 @@ func (e *Engine) scan(dir string, decide bool) {
 			e.unreject(loc)
 		}
 	}
+	return true
 }
 
 // found indexes the message the store holds at loc and, when decide is

@@ -98,10 +98,11 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 		e.recogniseOwn(pg, row)
 	}
 	applied, failed, writeErr := e.writePage(pg)
-	if failed != nil {
-		// Nothing is lost: the cursor stops before this row, and it is
-		// applied again once writing works (disk full, a permission fixed).
-		next = min(next, failed.a.JournalID-1)
+	if len(failed) > 0 {
+		// Nothing is lost: the cursor stops before the first row not
+		// written, and it is applied again once writing works (disk full,
+		// a permission fixed, the client's lock gone).
+		next = min(next, failed[0].a.JournalID-1)
 	}
 	e.seenMax = max(e.seenMax, page.MaxID())
 	received := len(applied)
@@ -126,6 +127,9 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	}
 	e.update(func(s *Status) {
 		s.LastPoll, s.LastPollError = now, ""
+		if writeErr != nil {
+			s.LastPollError = writeErr.Error()
+		}
 		s.Received += int64(received)
 	})
 	if received > 0 {
@@ -333,12 +337,15 @@ type pagePlan struct {
 	row  account.JournalEntry // the row being planned
 }
 
-// writePage writes the files a page plans, in one batch, and returns the
-// rows applied, in journal order, up to the first whose file could not be
-// written (failed, nil when all were), with that error. A row whose file
+// writePage writes what a page plans, in one batch, and returns the rows
+// applied, in journal order, and those whose write failed (the first
+// failure's error with them). Every row written is recorded, also after a
+// failure: the cursor stops before the first failed row, and reading the
+// rows after it again changes nothing, whereas a message written but not
+// recorded would be taken for a local one and sent back. A row whose file
 // would pass through a symbolic link is skipped, counted and kept for a
 // later try.
-func (e *Engine) writePage(pg *pagePlan) (applied []store.Applied, failed *plannedRow, err error) {
+func (e *Engine) writePage(pg *pagePlan) (applied []store.Applied, failed []*plannedRow, err error) {
 	results := e.store.Apply(pg.ops)
 	for i := range pg.rows {
 		pl := &pg.rows[i]
@@ -353,7 +360,11 @@ func (e *Engine) writePage(pg *pagePlan) (applied []store.Applied, failed *plann
 				e.skip(pl.a.JournalID, r.err)
 				continue
 			case r.err != nil:
-				return applied, pl, fmt.Errorf("write a message from another device to %s: %w", e.store.Describe(pg.ops[pl.op].loc), r.err)
+				if err == nil {
+					err = fmt.Errorf("write a message from another device to %s: %w", e.store.Describe(pg.ops[pl.op].loc), r.err)
+				}
+				failed = append(failed, pl)
+				continue
 			}
 			pl.a.Size, pl.a.MTime = r.size, r.mtime
 			if r.hash != "" {
@@ -365,7 +376,7 @@ func (e *Engine) writePage(pg *pagePlan) (applied []store.Applied, failed *plann
 		}
 		applied = append(applied, pl.a)
 	}
-	return applied, nil, nil
+	return applied, failed, err
 }
 
 // keepIfFixable keeps row for a later try if err is a cause the user can
@@ -523,7 +534,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 		if hasFile && e.opts.ReplicateDeletes {
 			a.Path = cur.Path
 			pg.files[en.MsgID] = nil
-			pg.add(a, &storeOp{loc: cur.Path, msgid: en.MsgID, remove: true})
+			pg.add(a, &storeOp{loc: cur.Path, remove: true})
 			return
 		}
 		// No file here, or this device keeps what others delete: the
@@ -555,7 +566,7 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 		}
 		a.Path = loc
 		pg.files[en.MsgID] = &store.FileRecord{Path: loc, MsgID: en.MsgID, Hash: msg.Hash}
-		pg.add(a, &storeOp{loc: loc, msgid: en.MsgID, data: msg.Canonical, device: en.Device})
+		pg.add(a, &storeOp{loc: loc, from: at, data: msg.Canonical, device: en.Device})
 	}
 }
 
@@ -604,7 +615,7 @@ func (e *Engine) skip(id int64, err error) {
 	case errors.Is(err, msgdir.ErrUnsafePath):
 		reason = "its file would pass through a symbolic link (move the link out of the store)"
 	case errors.Is(err, errNotForStore):
-		reason = "cannot be stored in the chat client's database (it lacks remote_uri, direction or time)"
+		reason = "cannot be stored in the chat client's database (it lacks remote_uri, direction or time, or a field is not text)"
 	case errors.Is(err, seal.ErrBadFormat):
 		reason = "not a chatsync entry"
 	case errors.Is(err, errReplayed):

@@ -100,10 +100,11 @@ type seen struct {
 }
 
 // storeOp is one write of a page: msg written at loc (by device, the one
-// that journaled it), or the message at loc removed.
+// that journaled it; from is where this device held it until now), or the
+// message at loc removed.
 type storeOp struct {
 	loc    string
-	msgid  string
+	from   string // where the message was before, if elsewhere
 	data   []byte
 	device string
 	remove bool

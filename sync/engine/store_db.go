@@ -44,10 +44,12 @@ type dbStore struct {
 	checked time.Time // when the problem was last looked at
 	// scanned is what the files looked like when the snapshot was taken.
 	scanned watch.DatabaseSig
+	// changed is set when a write found a row changed since the snapshot.
+	changed bool
 }
 
 // Stale reports whether the database changed since the snapshot.
-func (s *dbStore) Stale() bool { return watch.Sig(s.opts.Store) != s.scanned }
+func (s *dbStore) Stale() bool { return s.changed || watch.Sig(s.opts.Store) != s.scanned }
 
 type parsedRow struct {
 	rowHash string
@@ -74,15 +76,7 @@ func (s *dbStore) Unusable() string {
 		s.db = db
 	}
 	if s.problem != "" && time.Since(s.checked) >= dbRecheck {
-		// Paused on what a scan found: look again now and then.
-		s.checked = time.Now()
-		rows, err := s.db.Snapshot(context.Background())
-		switch {
-		case err != nil:
-			s.problem = s.explain(err)
-		case liveRows(rows) > 0 || !s.known():
-			s.problem = ""
-		}
+		s.snapshot() // paused on what a scan found: look again now and then
 	}
 	return s.problem
 }
@@ -90,6 +84,62 @@ func (s *dbStore) Unusable() string {
 // dbRecheck is how often a database the account is paused on is looked at
 // again.
 const dbRecheck = 5 * time.Second
+
+// snapshot reads the account's rows and, if they can be taken for the
+// store, makes them the store's view; if not, problem says why and the
+// view stays as it was.
+func (s *dbStore) snapshot() error {
+	s.checked = time.Now()
+	before := watch.Sig(s.opts.Store)
+	fi, err := os.Stat(s.opts.Store)
+	if err != nil {
+		s.problem = s.explain(blinkdb.ErrNoDatabase)
+		return err
+	}
+	rows, err := s.db.Snapshot(context.Background())
+	if err != nil {
+		s.problem = s.explain(err)
+		return err
+	}
+	if why := s.notTheStore(fileID(fi), rows); why != "" {
+		s.problem = why
+		return errors.New(why)
+	}
+	s.problem = ""
+	s.scanned, s.changed = before, false
+	s.rows = make(map[string]blinkdb.Row, len(rows))
+	for k, r := range rows {
+		s.rows[dbLoc(k)] = r
+	}
+	return nil
+}
+
+// notTheStore says why rows, read from the file with identity id, are not
+// the store this device synced, or "" when they are. A database the client
+// recreated, or another file put in its place, differs from what this
+// device knows in every message it lacks: taking that for deletions would
+// delete the account's history on every device. The identity of the file
+// is kept in the state, so this holds across restarts too.
+func (s *dbStore) notTheStore(id string, rows map[blinkdb.Key]blinkdb.Row) string {
+	recorded, err := s.opts.DB.StoreID(s.opts.Account)
+	if err != nil {
+		return fmt.Sprintf("cannot read the state: %v", err)
+	}
+	known := s.known()
+	fix := "If this is the history you want, stop chatsync and run `chatsync state rebuild`: nothing is deleted; the device compares the database with the journal, writes what it lacks and sends only what the journal lacks. Nothing is deleted meanwhile"
+	switch {
+	case known && recorded != "" && id != "" && id != recorded:
+		return fmt.Sprintf("%s is not the database file this device synced (it was recreated or replaced). %s", s.opts.Store, fix)
+	case known && liveRows(rows) == 0:
+		return fmt.Sprintf("%s holds no message of %s although this device knows messages in it (the file was emptied or replaced). %s", s.opts.Store, s.opts.Account, fix)
+	}
+	if id != "" && id != recorded {
+		if err := s.opts.DB.SetStoreID(s.opts.Account, id); err != nil {
+			return fmt.Sprintf("cannot record the database in the state: %v", err)
+		}
+	}
+	return ""
+}
 
 func liveRows(rows map[blinkdb.Key]blinkdb.Row) int {
 	n := 0
@@ -122,26 +172,8 @@ func (s *dbStore) Scan(dir string, found func(place), unreadable func(loc, reaso
 	if s.db == nil {
 		return errors.New("the database is not open")
 	}
-	before := watch.Sig(s.opts.Store)
-	rows, err := s.db.Snapshot(context.Background())
-	if err != nil {
-		s.problem = s.explain(err)
+	if err := s.snapshot(); err != nil {
 		return err
-	}
-	s.checked = time.Now()
-	if liveRows(rows) == 0 && s.known() {
-		// A database the client recreated, or replaced by another, holds
-		// none of the rows this device knows: taking that for deletions
-		// would delete the account's history on every device.
-		s.problem = fmt.Sprintf("%s holds no message of %s although this device knows messages in it: if the client's history was replaced by a new file, run `chatsync state rebuild` to write the account's history into it again from the journal; if you deleted every message on purpose, delete them on another device too. Nothing is deleted meanwhile",
-			s.opts.Store, s.opts.Account)
-		return errors.New(s.problem)
-	}
-	s.problem = ""
-	s.scanned = before
-	s.rows = make(map[string]blinkdb.Row, len(rows))
-	for k, r := range rows {
-		s.rows[dbLoc(k)] = r
 	}
 	for _, loc := range slices.Sorted(maps.Keys(s.rows)) {
 		if !s.rows[loc].Deleted {
@@ -152,6 +184,11 @@ func (s *dbStore) Scan(dir string, found func(place), unreadable func(loc, reaso
 }
 
 func (s *dbStore) Look(p place, old *store.FileRecord, force bool) seen {
+	if s.rows == nil {
+		// Not read yet (the first snapshot failed): nothing is known to
+		// be gone.
+		return seen{kind: seenLater, at: time.Now().Add(dbRecheck)}
+	}
 	r, ok := s.rows[p.loc]
 	if !ok || r.Deleted {
 		return seen{kind: seenGone}
@@ -203,20 +240,33 @@ func (s *dbStore) Apply(ops []storeOp) []storeResult {
 		return out
 	}
 	ctx := context.Background()
+	var stop error // the database failed: the ops after it are not tried
 	for i, op := range ops {
+		if stop != nil {
+			out[i].err = stop
+			continue
+		}
 		if op.remove {
-			out[i].err = s.db.Delete(ctx, op.msgid)
-			if out[i].err == nil {
-				delete(s.rows, op.loc)
+			if out[i].err = s.removeRow(op.loc); out[i].err != nil {
+				stop = fmt.Errorf("not tried after an earlier write failed: %w", out[i].err)
 			}
 			continue
 		}
-		r, err := s.db.Put(ctx, op.data, op.device)
-		if errors.Is(err, blinkdb.ErrIncomplete) {
+		// Written over the row as the last snapshot has it: a change the
+		// client made since is never merged away (ErrChanged), it is
+		// scanned, and wins, first.
+		r, err := s.db.PutOver(ctx, op.data, op.device, s.rows[op.loc].Hash)
+		if errors.Is(err, blinkdb.ErrChanged) {
+			s.changed = true
+		}
+		if errors.Is(err, blinkdb.ErrUnstorable) {
 			err = fmt.Errorf("%w: %v", errNotForStore, err)
 		}
 		if err != nil {
 			out[i].err = err
+			if !errors.Is(err, errNotForStore) {
+				stop = fmt.Errorf("not tried after an earlier write failed: %w", err)
+			}
 			continue
 		}
 		loc := dbLoc(r.Key)
@@ -224,6 +274,15 @@ func (s *dbStore) Apply(ops []storeOp) []storeResult {
 			s.rows = map[string]blinkdb.Row{}
 		}
 		s.rows[loc] = r
+		if old, ok := s.rows[op.from]; ok && op.from != loc {
+			// The message moved to another conversation (its remote_uri
+			// changed): its row under the old one goes.
+			if err := s.db.DeleteRow(ctx, old.Key); err != nil {
+				s.log.Warn("cannot remove the row a message moved away from", "row", op.from, "err", err)
+			} else {
+				delete(s.rows, op.from)
+			}
+		}
 		out[i].loc = loc
 		if msg, err := s.message(loc, r); err == nil {
 			out[i].hash = msg.Hash
@@ -232,12 +291,17 @@ func (s *dbStore) Apply(ops []storeOp) []storeResult {
 	return out
 }
 
-func (s *dbStore) Remove(loc string) error {
+func (s *dbStore) Remove(loc string) error { return s.removeRow(loc) }
+
+// removeRow deletes the row at loc. Only that row: a row of another
+// conversation with the same msgid (which the client itself would delete
+// too, by msgid) is another message, one this device never replicated.
+func (s *dbStore) removeRow(loc string) error {
 	r, ok := s.rows[loc]
 	if !ok || s.db == nil {
-		return nil
+		return nil // not there
 	}
-	if err := s.db.Delete(context.Background(), r.Key.MsgID); err != nil {
+	if err := s.db.DeleteRow(context.Background(), r.Key); err != nil {
 		return err
 	}
 	delete(s.rows, loc)

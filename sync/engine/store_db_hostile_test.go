@@ -27,15 +27,6 @@ import (
 // Hostile tests of the database store (store_db.go) as the engine uses
 // it: what the client, the file and the lock do to it while chatsync runs.
 
-// hostileKnown skips a test that shows a known fault unless
-// CHATSYNC_KNOWN is set: CHATSYNC_KNOWN=1 go test -run <name> runs it.
-func hostileKnown(t *testing.T, finding string) {
-	t.Helper()
-	if os.Getenv("CHATSYNC_KNOWN") == "" {
-		t.Skip("known: " + finding)
-	}
-}
-
 // hostileOps is, per msgid, how many put and delete rows the journal
 // holds.
 type hostileOps struct{ puts, deletes int }
@@ -156,7 +147,6 @@ func (l *lockedFirstScan) Scan(dir string, found func(place), unreadable func(lo
 // moment later must not let the catch-up delete the account's history on
 // every device.
 func TestAStartupScanThatFindsTheDatabaseLockedDeletesNothing(t *testing.T) {
-	hostileKnown(t, "a failed start-up scan leaves rows nil; Unusable clears the problem in vanished without rescanning, so decideAll deletes every message everywhere")
 	if testing.Short() {
 		t.Skip("waits out the database's 10 s busy bound")
 	}
@@ -200,7 +190,6 @@ func TestAStartupScanThatFindsTheDatabaseLockedDeletesNothing(t *testing.T) {
 // message: the one new row must not lift the pause and delete the
 // account's history on every device.
 func TestARecreatedDatabaseWithOneNewMessageDeletesNothingElsewhere(t *testing.T) {
-	hostileKnown(t, "one live row lifts the emptied-database pause and every known message is deleted everywhere")
 	srv := newServer(t)
 	kr := newKeyring(t)
 	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
@@ -255,7 +244,6 @@ func TestARecreatedDatabaseWithOneNewMessageDeletesNothingElsewhere(t *testing.T
 // hold (here a body that is a JSON array) is skipped like one lacking a
 // field: the cursor moves on and later messages arrive.
 func TestAMessageWithANonTextFieldIsSkippedAndTheCursorMovesOn(t *testing.T) {
-	hostileKnown(t, "a non-text field makes Put fail without ErrIncomplete: the page fails and the cursor stalls for good")
 	srv := newServer(t)
 	kr := newKeyring(t)
 	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
@@ -282,7 +270,6 @@ func TestAMessageWithANonTextFieldIsSkippedAndTheCursorMovesOn(t *testing.T) {
 // the database but not recorded: the next scan would take them for the
 // client's own new messages and push them back under this device's name.
 func TestRowsAfterAFailedWriteInOnePageAreNotPushedBack(t *testing.T) {
-	hostileKnown(t, "dbStore.Apply goes on after a failed op; rows written after it are unrecorded and pushed back as own")
 	srv := newServer(t)
 	kr := newKeyring(t)
 	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
@@ -319,7 +306,6 @@ func TestRowsAfterAFailedWriteInOnePageAreNotPushedBack(t *testing.T) {
 // the message chatsync replicates removes that row only, not the other
 // conversation's row the engine refused as a duplicate.
 func TestAnIncomingDeleteLeavesTheSameMsgidUnderAnotherRemoteURI(t *testing.T) {
-	hostileKnown(t, "Delete and Remove delete by msgid: a refused duplicate under another remote_uri is deleted too")
 	srv := newServer(t)
 	kr := newKeyring(t)
 	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
@@ -351,7 +337,6 @@ func TestAnIncomingDeleteLeavesTheSameMsgidUnderAnotherRemoteURI(t *testing.T) {
 // write, so that it is neither kept nor sent. The tick is simulated by
 // putting the file's mtime back.
 func TestAClientChangeTheStaleCheckCannotSeeIsNotLost(t *testing.T) {
-	hostileKnown(t, "Put merges over a row changed since the snapshot and records the merged hash: the client change is lost unsent")
 	srv := newServer(t)
 	kr := newKeyring(t)
 	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
@@ -633,7 +618,6 @@ func TestTwoAccountsInOneDatabaseFileStayApart(t *testing.T) {
 // moves its row: the client must not keep the old row as a second copy
 // of the message in the old conversation.
 func TestAnEditThatChangesTheRemoteURIMovesTheRow(t *testing.T) {
-	hostileKnown(t, "Place ignores cur: a remote_uri edit inserts a second row and leaves the old one")
 	srv := newServer(t)
 	kr := newKeyring(t)
 	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
@@ -768,7 +752,7 @@ func BenchmarkDBStore20k(b *testing.B) {
 			i++
 			m := msg(fmt.Sprint("in", i), "conv01@example.com", "incoming")
 			data, _ := json.Marshal(m)
-			res := e.store.Apply([]storeOp{{loc: "conv01@example.com/" + fmt.Sprint("in", i), msgid: fmt.Sprint("in", i), data: data, device: "dev"}})
+			res := e.store.Apply([]storeOp{{loc: "conv01@example.com/" + fmt.Sprint("in", i), data: data, device: "dev"}})
 			if res[0].err != nil {
 				b.Fatal(res[0].err)
 			}

@@ -26,14 +26,10 @@ func (e *Engine) retryUnapplied() error {
 		e.plan(pg, account.JournalEntry{ID: u.JournalID, UUID: u.UUID, Timestamp: u.Timestamp, Data: u.Data})
 	}
 	applied, failed, werr := e.writePage(pg)
-	if failed != nil {
-		// Not written (a full disk): it and the rows after it stay kept.
-		for _, pl := range pg.rows {
-			if pl.a.JournalID >= failed.a.JournalID {
-				pg.keep = append(pg.keep, store.Unapplied{JournalID: pl.row.ID, Reason: "could not be written: " + werr.Error(),
-					UUID: pl.row.UUID, Timestamp: pl.row.Timestamp, Data: pl.row.Data})
-			}
-		}
+	for _, pl := range failed {
+		// Not written (a full disk): it stays kept.
+		pg.keep = append(pg.keep, store.Unapplied{JournalID: pl.row.ID, Reason: "could not be written: " + werr.Error(),
+			UUID: pl.row.UUID, Timestamp: pl.row.Timestamp, Data: pl.row.Data})
 	}
 	if err := e.db.RetriedUnapplied(acct, applied, pg.keep); err != nil {
 		return err
