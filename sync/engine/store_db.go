@@ -46,6 +46,17 @@ type dbStore struct {
 	scanned watch.DatabaseSig
 	// changed is set when a write found a row changed since the snapshot.
 	changed bool
+	// readAt is when the rows were last read.
+	readAt time.Time
+}
+
+// fullEvery is how often the rows are read again even when the files say
+// nothing changed (a file system with coarse times may not show a change).
+func (s *dbStore) fullEvery() time.Duration {
+	if s.opts.RescanInterval > 0 {
+		return s.opts.RescanInterval
+	}
+	return time.Hour
 }
 
 // Stale reports whether the database changed since the snapshot.
@@ -106,7 +117,7 @@ func (s *dbStore) snapshot() error {
 		return errors.New(why)
 	}
 	s.problem = ""
-	s.scanned, s.changed = before, false
+	s.scanned, s.changed, s.readAt = before, false, s.checked
 	s.rows = make(map[string]blinkdb.Row, len(rows))
 	for k, r := range rows {
 		s.rows[dbLoc(k)] = r
@@ -172,9 +183,13 @@ func (s *dbStore) Scan(dir string, found func(place), unreadable func(loc, reaso
 	if s.db == nil {
 		return errors.New("the database is not open")
 	}
-	if err := s.snapshot(); err != nil {
-		return err
+	if s.rows == nil || s.Stale() || time.Since(s.readAt) >= s.fullEvery() {
+		if err := s.snapshot(); err != nil {
+			return err
+		}
 	}
+	// else: nothing changed since the snapshot but chatsync's own writes,
+	// which the view holds already.
 	for _, loc := range slices.Sorted(maps.Keys(s.rows)) {
 		if !s.rows[loc].Deleted {
 			found(place{loc: loc})
@@ -240,6 +255,15 @@ func (s *dbStore) Apply(ops []storeOp) []storeResult {
 		return out
 	}
 	ctx := context.Background()
+	// If the files are as the snapshot left them, what they look like
+	// after these writes is chatsync's own doing, which the view follows:
+	// the watcher's report of it needs no new snapshot.
+	clean := !s.Stale()
+	defer func() {
+		if clean && !s.changed {
+			s.scanned = watch.Sig(s.opts.Store)
+		}
+	}()
 	var stop error // the database failed: the ops after it are not tried
 	for i, op := range ops {
 		if stop != nil {
