@@ -47,7 +47,7 @@ func RebuildState(cfg *config.Config, force bool, now time.Time) (*Rebuilt, erro
 		}
 	}()
 	for _, a := range cfg.Accounts {
-		l, err := lockStore(a.Store, a.Address, dir, slog.New(slog.DiscardHandler))
+		l, err := lockStore(a.Store, a.IsDatabase(), a.Address, dir, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return nil, err
 		}

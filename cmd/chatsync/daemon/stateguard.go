@@ -39,14 +39,20 @@ func (d *Daemon) claim(a config.Account) claim {
 // claimStore takes the account's store for this daemon: its lock, then the
 // check that this state is the one the store was synced with.
 func (d *Daemon) claimStore(a config.Account) (*storeLock, error) {
-	lock, err := lockStore(a.Store, a.Address, d.opts.Config.Daemon.StateDir, d.log)
-	if err != nil {
-		return nil, err
-	}
 	known, err := d.db.KnowsAccount(a.Address)
 	if err != nil {
-		lock.release()
 		return nil, fmt.Errorf("read the state: %w", err)
+	}
+	if !known && !a.IsDatabase() {
+		// A first run: the store directory is made here (as the engine
+		// would), so that it is locked from the start.
+		if err := os.MkdirAll(a.Store, 0o700); err != nil {
+			return nil, fmt.Errorf("cannot create the message store %s: %w", a.Store, err)
+		}
+	}
+	lock, err := lockStore(a.Store, a.IsDatabase(), a.Address, d.opts.Config.Daemon.StateDir, d.log)
+	if err != nil {
+		return nil, err
 	}
 	if known {
 		return lock, nil

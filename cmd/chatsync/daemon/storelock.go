@@ -114,16 +114,20 @@ func decodeLockInfo(r io.Reader) lockInfo {
 	return i
 }
 
-// lockStore takes the lock of the message store dir for account, for the
-// daemon of stateDir, or says which daemon holds it. A store that is not
-// there yet is not locked (nil, nil): the engine pauses the account until
-// it is, and says so. Neither is one on a file system without locks, which
-// is logged to log.
-func lockStore(store, account, stateDir string, log *slog.Logger) (*storeLock, error) {
+// lockStore takes the lock of the message store for account, for the
+// daemon of stateDir, or says which daemon holds it. The lock of a
+// directory is a file in it; a directory that is not there yet is not
+// locked (nil, nil): the engine pauses the account until it is, and says
+// so. The lock of a chat client's database (database set), which holds
+// every account, is a file beside it, one per account, taken also before
+// the client has made the database. A file system without locks is logged
+// to log and not locked.
+func lockStore(store string, database bool, account, stateDir string, log *slog.Logger) (*storeLock, error) {
 	dir, name := store, lockName
-	if fi, err := os.Stat(store); err == nil && !fi.IsDir() {
-		// A chat client's database, which holds every account: the lock
-		// is beside it, one per account.
+	if database {
+		if real, err := filepath.EvalSymlinks(store); err == nil {
+			store = real // one lock, whatever path names the file
+		}
 		dir, name = filepath.Dir(store), "."+filepath.Base(store)+lockName+"-"+msgdir.SafeName(strings.ToLower(account))
 	}
 	root, err := os.OpenRoot(dir)

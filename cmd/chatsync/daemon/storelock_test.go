@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,4 +88,36 @@ func TestSecondDaemonOnTheSameStoreIsRefusedNamingTheFirst(t *testing.T) {
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("the marker: %v", err)
 	}
+}
+
+// A chat client's database holds every account: each account's lock is
+// its own, beside the file, taken also before the client has made the
+// file, and the same whatever path names the file.
+func TestALockOnADatabaseIsPerAccountAndHoldsThroughALinkAndBeforeTheFileExists(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "message_history.db")
+	discard := slog.New(slog.DiscardHandler)
+	first, err := lockStore(db, true, "alice@example.com", "/state/one", discard)
+	if err != nil || first == nil {
+		t.Fatalf("lock on a database not made yet: %v, %v; want a lock", first, err)
+	}
+	defer first.release()
+	if err := os.WriteFile(db, []byte("sqlite"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "blink.db")
+	if err := os.Symlink(db, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{db, link} {
+		if l, err := lockStore(path, true, "Alice@example.com", "/state/two", discard); err == nil || !strings.Contains(err.Error(), "in use by another chatsync") || !strings.Contains(err.Error(), "/state/one") {
+			l.release()
+			t.Errorf("a second lock for alice through %s: %v; want it refused naming the first", path, err)
+		}
+	}
+	other, err := lockStore(link, true, "bob@example.com", "/state/two", discard)
+	if err != nil || other == nil {
+		t.Errorf("bob's lock on the same database: %v, %v; want a lock of its own", other, err)
+	}
+	other.release()
 }
