@@ -91,6 +91,7 @@ type DB struct {
 	mu        sync.Mutex
 	sql       *sql.DB
 	file      os.FileInfo // what was opened, to notice the file being replaced
+	opens     int         // how often the file was opened, for Changes
 	busyBound time.Duration
 }
 
@@ -114,6 +115,25 @@ func Open(path string, d Dialect, account string) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// Changes returns a token that stays the same while no other program
+// commits a change to the database, and differs once one has (SQLite's
+// data_version, which this connection's own writes leave alone). A caller
+// that read the rows after taking a token knows, while Changes returns it,
+// that its view is complete but for its own writes.
+func (db *DB) Changes(ctx context.Context) (string, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if err := db.ensure(ctx); err != nil {
+		return "", err
+	}
+	var v int64
+	err := db.retry(ctx, func() error { return db.sql.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v) })
+	if err != nil {
+		return "", fmt.Errorf("blinkdb: %s: %w", db.path, err)
+	}
+	return fmt.Sprintf("%d.%d", db.opens, v), nil
 }
 
 // Close closes the database.
@@ -186,6 +206,7 @@ func (db *DB) ensure(ctx context.Context) error {
 		// and the file sees one more reader at most.
 		s.SetMaxOpenConns(1)
 		db.sql, db.file = s, fi
+		db.opens++
 	}
 	return db.retry(ctx, func() error { return db.checkTable(ctx) })
 }

@@ -42,8 +42,9 @@ type dbStore struct {
 	// until a scan works again.
 	problem string
 	checked time.Time // when the problem was last looked at
-	// scanned is what the files looked like when the snapshot was taken.
-	scanned watch.DatabaseSig
+	// token is the database's change token taken before the snapshot
+	// (blinkdb.Changes): while it holds, the view is complete.
+	token string
 	// changed is set when a write found a row changed since the snapshot.
 	changed bool
 	// readAt is when the rows were last read.
@@ -60,7 +61,14 @@ func (s *dbStore) fullEvery() time.Duration {
 }
 
 // Stale reports whether the database changed since the snapshot.
-func (s *dbStore) Stale() bool { return s.changed || watch.Sig(s.opts.Store) != s.scanned }
+// (chatsync's own writes, which the view follows, do not count).
+func (s *dbStore) Stale() bool {
+	if s.changed || s.db == nil {
+		return true
+	}
+	token, err := s.db.Changes(context.Background())
+	return err != nil || token != s.token
+}
 
 type parsedRow struct {
 	rowHash string
@@ -101,7 +109,11 @@ const dbRecheck = 5 * time.Second
 // view stays as it was.
 func (s *dbStore) snapshot() error {
 	s.checked = time.Now()
-	before := watch.Sig(s.opts.Store)
+	before, err := s.db.Changes(context.Background())
+	if err != nil {
+		s.problem = s.explain(err)
+		return err
+	}
 	fi, err := os.Stat(s.opts.Store)
 	if err != nil {
 		s.problem = s.explain(blinkdb.ErrNoDatabase)
@@ -117,7 +129,7 @@ func (s *dbStore) snapshot() error {
 		return errors.New(why)
 	}
 	s.problem = ""
-	s.scanned, s.changed, s.readAt = before, false, s.checked
+	s.token, s.changed, s.readAt = before, false, s.checked
 	s.rows = make(map[string]blinkdb.Row, len(rows))
 	for k, r := range rows {
 		s.rows[dbLoc(k)] = r
@@ -255,15 +267,6 @@ func (s *dbStore) Apply(ops []storeOp) []storeResult {
 		return out
 	}
 	ctx := context.Background()
-	// If the files are as the snapshot left them, what they look like
-	// after these writes is chatsync's own doing, which the view follows:
-	// the watcher's report of it needs no new snapshot.
-	clean := !s.Stale()
-	defer func() {
-		if clean && !s.changed {
-			s.scanned = watch.Sig(s.opts.Store)
-		}
-	}()
 	var stop error // the database failed: the ops after it are not tried
 	for i, op := range ops {
 		if stop != nil {

@@ -61,7 +61,7 @@ func File(ctx context.Context, opts FileOptions, out chan<- Change) error {
 	if opts.Ready != nil {
 		opts.Ready()
 	}
-	last := Sig(opts.Path)
+	last := fileSig(opts.Path)
 	poll := time.NewTicker(opts.Poll)
 	defer poll.Stop()
 	var rescanC <-chan time.Time
@@ -101,10 +101,10 @@ func File(ctx context.Context, opts FileOptions, out chan<- Change) error {
 			quiet.Reset(min(opts.Debounce, max(first.Add(4*opts.Debounce).Sub(now), 0)))
 		case <-quiet.C:
 			first = time.Time{}
-			last = Sig(opts.Path)
+			last = fileSig(opts.Path)
 			pending = &Change{Rescan: true, Reason: "database changed"}
 		case <-poll.C:
-			if sig := Sig(opts.Path); sig != last && first.IsZero() {
+			if sig := fileSig(opts.Path); sig != last && first.IsZero() {
 				last = sig
 				pending = &Change{Rescan: true, Reason: "database changed"}
 			}
@@ -114,13 +114,10 @@ func File(ctx context.Context, opts FileOptions, out chan<- Change) error {
 	}
 }
 
-// DatabaseSig is what a database file, its rollback journal and its
-// write-ahead log look like: their sizes and times. A commit changes it.
-type DatabaseSig [3]fileState
-
-// Sig is what the database at path and its journal and log look like now.
-func Sig(path string) DatabaseSig {
-	var s DatabaseSig
+// fileSig is what the database at path, its rollback journal and its
+// write-ahead log look like now: their sizes and times. A commit changes it.
+func fileSig(path string) [3]fileState {
+	var s [3]fileState
 	for i, suffix := range []string{"", "-journal", "-wal"} {
 		if fi, err := os.Stat(path + suffix); err == nil {
 			s[i] = fileState{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
