@@ -150,10 +150,7 @@ func TestAStartupScanThatFindsTheDatabaseLockedDeletesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out the database's 10 s busy bound")
 	}
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
-	b := newDevice(t, "B", srv, kr)
+	srv, kr, a, b := dbAndJSON(t, blinkdb.BlinkQt)
 	qt := client(t, a, blinkdb.BlinkQt, testAccount)
 	putJSON(t, qt, msg("m1", "bob@example.com", "one"))
 	putJSON(t, qt, msg("m2", "bob@example.com", "two"))
@@ -190,10 +187,7 @@ func TestAStartupScanThatFindsTheDatabaseLockedDeletesNothing(t *testing.T) {
 // message: the one new row must not lift the pause and delete the
 // account's history on every device.
 func TestARecreatedDatabaseWithOneNewMessageDeletesNothingElsewhere(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
-	b := newDevice(t, "B", srv, kr)
+	srv, kr, a, b := dbAndJSON(t, blinkdb.BlinkQt)
 	qt := client(t, a, blinkdb.BlinkQt, testAccount)
 	for i := range 3 {
 		putJSON(t, qt, msg(fmt.Sprintf("m%d", i), "bob@example.com", "old history"))
@@ -244,10 +238,7 @@ func TestARecreatedDatabaseWithOneNewMessageDeletesNothingElsewhere(t *testing.T
 // hold (here a body that is a JSON array) is skipped like one lacking a
 // field: the cursor moves on and later messages arrive.
 func TestAMessageWithANonTextFieldIsSkippedAndTheCursorMovesOn(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
-	b := newDevice(t, "B", srv, kr)
+	srv, kr, a, b := dbAndJSON(t, blinkdb.BlinkQt)
 	a.start()
 	b.start()
 	bad := msg("bad", "bob@example.com", "")
@@ -306,10 +297,7 @@ func TestRowsAfterAFailedWriteInOnePageAreNotPushedBack(t *testing.T) {
 // the message chatsync replicates removes that row only, not the other
 // conversation's row the engine refused as a duplicate.
 func TestAnIncomingDeleteLeavesTheSameMsgidUnderAnotherRemoteURI(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
-	b := newDevice(t, "B", srv, kr)
+	_, _, a, b := dbAndJSON(t, blinkdb.BlinkQt)
 	qt := client(t, a, blinkdb.BlinkQt, testAccount)
 	putJSON(t, qt, msg("m1", "bob@example.com", "to bob"))
 	putJSON(t, qt, msg("m1", "carol@example.com", "to carol, same msgid"))
@@ -337,10 +325,7 @@ func TestAnIncomingDeleteLeavesTheSameMsgidUnderAnotherRemoteURI(t *testing.T) {
 // write, so that it is neither kept nor sent. The tick is simulated by
 // putting the file's mtime back.
 func TestAClientChangeTheStaleCheckCannotSeeIsNotLost(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
-	b := newDevice(t, "B", srv, kr)
+	srv, kr, a, b := dbAndJSON(t, blinkdb.BlinkQt)
 	a.tweak = func(o *Options) {
 		o.StoreFormat = string(blinkdb.BlinkQt)
 		o.PollInterval, o.ActivePollInterval, o.ProbeInterval = time.Hour, time.Hour, time.Hour // A polls when told
@@ -510,10 +495,7 @@ func TestAVacuumChangesNothing(t *testing.T) {
 // does not know pauses the account, naming the version, and deletes
 // nothing; the known version back, it resumes and catches up.
 func TestAMigrationToAnUnknownVersionPausesAndDeletesNothing(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
-	b := newDevice(t, "B", srv, kr)
+	srv, kr, a, b := dbAndJSON(t, blinkdb.BlinkQt)
 	qt := client(t, a, blinkdb.BlinkQt, testAccount)
 	putJSON(t, qt, msg("m1", "bob@example.com", "hello"))
 	a.start()
@@ -618,10 +600,7 @@ func TestTwoAccountsInOneDatabaseFileStayApart(t *testing.T) {
 // moves its row: the client must not keep the old row as a second copy
 // of the message in the old conversation.
 func TestAnEditThatChangesTheRemoteURIMovesTheRow(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
-	b := newDevice(t, "B", srv, kr)
+	_, _, a, b := dbAndJSON(t, blinkdb.BlinkQt)
 	a.start()
 	b.start()
 	b.write("bob/m1.json", msg("m1", "bob@example.com", "first"))

@@ -34,6 +34,15 @@ func newDBDevice(t *testing.T, name string, srv *server, kr *seal.Keyring, d bli
 	return dev
 }
 
+// dbAndJSON is a server and devices A, on a database of dialect d, and B,
+// on a JSON directory, of one account sharing one key, not started yet.
+func dbAndJSON(t *testing.T, d blinkdb.Dialect) (*server, *seal.Keyring, *device, *device) {
+	t.Helper()
+	srv := newServer(t)
+	kr := newKeyring(t)
+	return srv, kr, newDBDevice(t, "A", srv, kr, d), newDevice(t, "B", srv, kr)
+}
+
 // client writes into a device's database as the chat client would, as
 // account acct.
 func client(t *testing.T, dev *device, d blinkdb.Dialect, acct string) *blinkdb.DB {
@@ -130,10 +139,7 @@ func settled(t *testing.T, d *device) {
 // back as a new version, and the other account's rows in the same file
 // are neither changed nor sent.
 func TestABlinkQtDatabaseAndAJSONDirectoryConvergeWithoutEchoes(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
-	b := newDevice(t, "B", srv, kr)
+	srv, kr, a, b := dbAndJSON(t, blinkdb.BlinkQt)
 	qt := client(t, a, blinkdb.BlinkQt, testAccount)
 	other := client(t, a, blinkdb.BlinkQt, otherAccount)
 
@@ -220,10 +226,7 @@ func TestRowsChatsyncInsertsHaveEveryColumnInTheClientsFormat(t *testing.T) {
 // A database the client replaced by an empty one is not taken for the
 // deletion of every message: the account pauses and says what to do.
 func TestAnEmptiedDatabasePausesInsteadOfDeletingEverywhere(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
-	b := newDevice(t, "B", srv, kr)
+	srv, kr, a, b := dbAndJSON(t, blinkdb.BlinkQt)
 	putJSON(t, client(t, a, blinkdb.BlinkQt, testAccount), msg("m1", "bob@example.com", "hello"))
 	a.start()
 	b.start()
@@ -319,10 +322,7 @@ func nullColumns(t *testing.T, path, table, where string) []string {
 // scheme joins the client's conversation with that party (the clients
 // write user@domain), and the row as written is not taken for a change.
 func TestASipSchemeInRemoteURIJoinsTheClientsConversationWithoutAnEcho(t *testing.T) {
-	srv := newServer(t)
-	kr := newKeyring(t)
-	a := newDBDevice(t, "A", srv, kr, blinkdb.BlinkQt)
-	b := newDevice(t, "B", srv, kr)
+	srv, kr, a, b := dbAndJSON(t, blinkdb.BlinkQt)
 	a.start()
 	b.start()
 	b.write("bob/m1.json", msg("m1", "sip:bob@example.com", "with a scheme"))
