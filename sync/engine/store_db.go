@@ -51,8 +51,8 @@ type dbStore struct {
 	readAt time.Time
 }
 
-// fullEvery is how often the rows are read again even when the files say
-// nothing changed (a file system with coarse times may not show a change).
+// fullEvery is how often the rows are read again even when the database
+// says nothing changed: the safety net, as the directory store's rescan.
 func (s *dbStore) fullEvery() time.Duration {
 	if s.opts.RescanInterval > 0 {
 		return s.opts.RescanInterval
@@ -60,8 +60,8 @@ func (s *dbStore) fullEvery() time.Duration {
 	return time.Hour
 }
 
-// Stale reports whether the database changed since the snapshot.
-// (chatsync's own writes, which the view follows, do not count).
+// Stale reports whether another program changed the database since the
+// snapshot (chatsync's own writes, which the view follows, do not count).
 func (s *dbStore) Stale() bool {
 	if s.changed || s.db == nil {
 		return true
@@ -133,6 +133,11 @@ func (s *dbStore) snapshot() error {
 	s.rows = make(map[string]blinkdb.Row, len(rows))
 	for k, r := range rows {
 		s.rows[dbLoc(k)] = r
+	}
+	for loc := range s.parsed {
+		if _, ok := s.rows[loc]; !ok {
+			delete(s.parsed, loc) // a row gone
+		}
 	}
 	return nil
 }
