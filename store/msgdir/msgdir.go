@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -106,16 +107,23 @@ func IgnoredDir(name string) bool { return strings.HasPrefix(name, ".") }
 const maxNameBytes = 120
 
 // SafeName turns s into a single path element that is safe on Linux, macOS
-// and Windows: letters, digits and "@._+-" are kept, and a name that would
-// need anything else, is empty, starts with a dot or is too long becomes
-// "h-" and a hash of s. The mapping is deterministic, so every device names
-// the same message the same way.
+// and Windows: letters and digits of any script and "@._+-" are kept (a
+// conversation with Элина or 李 is a directory you can read), and a name
+// that would need anything else, is empty, starts with a dot or is too long
+// becomes "h-" and a hash of s. A name must also be in Unicode's composed
+// form (NFC), as the names written on most systems are; on macOS, whose
+// older file system (HFS+) gives back every name decomposed, only names
+// that read the same either way are kept, so that a name written is the
+// name read. The mapping is deterministic per system.
 func SafeName(s string) string {
-	ok := s != "" && len(s) <= maxNameBytes && s[0] != '.' && utf8.ValidString(s)
-	for i := 0; ok && i < len(s); i++ {
-		c := s[i]
+	ok := s != "" && len(s) <= maxNameBytes && s[0] != '.' && utf8.ValidString(s) && stableName(s)
+	for _, c := range s {
+		if !ok {
+			break
+		}
 		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '@' || c == '.' || c == '_' || c == '+' || c == '-'
+			c == '@' || c == '.' || c == '_' || c == '+' || c == '-' ||
+			c > unicode.MaxASCII && (unicode.IsLetter(c) || unicode.IsDigit(c) || unicode.Is(unicode.Mn, c))
 	}
 	if ok && reservedOnWindows(s) {
 		ok = false

@@ -69,14 +69,18 @@ func TestIgnoredFollowsTheStoreRules(t *testing.T) {
 
 func TestSafeNameKeepsPlainNamesAndHashesTheRest(t *testing.T) {
 	for in, want := range map[string]string{
-		"bob@example.com": "bob@example.com",
-		"m-1_2+3.x":       "m-1_2+3.x",
+		"bob@example.com":  "bob@example.com",
+		"m-1_2+3.x":        "m-1_2+3.x",
+		"элина@example.ru": "элина@example.ru",
+		"李@example.cn":     "李@example.cn",
+		"ελένη@example.gr": "ελένη@example.gr",
 	} {
 		if got := SafeName(in); got != want {
 			t.Errorf("SafeName(%q) = %q, want %q", in, got, want)
 		}
 	}
-	for _, in := range []string{"", "../etc/passwd", "a/b", `a\b`, ".hidden", "con", "LPT1.txt", "trail.", "é", strings.Repeat("a", 200), "a b"} {
+	for _, in := range []string{"", "../etc/passwd", "a/b", `a\b`, ".hidden", "con", "LPT1.txt", "trail.", strings.Repeat("a", 200), "a b",
+		"e\u0301", "a\u202eb", "tab\tname", "\u00a0nbsp"} {
 		got := SafeName(in)
 		if !strings.HasPrefix(got, "h-") || len(got) != 34 {
 			t.Errorf("SafeName(%q) = %q, want a hashed name", in, got)
@@ -87,6 +91,22 @@ func TestSafeNameKeepsPlainNamesAndHashesTheRest(t *testing.T) {
 	}
 	if SafeName("a/b") == SafeName("a\\b") {
 		t.Error("different unsafe names hashed to the same name")
+	}
+}
+
+// A name with an accent composed is kept where the file system gives
+// names back as written, and hashed on macOS, whose HFS+ would give it
+// back decomposed: a name written must be the name read.
+func TestSafeNameKeepsAComposedAccentWhereItReadsBackTheSame(t *testing.T) {
+	got := SafeName("josé@example.com")
+	if runtime.GOOS == "darwin" {
+		if !strings.HasPrefix(got, "h-") {
+			t.Errorf("SafeName(josé) on macOS = %q, want a hashed name", got)
+		}
+		return
+	}
+	if got != "josé@example.com" {
+		t.Errorf("SafeName(josé) = %q, want it kept", got)
 	}
 }
 
