@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -72,6 +73,9 @@ type Error struct {
 	Message    string        // what happened and, where useful, what to do
 	RetryAfter time.Duration // from Retry-After (429/503), 0 when absent
 	Err        error         // underlying cause, if any
+
+	// hint, when set, is what to do, said after the cause.
+	hint string
 }
 
 func (e *Error) Error() string {
@@ -86,6 +90,10 @@ func (e *Error) Error() string {
 	if e.Err != nil {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
+	}
+	if e.hint != "" {
+		b.WriteString(": ")
+		b.WriteString(e.hint)
 	}
 	return b.String()
 }
@@ -156,16 +164,33 @@ func invalidArg(format string, args ...any) error {
 	return fmt.Errorf("account: %w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
 }
 
-// transportError wraps a failure to get a response.
+// transportError wraps a failure to get a response. It names the host,
+// not the request URL: the URL carries the device id and the query (and
+// net/http puts it into every error it returns), which are noise in a
+// message and, for a journal write, long.
 func transportError(action string, err error) *Error {
-	msg := "request failed"
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		msg = "request timed out"
-	case errors.Is(err, context.Canceled):
-		msg = "request cancelled"
+	host := ""
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			host = u.Host
+		}
+		err = ue.Err
 	}
-	return &Error{Kind: KindTransport, Action: action, Message: msg, Err: err}
+	e := &Error{Kind: KindTransport, Action: action, Message: "request failed", Err: err}
+	to := ""
+	if host != "" {
+		to = " to " + host
+		e.Message = "cannot reach " + host
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		e.Message = "request" + to + " cancelled"
+		return e // the caller gave up: nothing to advise
+	case errors.Is(err, context.DeadlineExceeded):
+		e.Message = "request" + to + " timed out"
+	}
+	e.hint = "check settings_url and the network"
+	return e
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.

@@ -18,11 +18,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/chatsync/chatsync/sync/apitype"
@@ -43,14 +45,27 @@ type Client struct {
 	hc   *http.Client
 }
 
-// NotRunningError is returned when nothing answers on the socket.
+// NotRunningError is returned when the socket cannot be reached. Its
+// message says which of the usual causes it is: no socket at that path
+// (the daemon may be running with another one), a socket this user may
+// not open, or a socket nothing answers on (the daemon is not running).
+// Test the cause with errors.Is(err, fs.ErrNotExist), fs.ErrPermission or
+// syscall.ECONNREFUSED.
 type NotRunningError struct {
 	Socket string
 	Err    error
 }
 
 func (e *NotRunningError) Error() string {
-	return fmt.Sprintf("chatsync is not running (no daemon on %s): %v", e.Socket, e.Err)
+	switch {
+	case errors.Is(e.Err, fs.ErrNotExist):
+		return fmt.Sprintf("no chatsync control socket at %s: %v", e.Socket, e.Err)
+	case errors.Is(e.Err, fs.ErrPermission):
+		return fmt.Sprintf("permission denied on the chatsync control socket %s: %v", e.Socket, e.Err)
+	case errors.Is(e.Err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("chatsync is not running (nothing answers on %s): %v", e.Socket, e.Err)
+	}
+	return fmt.Sprintf("cannot reach the chatsync control socket %s: %v", e.Socket, e.Err)
 }
 
 func (e *NotRunningError) Unwrap() error { return e.Err }

@@ -157,7 +157,7 @@ number; an empty target removes the condition; the others are left as they are.`
 			minutes := int64((dndFor + time.Minute - 1) / time.Minute)
 			return url.Values{"duration": {strconv.FormatInt(minutes, 10)}}, nil
 		})
-	dndOn.Flags().DurationVar(&dndFor, "for", 0, "turn it off again after this long (whole minutes; default: until `dnd off`)")
+	dndOn.Flags().DurationVar(&dndFor, "for", 0, "turn do-not-disturb off again after `DURATION`, such as 90m or 2h (rounded up to whole minutes; default: until dnd off)")
 	c.AddCommand(onOff("dnd", "Turn do-not-disturb on or off", dndOn,
 		a.setter("off", "Turn do-not-disturb off (set_dnd_off)", "set_dnd_off", "  chatsync account dnd off", noArgs, nil)))
 	c.AddCommand(onOff("privacy", "Hide or show your caller id on outgoing calls",

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +34,16 @@ import (
 )
 
 const demoAccount = "demo@example.com"
+
+// demoAdvice is what to do when a step of the demo does not finish: look
+// at what it left (with --keep: it is there already), or give a slow or
+// busy machine longer.
+func demoAdvice(keep string) string {
+	if keep != "" {
+		return "the stores, configs and state are in " + keep + " (the warnings above say what failed); on a slow or busy machine give it longer with --timeout 5m"
+	}
+	return "give it longer with --timeout 5m, or run `chatsync demo --keep DIR` to look at the stores and configs afterwards"
+}
 
 func newDemoCmd(g *globals) *cobra.Command {
 	var keep, format string
@@ -93,9 +104,21 @@ func runDemo(ctx context.Context, g *globals, keep, format string, timeout time.
 		defer os.RemoveAll(dir)
 	} else if dir, err = filepath.Abs(dir); err != nil {
 		return err
+	} else if err := resetKeptDemo(dir, out); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
+	}
+	if keep != "" {
+		if err := writePrivate(filepath.Join(dir, demoMarker), "a chatsync demo: `chatsync demo --keep` starts it afresh\n"); err != nil {
+			return err
+		}
+	}
+
+	advice := demoAdvice(keep)
+	if keep != "" {
+		advice = demoAdvice(dir)
 	}
 
 	// The server, with a throw-away account.
@@ -219,7 +242,7 @@ func runDemo(ctx context.Context, g *globals, keep, format string, timeout time.
 		want[id] = obj
 		fmt.Fprintf(out, "   %-18s %s\n", m.remote, m.body)
 	}
-	if err := waitUntil(ctx, timeout, "the messages to reach B", func() bool { return a.holds(b.store, want) }); err != nil {
+	if err := waitUntil(ctx, timeout, advice, "the messages to reach B", func() bool { return a.holds(b.store, want) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "   -> all %d are in B's store, identical, after %s\n\n", len(want), time.Since(start).Round(10*time.Millisecond))
@@ -247,13 +270,13 @@ func runDemo(ctx context.Context, g *globals, keep, format string, timeout time.
 		want[editID] = edited
 	}
 	delete(want, delID)
-	if err := waitUntil(ctx, timeout, "A to follow B", func() bool { return a.has(want) }); err != nil {
+	if err := waitUntil(ctx, timeout, advice, "A to follow B", func() bool { return a.has(want) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "   -> A follows: edited and deleted, after %s\n\n", time.Since(start).Round(10*time.Millisecond))
 
 	// 3. What the server holds.
-	if err := waitUntil(ctx, timeout, "both devices to finish", func() bool {
+	if err := waitUntil(ctx, timeout, advice, "both devices to finish", func() bool {
 		for _, dev := range devices {
 			for _, s := range dev.d.Status() {
 				if s.OutboxDepth > 0 {
@@ -306,6 +329,50 @@ Everything is in %s and keeps running until Ctrl-C:
 `, dir, a.store, b.store, a.config, b.config, filepath.Join(dir, "accounts.toml"), filepath.Join(dir, "server"))
 	<-ctx.Done()
 	return nil
+}
+
+// demoMarker marks a directory that holds a demo made with --keep.
+const demoMarker = ".chatsync-demo"
+
+// demoEntries are what a demo writes into its directory.
+var demoEntries = []string{"server", "a", "b", "accounts.toml", "demo.key", "demo.password", demoMarker}
+
+// resetKeptDemo empties dir of an earlier demo so that `demo --keep DIR`
+// runs again on the same DIR: the earlier stores, state and journal would
+// otherwise hold messages the new run does not expect. It refuses a
+// directory that holds something else, and one whose demo still runs.
+func resetKeptDemo(dir string, out io.Writer) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && len(entries) == 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	isDemo := fileExists(filepath.Join(dir, demoMarker)) ||
+		fileExists(filepath.Join(dir, "accounts.toml")) && fileExists(filepath.Join(dir, "demo.password")) && fileExists(filepath.Join(dir, "a", "config.toml"))
+	if !isDemo {
+		return usagef("--keep %s: the directory is not empty and holds no earlier demo: give a new or empty directory", dir)
+	}
+	for _, dev := range []string{"a", "b"} {
+		sock := filepath.Join(dir, dev, "chatsync.sock")
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("a demo still runs in %s (its device %s answers on %s): stop it with Ctrl-C first, or give another directory", dir, strings.ToUpper(dev), sock)
+		}
+	}
+	for _, name := range demoEntries {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("start the demo in %s afresh: %w", dir, err)
+		}
+	}
+	fmt.Fprintf(out, "%s held an earlier demo: starting afresh\n\n", dir)
+	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 func (dev *demoDevice) setup(dir, settingsURL, keyFile string) error {
@@ -476,13 +543,13 @@ func sameMessages(storeDir string, want map[string]map[string]any) bool {
 	return true
 }
 
-func waitUntil(ctx context.Context, timeout time.Duration, what string, cond func() bool) error {
+func waitUntil(ctx context.Context, timeout time.Duration, advice, what string, cond func() bool) error {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("gave up waiting for %s after %s: run `chatsync demo --keep DIR` and look at the stores and logs", what, timeout)
+			return fmt.Errorf("gave up waiting for %s after %s: %s", what, timeout, advice)
 		}
 		select {
 		case <-ctx.Done():

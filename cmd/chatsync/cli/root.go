@@ -9,9 +9,11 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -44,6 +46,12 @@ type globals struct {
 	stdout     io.Writer
 	stderr     io.Writer
 	stdin      io.Reader
+	// dial, if set, replaces connecting to the control socket (tests).
+	dial func(ctx context.Context, path string) (net.Conn, error)
+	// json is the --json given where the command has none of its own
+	// (before the command: `chatsync --json status` parses it as the
+	// command's own).
+	json bool
 }
 
 // configFile is the config path in effect: --config or the default.
@@ -73,11 +81,16 @@ func Run(args []string, version string) int {
 }
 
 func run(args []string, version string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{version: version, stdin: stdin, stdout: stdout, stderr: stderr}
+	return execute(&globals{version: version, stdin: stdin, stdout: stdout, stderr: stderr}, args)
+}
+
+// execute runs args with g and returns the exit status.
+func execute(g *globals, args []string) int {
+	stderr := g.stderr
 	root := newRoot(g)
 	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
+	root.SetIn(g.stdin)
+	root.SetOut(g.stdout)
 	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
@@ -120,6 +133,22 @@ the journal of your SIP account (the SIP Account API, settings.phtml).`,
 	pf.StringVar(&g.configPath, "config", "", "config file (default "+config.DefaultPath()+")")
 	pf.StringVar(&g.socket, "socket", "", "control socket of the daemon (default: from the config)")
 	pf.StringVar(&g.account, "account", "", "the account to act on, when the config has several")
+	// --json may stand before the command too: known here, it is parsed as
+	// the command's own --json (which shadows this one) wherever it stands.
+	pf.BoolVar(&g.json, "json", false, "print JSON (commands that print data)")
+	pf.MarkHidden("json")
+	root.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if f := c.Flags().Lookup("json"); f != nil && f == pf.Lookup("json") && f.Changed {
+			return usagef("`%s` has no --json: it prints no data (see `%s --help`)", c.CommandPath(), c.CommandPath())
+		}
+		return nil
+	}
+	// --version, as `chatsync version` prints it.
+	root.Version = g.version
+	if root.Version == "" {
+		root.Version = "unknown"
+	}
+	root.SetVersionTemplate(strings.ReplaceAll(versionLine(root.Version), "{{", "{{`{{`}}"))
 	for _, add := range []func(*globals) *cobra.Command{
 		newRunCmd, newDemoCmd, newKeyCmd, newConfigCmd, newVersionCmd,
 	} {

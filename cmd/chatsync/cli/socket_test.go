@@ -65,16 +65,25 @@ type testDaemon struct {
 // settingsURL, and waits until its socket answers.
 func startDaemon(t *testing.T, settingsURL string) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, settingsURL, "pw-alice", true)
+}
+
+// startDaemonWith is startDaemon with the password the daemon sends and
+// whether its key file exists.
+func startDaemonWith(t *testing.T, settingsURL, password string, withKey bool) *testDaemon {
+	t.Helper()
 	dir := shortDir(t)
 	td := &testDaemon{dir: dir, socket: filepath.Join(dir, "s.sock"), config: filepath.Join(dir, "config.toml"), store: filepath.Join(dir, "store")}
 	if err := os.MkdirAll(td.store, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	keyFile := filepath.Join(dir, "k.key")
-	if _, err := seal.GenerateKeyFile(keyFile); err != nil {
-		t.Fatal(err)
+	if withKey {
+		if _, err := seal.GenerateKeyFile(keyFile); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte("pw-alice\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte(password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	text := fmt.Sprintf("[daemon]\nstate_dir = %q\nsocket = %q\nlog_level = \"error\"\n\n[[account]]\naddress = %q\nsettings_url = %q\npassword_file = %q\nstore = %q\nkey_file = %q\npoll_interval = \"1s\"\n",
@@ -409,15 +418,20 @@ func TestAccountCommandsRealReplies(t *testing.T) {
 	}
 }
 
-func TestNotRunning(t *testing.T) {
+// A socket that is not there is not "chatsync is not running": the path
+// tried is named, with where a running daemon puts its socket.
+func TestNoSocket(t *testing.T) {
 	dir := shortDir(t)
+	sock := filepath.Join(dir, "none.sock")
 	var out, errb bytes.Buffer
 	for _, args := range [][]string{{"status"}, {"sync", "--wait"}, {"account", "identity"}} {
 		out.Reset()
 		errb.Reset()
-		code := run(append([]string{"--socket", filepath.Join(dir, "none.sock")}, args...), "test", strings.NewReader(""), &out, &errb)
-		if code != 1 || errb.String() != notRunningMessage+"\n" {
-			t.Errorf("%v: exit %d, stderr %q", args, code, errb.String())
+		code := run(append([]string{"--socket", sock}, args...), "test", strings.NewReader(""), &out, &errb)
+		want := "chatsync: no control socket at " + sock + " (from --socket): start chatsync with `chatsync run` or `chatsync service start`; if it is running, its socket is elsewhere: "
+		if code != 1 || !strings.HasPrefix(errb.String(), want) || strings.Count(errb.String(), "\n") != 1 ||
+			!strings.Contains(errb.String(), "$XDG_RUNTIME_DIR set on one side only") || strings.Contains(errb.String(), "not running") {
+			t.Errorf("%v: exit %d, stderr %q; want exit 1 and one line starting %q", args, code, errb.String(), want)
 		}
 	}
 }

@@ -25,10 +25,15 @@ func newVersionCmd(g *globals) *cobra.Command {
 			if asJSON {
 				return json.NewEncoder(g.stdout).Encode(v)
 			}
-			_, err := fmt.Fprintf(g.stdout, "chatsync %s (%s, %s/%s)\n", v.Version, v.Go, v.OS, v.Arch)
+			_, err := fmt.Fprint(g.stdout, versionLine(v.Version))
 			return err
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// versionLine is what `chatsync version` and `chatsync --version` print.
+func versionLine(version string) string {
+	return fmt.Sprintf("chatsync %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

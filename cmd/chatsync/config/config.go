@@ -553,7 +553,7 @@ func (p *parser) crossChecks(cfg *Config) {
 	for i, a := range cfg.Accounts {
 		key := strings.ToLower(a.Address)
 		if j, dup := seenAddr[key]; dup && a.Address != "" {
-			p.errorf(a.Line, fmt.Sprintf("account[%d].address", i+1), "%s is already configured in account[%d]: each account may appear once", a.Address, j+1)
+			p.errorf(p.lines.key("account", "address", i), fmt.Sprintf("account[%d].address", i+1), "%s is already configured in account[%d]: each account may appear once", a.Address, j+1)
 		}
 		seenAddr[key] = i
 		for j := range i {
@@ -562,11 +562,11 @@ func (p *parser) crossChecks(cfg *Config) {
 				continue // the clients keep every account in one database
 			}
 			if a.Store != "" && b.Store != "" && (within(a.Store, b.Store) || within(b.Store, a.Store)) {
-				p.errorf(a.Line, fmt.Sprintf("account[%d].store", i+1), "%s overlaps the store of account[%d] (%s): each account needs its own directory", a.Store, j+1, b.Store)
+				p.errorf(p.lines.key("account", "store", i), fmt.Sprintf("account[%d].store", i+1), "%s overlaps the store of account[%d] (%s): each account needs its own directory", a.Store, j+1, b.Store)
 			}
 		}
 		if a.Store != "" && cfg.Daemon.StateDir != "" && (within(cfg.Daemon.StateDir, a.Store) || within(a.Store, cfg.Daemon.StateDir)) {
-			p.errorf(a.Line, fmt.Sprintf("account[%d].store", i+1), "%s overlaps daemon.state_dir (%s): keep the state outside the message store", a.Store, cfg.Daemon.StateDir)
+			p.errorf(p.lines.key("account", "store", i), fmt.Sprintf("account[%d].store", i+1), "%s overlaps daemon.state_dir (%s): keep the state outside the message store", a.Store, cfg.Daemon.StateDir)
 		}
 	}
 }

@@ -208,7 +208,8 @@ func (d *Daemon) newEngine(a config.Account) (*engine.Engine, *account.Client, e
 	}
 	kr, err := seal.LoadKeyring(a.KeyFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("key: %w (make one with `chatsync key generate --out %s`, or import your other device's key)", err, a.KeyFile)
+		// seal's messages say what to do (generate, import, chmod): once.
+		return nil, nil, fmt.Errorf("key: %w", err)
 	}
 	client, err := account.New(account.Config{
 		Address: a.Address, SettingsURL: a.SettingsURL, Password: a.Password, WebPassword: a.WebPassword,
