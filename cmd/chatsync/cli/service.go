@@ -3,7 +3,9 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -19,6 +21,22 @@ func init() {
 	extraCommands = append(extraCommands, newServiceCmd)
 }
 
+// CommandTree is chatsync's command tree, as `chatsync` builds it, for the
+// tools that document it: packaging/mangen writes the packages' man pages
+// and shell completions from it. Nothing in it has run.
+func CommandTree(version string) *cobra.Command {
+	return newRoot(&globals{version: version, stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard})
+}
+
+// servicePlatform is the service manager kardianos would use here
+// ("linux-systemd", "unix-systemv", "darwin-launchd", ...); a variable for
+// the tests.
+var servicePlatform = func() string { return ks.ChosenSystem().String() }
+
+// sysvRoot is where a SysV init script of an older chatsync would be (the
+// tests point it at a directory of their own).
+var sysvRoot = "/"
+
 type serviceFlags struct {
 	user  bool
 	runAs string
@@ -31,7 +49,9 @@ func newServiceCmd(g *globals) *cobra.Command {
 		Short: "Install, remove, start and stop chatsync as a system or user service",
 		Long: `service installs chatsync in the service manager of this system (systemd,
 launchd, Windows services) to run "chatsync run --config FILE" with the absolute
-path of the config, restarting it within seconds when it fails.
+path of the config, restarting it within seconds when it fails. On Linux it
+needs systemd: elsewhere it refuses, and uninstall removes the SysV init script
+and /etc/rc?.d links an older chatsync installed.
 
 --user installs a per-user service: a systemd user unit (WantedBy=default.target)
 or a macOS LaunchAgent. On Linux a user service stops when you log out unless
@@ -116,6 +136,9 @@ func serviceInstall(g *globals, sf *serviceFlags) error {
 	if err != nil {
 		return err
 	}
+	if err := service.Supported(runtime.GOOS, servicePlatform(), sf.user, o.ConfigPath); err != nil {
+		return err
+	}
 	// Refuse a config the daemon would refuse, with every problem listed.
 	_, problems, err := config.Load(o.ConfigPath)
 	for _, p := range problems {
@@ -147,6 +170,14 @@ func serviceControl(g *globals, sf *serviceFlags, action string) error {
 	if err != nil {
 		return err
 	}
+	if err := service.Supported(runtime.GOOS, servicePlatform(), sf.user, o.ConfigPath); err != nil {
+		if action == "uninstall" && !sf.user {
+			// What an older chatsync installed here: its init script and
+			// the /etc/rc?.d links to it.
+			return uninstallSysV(g)
+		}
+		return err
+	}
 	s, err := newKardianos(o, noopProgram{})
 	if err != nil {
 		return err
@@ -169,10 +200,42 @@ func serviceControl(g *globals, sf *serviceFlags, action string) error {
 		fmt.Fprintf(g.stdout, "the state of the %s %s is unknown\n", kind(sf), service.Name())
 		return errors.New("unknown state")
 	}
+	if action == "uninstall" {
+		// kardianos only disables the unit: stop it first, so nothing
+		// keeps running from a unit that is gone. Not running is fine.
+		_ = s.Stop()
+	}
 	if err := ks.Control(s, action); err != nil {
 		return fmt.Errorf("%s the %s: %w%s", action, kind(sf), unwrapControl(err), privilegeHint(sf))
 	}
 	fmt.Fprintf(g.stdout, "%s: done (the %s %s)\n", action, kind(sf), service.Name())
+	return nil
+}
+
+// uninstallSysV removes the SysV init script an older chatsync wrote on a
+// Linux without systemd, and its /etc/rc?.d links, after stopping it.
+func uninstallSysV(g *globals) error {
+	script := service.SysVScript(sysvRoot)
+	removed, err := service.RemoveSysV(sysvRoot, func(script string) {
+		if sysvRoot == "/" {
+			// Stop it first; one that is not running is fine.
+			_ = exec.Command(script, "stop").Run()
+		}
+	})
+	for _, p := range removed {
+		fmt.Fprintf(g.stdout, "removed %s\n", p)
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("remove the SysV init script: %w%s", err, privilegeHint(&serviceFlags{}))
+	}
+	if err != nil {
+		return err
+	}
+	if len(removed) == 0 {
+		fmt.Fprintf(g.stdout, "no chatsync system service is installed here (nothing in %s or /etc/rc?.d)\n", script)
+		return nil
+	}
+	fmt.Fprintln(g.stdout, "uninstall: done (the SysV init script and its links)")
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -106,13 +107,133 @@ func TestConfigCheckPrintsEveryProblemAtOnce(t *testing.T) {
 	}
 }
 
+// onPlatform makes the service commands see the service manager platform
+// (as kardianos names it) for the rest of the test.
+func onPlatform(t *testing.T, platform string) {
+	t.Helper()
+	old := servicePlatform
+	servicePlatform = func() string { return platform }
+	t.Cleanup(func() { servicePlatform = old })
+}
+
 func TestServiceInstallRefusesABrokenConfig(t *testing.T) {
+	onPlatform(t, "linux-systemd")
 	path, _ := writeConfig(t)
 	os.WriteFile(path, []byte("[daemon]\nlog_level = \"loud\"\n"), 0o600)
 	var out, errb bytes.Buffer
 	code := run([]string{"service", "install", "--user", "--config", path}, "test", strings.NewReader(""), &out, &errb)
 	if code != ExitFailure || !strings.Contains(errb.String(), "fix the config first") || !strings.Contains(errb.String(), "daemon.log_level") {
 		t.Errorf("exit %d, stderr:\n%s", code, errb.String())
+	}
+}
+
+// On a Linux without systemd, install refuses with one line that says why
+// and what to run instead, and writes nothing (kardianos would write a SysV
+// script whose links its uninstall leaves behind).
+func TestServiceInstallRefusesWithoutSystemd(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("systemd is Linux's")
+	}
+	onPlatform(t, "unix-systemv")
+	root := t.TempDir()
+	sysvRoot = root
+	t.Cleanup(func() { sysvRoot = "/" })
+	path, _ := writeConfig(t)
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{nil, "chatsync: this system does not run systemd (it has SysV init), and `chatsync service` manages a system service with systemd only; nothing was changed: start `chatsync run --config " + path + "` from your init system yourself, or in the foreground\n"},
+		{[]string{"--user"}, "chatsync: this system does not run systemd (it has SysV init), and `chatsync service` manages a user service (systemctl --user) with systemd only; nothing was changed: start `chatsync run --config " + path + "` from your init system yourself, or in the foreground\n"},
+	} {
+		var out, errb bytes.Buffer
+		args := append([]string{"service", "install", "--config", path}, tc.flags...)
+		code := run(args, "test", strings.NewReader(""), &out, &errb)
+		if code != ExitFailure || errb.String() != tc.want || out.Len() != 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr:\n%s\nwant exit 1 and:\n%s", args, code, out.String(), errb.String(), tc.want)
+		}
+	}
+	onPlatform(t, "linux-openrc")
+	var out, errb bytes.Buffer
+	if code := run([]string{"service", "start", "--config", path}, "test", strings.NewReader(""), &out, &errb); code != ExitFailure || !strings.Contains(errb.String(), "does not run systemd (it has OpenRC)") {
+		t.Errorf("service start on OpenRC: exit %d, stderr:\n%s", code, errb.String())
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("the refused install wrote %v", entries)
+	}
+}
+
+// uninstall on a Linux without systemd removes what an older chatsync's
+// install made there: the init script and its /etc/rc?.d links, also the
+// links an older uninstall left dangling; nothing else.
+func TestServiceUninstallRemovesSysVScriptAndLinks(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SysV init is Linux's")
+	}
+	onPlatform(t, "unix-systemv")
+	root := t.TempDir()
+	sysvRoot = root
+	t.Cleanup(func() { sysvRoot = "/" })
+	path, _ := writeConfig(t)
+	mk := func(rel string) string { p := filepath.Join(root, rel); os.MkdirAll(filepath.Dir(p), 0o755); return p }
+	script := mk("etc/init.d/chatsync")
+	os.WriteFile(script, []byte("#!/bin/sh\n# Description:       chatsync: keeps a SIP account's chat history identical on all your devices, end-to-end encrypted\n"), 0o755)
+	var links []string
+	for _, l := range []string{"2/S50", "3/S50", "4/S50", "5/S50", "0/K02", "1/K02", "6/K02"} {
+		p := mk("etc/rc" + l[:1] + ".d/" + l[2:] + "chatsync")
+		os.Symlink("/etc/init.d/chatsync", p)
+		links = append(links, p)
+	}
+	other := mk("etc/rc2.d/S01ssh")
+	os.Symlink("/etc/init.d/ssh", other)
+	mine := mk("etc/rc3.d/S20chatsync")
+	os.Symlink("/etc/init.d/chatsync-mine", mine)
+
+	var out, errb bytes.Buffer
+	code := run([]string{"service", "uninstall", "--config", path}, "test", strings.NewReader(""), &out, &errb)
+	if code != ExitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errb.String())
+	}
+	for _, p := range append([]string{script}, links...) {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s is still there", p)
+		}
+		if !strings.Contains(out.String(), "removed "+p+"\n") {
+			t.Errorf("the output does not name %s:\n%s", p, out.String())
+		}
+	}
+	for _, p := range []string{other, mine} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s, not chatsync's, was removed", p)
+		}
+	}
+	if !strings.HasSuffix(out.String(), "uninstall: done (the SysV init script and its links)\n") {
+		t.Errorf("stdout:\n%s", out.String())
+	}
+
+	// Only dangling links left (what the old uninstall did): they go too.
+	os.Symlink("/etc/init.d/chatsync", links[0])
+	out.Reset()
+	if code := run([]string{"service", "uninstall", "--config", path}, "test", strings.NewReader(""), &out, &errb); code != ExitOK || out.String() != "removed "+links[0]+"\nuninstall: done (the SysV init script and its links)\n" {
+		t.Errorf("dangling links: exit %d, stdout:\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"service", "uninstall", "--config", path}, "test", strings.NewReader(""), &out, &errb); code != ExitOK || !strings.Contains(out.String(), "no chatsync system service is installed here") {
+		t.Errorf("nothing installed: exit %d, stdout:\n%s", code, out.String())
+	}
+
+	// A script chatsync did not write stays, and so do its links.
+	os.WriteFile(script, []byte("#!/bin/sh\n# the admin's own\n"), 0o755)
+	os.Symlink("/etc/init.d/chatsync", links[0])
+	errb.Reset()
+	code = run([]string{"service", "uninstall", "--config", path}, "test", strings.NewReader(""), &out, &errb)
+	if code != ExitFailure || !strings.Contains(errb.String(), script+" was not written by chatsync service install: it is left as it is") {
+		t.Errorf("foreign script: exit %d, stderr:\n%s", code, errb.String())
+	}
+	for _, p := range []string{script, links[0]} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s was removed", p)
+		}
 	}
 }
 

@@ -13,7 +13,9 @@ package service
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"text/template"
@@ -39,6 +41,98 @@ const (
 	description = "chatsync: keeps a SIP account's chat history identical on all your devices, end-to-end encrypted"
 	docURL      = "https://github.com/chatsync/chatsync"
 )
+
+// Supported says whether chatsync can install its service with the
+// service manager kardianos found (platform, as ks.ChosenSystem names it)
+// on goos. On Linux that is systemd only: kardianos' SysV, OpenRC and
+// Upstart scripts are its own, without chatsync's restart and hardening,
+// a SysV install leaves /etc/rc?.d links behind on uninstall, and there is
+// no user service without systemd's user manager. The error says what to
+// do instead.
+func Supported(goos, platform string, user bool, configPath string) error {
+	if goos != "linux" || platform == "linux-systemd" {
+		return nil
+	}
+	what := "a system service"
+	if user {
+		what = "a user service (systemctl --user)"
+	}
+	return fmt.Errorf("this system does not run systemd (it has %s), and `chatsync service` manages %s with systemd only; nothing was changed: start `chatsync run --config %s` from your init system yourself, or in the foreground",
+		initName(platform), what, configPath)
+}
+
+func initName(platform string) string {
+	switch platform {
+	case "unix-systemv":
+		return "SysV init"
+	case "linux-openrc":
+		return "OpenRC"
+	case "linux-upstart":
+		return "Upstart"
+	case "linux-procd":
+		return "procd"
+	case "linux-rcs":
+		return "rcS"
+	}
+	return platform
+}
+
+// SysVScript is where kardianos writes the SysV init script of chatsync
+// under root ("/" on a real system).
+func SysVScript(root string) string {
+	return filepath.Join(root, "etc", "init.d", Name())
+}
+
+var rcLink = regexp.MustCompile(`^[SK][0-9][0-9]` + regexp.QuoteMeta(Name()) + `$`)
+
+// RemoveSysV removes what "chatsync service install" of an older chatsync
+// made on a Linux without systemd, under root: the init script
+// /etc/init.d/chatsync and its start and kill links /etc/rc?.d/S50chatsync
+// and K02chatsync (which kardianos' uninstall left behind). An init script
+// chatsync did not write is left alone, and its links with it. It returns
+// the paths removed. stop, when not nil, is called with the script before
+// it is removed.
+func RemoveSysV(root string, stop func(script string)) ([]string, error) {
+	var removed []string
+	script := SysVScript(root)
+	if data, err := os.ReadFile(script); err == nil {
+		if !strings.Contains(string(data), description) {
+			return nil, fmt.Errorf("%s was not written by chatsync service install: it is left as it is", script)
+		}
+		if stop != nil {
+			stop(script)
+		}
+		if err := os.Remove(script); err != nil {
+			return nil, err
+		}
+		removed = append(removed, script)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	target := "/etc/init.d/" + Name()
+	dirs, _ := filepath.Glob(filepath.Join(root, "etc", "rc?.d"))
+	for _, dir := range dirs {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if !rcLink.MatchString(e.Name()) || e.Type()&os.ModeSymlink == 0 {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			to, err := os.Readlink(p)
+			if err != nil || (to != target && to != "../init.d/"+Name()) {
+				continue
+			}
+			if err := os.Remove(p); err != nil {
+				return removed, err
+			}
+			removed = append(removed, p)
+		}
+	}
+	return removed, nil
+}
 
 // Options say what to install.
 type Options struct {
