@@ -1,7 +1,10 @@
-# make package: .deb and .rpm in dist/, version stamped into the binaries.
+# make package: .deb and .rpm in dist/ (with man pages and shell completions),
+#               version stamped into the binaries.
 # make build:   the two binaries in dist/build/ for this machine.
 # make bench:   end-to-end figures of the real binaries on loopback (BENCHFLAGS=-quick for a smoke run).
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The version of the packages and of `chatsync version`: from the release tag
+# vX.Y.Z, 0.0.0+git<commit> before the first one (packaging/version.sh).
+VERSION ?= $(shell packaging/version.sh)
 ARCH    ?= $(shell go env GOARCH)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
