@@ -113,13 +113,103 @@ type AccountStatus struct {
 	// installation's: Clone says why (another device used the same id).
 	DeviceID string `json:"device_id,omitempty"`
 	Clone    string `json:"clone,omitempty"`
+
+	// LastPollErrorKind and LastPushErrorKind classify LastPollError and
+	// LastPushError as Error.Kind does ("auth", "server", "malformed",
+	// "transport", "rejected", "rate-limited"); empty when the failure
+	// was not the server's answer (a local disk, say) or there is none.
+	LastPollErrorKind string `json:"last_poll_error_kind,omitempty"`
+	LastPushErrorKind string `json:"last_push_error_kind,omitempty"`
+	// NeedsFix is set while sending or receiving fails in a way that
+	// waiting will not fix: the server refused the credentials, the
+	// settings_url is not the API (HTTP 404, a redirect, an HTML page).
+	// It is the error, which says what to change.
+	NeedsFix string `json:"needs_fix,omitempty"`
+	// FailingSince is when sending or receiving began to fail without a
+	// success since; zero while both work.
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	// CatchUp is the progress of the last catch-up with the journal (at
+	// start, and after the journal went backwards); Done is set once it
+	// read the journal to its end.
+	CatchUp *CatchUp `json:"catch_up,omitempty"`
+}
+
+// CatchUp is the progress of reading the journal to its end.
+type CatchUp struct {
+	Since time.Time `json:"since"`
+	// Pages and Rows count the journal pages and rows read; Written the
+	// messages written to (or deleted from) the store.
+	Pages   int64     `json:"pages"`
+	Rows    int64     `json:"rows"`
+	Written int64     `json:"written"`
+	Done    time.Time `json:"done,omitzero"`
+}
+
+// RowsPerSecond is the rate of the catch-up: up to now while it goes on.
+func (c CatchUp) RowsPerSecond(now time.Time) float64 {
+	end := now
+	if !c.Done.IsZero() {
+		end = c.Done
+	}
+	d := end.Sub(c.Since).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(c.Rows) / d
+}
+
+// Catching reports whether a catch-up is under way.
+func (s AccountStatus) Catching() bool { return s.CatchUp != nil && s.CatchUp.Done.IsZero() }
+
+// StallAfter is how long sending or receiving may keep failing before
+// the account counts as stalled (Problem, `chatsync status` exit 3).
+const StallAfter = 10 * time.Minute
+
+// Problem says, in one line, why the account is not running as it
+// should: it cannot start, is paused or stopped, fails in a way waiting
+// will not fix (NeedsFix), or has failed for StallAfter. It is "" for an
+// account that runs, catching up or idle, or that is retrying a failure
+// that is recent.
+func (s AccountStatus) Problem(now time.Time) string {
+	switch {
+	case s.StartError != "":
+		return "cannot start: " + s.StartError
+	case s.State == StatePaused:
+		return "paused: " + s.Error
+	case s.State == StateStopped:
+		return "stopped"
+	case s.NeedsFix != "":
+		return "needs a fix: " + s.NeedsFix
+	case !s.FailingSince.IsZero() && now.Sub(s.FailingSince) >= StallAfter:
+		return "stalled: failing since " + s.FailingSince.Format(time.RFC3339) + ": " + s.Error
+	}
+	return ""
+}
+
+// WaitWontHelp says, in one line, why waiting for the account to catch up
+// with a sync requested at t is pointless: it cannot start, it is paused,
+// or a push or poll made after t failed in a way waiting will not fix.
+// It is "" otherwise.
+func (s AccountStatus) WaitWontHelp(t time.Time) string {
+	switch {
+	case s.StartError != "":
+		return "cannot start: " + s.StartError
+	case s.State == StatePaused:
+		return "paused: " + s.Error
+	case s.NeedsFix == "":
+		return ""
+	case s.LastPollError != "" && s.LastPoll.After(t), s.LastPushError != "" && s.LastPush.After(t):
+		return s.NeedsFix
+	}
+	return ""
 }
 
 // CaughtUp reports whether the account has nothing left to send but the
-// messages the server refused (Held) and has completed a poll without error
-// after t.
+// messages the server refused (Held), has completed a poll without error
+// after t, and is not in the middle of a catch-up (where every page read
+// is such a poll).
 func (s AccountStatus) CaughtUp(t time.Time) bool {
-	return s.StartError == "" && s.OutboxDepth <= len(s.Held) && s.LastPoll.After(t) && s.LastPollError == ""
+	return s.StartError == "" && s.OutboxDepth <= len(s.Held) && s.LastPoll.After(t) && s.LastPollError == "" && !s.Catching()
 }
 
 // Held is a message the server refused: it is sent again at RetryAt.

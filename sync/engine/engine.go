@@ -263,6 +263,8 @@ type Engine struct {
 	// time; decideAll treats them as new copies (see decide).
 	newAtStart map[string]bool
 	batch      localBatch
+	// prog is what the log says of the talk with the server (status.go).
+	prog progress
 	// store is the account's message store.
 	store messageStore
 }
@@ -563,6 +565,7 @@ func (e *Engine) pollStep(ctx context.Context) (more bool) {
 		if err = e.requeueUnpushed(); err == nil {
 			e.started, e.caughtUp, e.afterReset = true, true, false
 			e.newAtStart = nil
+			e.caughtUpNow()
 			more = true
 			if err = e.retryUnapplied(); err == nil {
 				err = e.resealUnreadable()

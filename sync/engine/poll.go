@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -39,7 +40,7 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	}
 	page, limit, err := e.getPage(ctx, q)
 	if err != nil {
-		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, err.Error() })
+		e.update(func(s *Status) { s.pollFailed(now, err) })
 		return false, fmt.Errorf("poll the journal: %w", err)
 	}
 	complete := e.pages.complete(len(page.Entries), limit)
@@ -58,7 +59,7 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	if len(entries) == 0 && len(own) == 0 && len(page.Entries) > 0 && next <= cursor {
 		// The same rows again: the server ignores after_id (the historical
 		// Mongo backend did). Polling again at once would loop.
-		e.update(func(s *Status) { s.LastPoll, s.LastPollError = now, errIgnoresAfterID.Error() })
+		e.update(func(s *Status) { s.pollFailed(now, errIgnoresAfterID) })
 		return false, errIgnoresAfterID
 	}
 	if len(entries) > 0 && !e.readingOn && (e.pages.limit >= 0 || !e.started) {
@@ -75,8 +76,14 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	}
 	e.readingOn = !complete
 	if e.cutSecond.rows > 0 && len(page.Entries) > 0 {
-		// The page before this one was cut, within one second.
-		e.log.Warn("a page of the journal was cut within one second; entries of that second are missed if the server does not order them by id",
+		// The page before this one was cut, within one second: said at
+		// warn once a run, not at every page of a catch-up.
+		level := slog.LevelWarn
+		if e.prog.warnedCut {
+			level = slog.LevelDebug
+		}
+		e.prog.warnedCut = true
+		e.log.Log(ctx, level, "a page of the journal was cut within one second; entries of that second are missed if the server does not order them by id",
 			"second", e.cutSecond.at, "rows", e.cutSecond.rows)
 	}
 	e.cutSecond.rows = 0
@@ -126,12 +133,14 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 		e.publishUnapplied()
 	}
 	e.update(func(s *Status) {
-		s.LastPoll, s.LastPollError = now, ""
 		if writeErr != nil {
-			s.LastPollError = writeErr.Error()
+			s.pollFailed(now, writeErr)
+		} else {
+			s.pollWorked(now)
 		}
 		s.Received += int64(received)
 	})
+	e.pageRead(now, len(page.Entries), received)
 	if received > 0 {
 		e.lastActive = now
 		e.emit(Event{Kind: "received", Count: received})

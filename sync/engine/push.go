@@ -40,7 +40,7 @@ func (e *Engine) push(ctx context.Context) (sent bool, err error) {
 	results, err := e.opts.Remote.PutJournalEntries(ctx, e.device, entries)
 	now := e.opts.Now()
 	if err != nil {
-		e.update(func(s *Status) { s.LastPush, s.LastPushError = now, err.Error() })
+		e.update(func(s *Status) { s.pushFailed(now, err) })
 		if !definitelyNotStored(err) {
 			// The server may have stored some or all rows: find out
 			// before anything is sent again.
@@ -115,9 +115,10 @@ func (e *Engine) push(ctx context.Context) (sent bool, err error) {
 	// long backlog (each poll makes the server walk this device's rows).
 	e.nextPoll = earlier(e.nextPoll, now.Add(e.opts.ActivePollInterval))
 	e.update(func(s *Status) {
-		s.LastPush, s.LastPushError = now, ""
+		s.pushWorked(now)
 		s.Pushed += int64(stored)
 	})
+	e.batchPushed(stored, len(entries))
 	if stored > 0 {
 		e.emit(Event{Kind: "pushed", Count: stored})
 	}
@@ -277,7 +278,7 @@ func (e *Engine) reconcile(ctx context.Context) (done bool, err error) {
 	e.log.Info("reconciled the batch that was in flight", "already_stored", stored, "to_resend", len(want))
 	e.update(func(s *Status) {
 		s.Pushed += int64(stored)
-		s.LastPushError = ""
+		s.LastPushError, s.LastPushErrorKind, s.pushFix, s.pushSince = "", "", "", time.Time{}
 	})
 	return true, nil
 }

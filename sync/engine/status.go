@@ -1,12 +1,17 @@
 package engine
 
 import (
+	"cmp"
+	"context"
+	"errors"
 	"maps"
-
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/chatsync/chatsync/store"
+	"github.com/chatsync/chatsync/sync/account"
+	"github.com/chatsync/chatsync/sync/apitype"
 )
 
 // States of an engine, as Status reports them.
@@ -77,7 +82,25 @@ type Status struct {
 	DeviceID string `json:"device_id"`
 	Clone    string `json:"clone,omitempty"`
 
+	// LastPollErrorKind and LastPushErrorKind are the account.Kind of
+	// LastPollError and LastPushError ("auth", "server", ...), empty when
+	// the failure was not the server's answer.
+	LastPollErrorKind string `json:"last_poll_error_kind,omitempty"`
+	LastPushErrorKind string `json:"last_push_error_kind,omitempty"`
+	// NeedsFix is the error, while sending or receiving fails in a way
+	// waiting will not fix (see needsFix).
+	NeedsFix string `json:"needs_fix,omitempty"`
+	// FailingSince is when sending or receiving began to fail without a
+	// success since.
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	// CatchUp is the progress of the last catch-up with the journal.
+	CatchUp *apitype.CatchUp `json:"catch_up,omitempty"`
+
 	syncRequested bool
+	// pollFix, pushFix and pollSince, pushSince are NeedsFix and
+	// FailingSince of each direction.
+	pollFix, pushFix     string
+	pollSince, pushSince time.Time
 }
 
 // heldEntry is an entry the server refused, and how often it was held
@@ -112,7 +135,22 @@ func (e *Engine) Status() Status {
 	s.Held = append([]Held(nil), e.status.Held...)
 	s.UnappliedReasons = maps.Clone(e.status.UnappliedReasons)
 	s.MissingKeys = slices.Clone(e.status.MissingKeys)
+	if e.status.CatchUp != nil {
+		s.CatchUp = new(*e.status.CatchUp)
+	}
 	e.mu.Unlock()
+	s.NeedsFix = cmp.Or(s.pollFix, s.pushFix)
+	if s.PollFailures == 0 && s.LastPollError == "" {
+		s.pollSince = time.Time{}
+	}
+	if s.PushFailures == 0 && s.LastPushError == "" {
+		s.pushSince = time.Time{}
+	}
+	for _, t := range []time.Time{s.pollSince, s.pushSince} {
+		if !t.IsZero() && (s.FailingSince.IsZero() || t.Before(s.FailingSince)) {
+			s.FailingSince = t
+		}
+	}
 	if err == nil {
 		s.Cursor = st.Cursor
 		s.OutboxDepth = st.OutboxDepth
@@ -144,4 +182,132 @@ func (e *Engine) publishRejected() {
 		list = append(list, Rejected{Path: p, Reason: e.rejected[p]})
 	}
 	e.update(func(s *Status) { s.Rejected = list })
+}
+
+// errorKind returns the account.Kind of err as a word, or "" when err is
+// not the server's answer.
+func errorKind(err error) string {
+	if ae, ok := errors.AsType[*account.Error](err); ok {
+		return ae.Kind.String()
+	}
+	return ""
+}
+
+// needsFix returns err's text when waiting will not make it go away: the
+// server refused the credentials, or the settings_url is not the API (a
+// 404 or another 4xx, a redirect, an HTML page instead of JSON). It
+// returns "" for everything else, which the backoff retries.
+func needsFix(err error) string {
+	ae, ok := errors.AsType[*account.Error](err)
+	if !ok || errors.Is(ae.Err, context.Canceled) {
+		return ""
+	}
+	switch {
+	case ae.Kind == account.KindAuth,
+		ae.Kind == account.KindServer && !ae.Retryable(),
+		ae.Kind == account.KindMalformed && strings.Contains(ae.Message, "HTML page"):
+		return ae.Error()
+	}
+	return ""
+}
+
+// pollFailed and pollWorked record the outcome of a poll that reached
+// (or tried to reach) the server in s; pushFailed and pushWorked the same
+// for a push.
+func (s *Status) pollFailed(now time.Time, err error) {
+	s.LastPoll, s.LastPollError = now, err.Error()
+	s.LastPollErrorKind, s.pollFix = errorKind(err), needsFix(err)
+	if s.pollSince.IsZero() {
+		s.pollSince = now
+	}
+}
+
+func (s *Status) pollWorked(now time.Time) {
+	s.LastPoll, s.LastPollError, s.LastPollErrorKind, s.pollFix, s.pollSince = now, "", "", "", time.Time{}
+}
+
+func (s *Status) pushFailed(now time.Time, err error) {
+	s.LastPush, s.LastPushError = now, err.Error()
+	s.LastPushErrorKind, s.pushFix = errorKind(err), needsFix(err)
+	if s.pushSince.IsZero() {
+		s.pushSince = now
+	}
+}
+
+func (s *Status) pushWorked(now time.Time) {
+	s.LastPush, s.LastPushError, s.LastPushErrorKind, s.pushFix, s.pushSince = now, "", "", "", time.Time{}
+}
+
+// progress is what the engine logs about its talk with the server: a
+// person reading the log at info sees the first contact, a summary of a
+// catch-up every few seconds, that it caught up, and every batch sent.
+type progress struct {
+	contacted bool      // the server answered once since the start
+	lastLog   time.Time // when the catch-up was last summarised at info
+	warnedCut bool      // a page cut within one second was warned of
+}
+
+// catchUpLogEvery is how often a catch-up is summarised at info; every
+// page is logged at debug.
+const catchUpLogEvery = 5 * time.Second
+
+// pageRead counts a journal page read from the server (rows rows, written
+// of them applied to the store) in the status and logs it: during a
+// catch-up at debug with a summary at info every catchUpLogEvery, after it
+// at info when it changed the store.
+func (e *Engine) pageRead(started time.Time, rows, written int) {
+	now := e.opts.Now()
+	if !e.prog.contacted {
+		e.prog.contacted = true
+		e.log.Info("the server answered; reading the journal", "rows", rows)
+	}
+	if e.caughtUp {
+		if written > 0 {
+			e.log.Info("applied journal entries from other devices", "messages", written)
+		}
+		return
+	}
+	var c apitype.CatchUp
+	e.update(func(s *Status) {
+		if s.CatchUp == nil || !s.CatchUp.Done.IsZero() {
+			s.CatchUp = &apitype.CatchUp{Since: started}
+			e.prog.lastLog = now
+		}
+		s.CatchUp.Pages++
+		s.CatchUp.Rows += int64(rows)
+		s.CatchUp.Written += int64(written)
+		c = *s.CatchUp
+	})
+	e.log.Debug("read a page of the journal", "rows", rows, "messages", written)
+	if now.Sub(e.prog.lastLog) >= catchUpLogEvery {
+		e.prog.lastLog = now
+		e.log.Info("catching up with the journal", "pages", c.Pages, "rows", c.Rows, "messages", c.Written,
+			"rows_per_second", int(c.RowsPerSecond(now)))
+	}
+}
+
+// caughtUpNow marks the catch-up done, and says so at info.
+func (e *Engine) caughtUpNow() {
+	now := e.opts.Now()
+	var c apitype.CatchUp
+	e.update(func(s *Status) {
+		if s.CatchUp == nil {
+			s.CatchUp = &apitype.CatchUp{Since: now}
+		}
+		if s.CatchUp.Done.IsZero() {
+			s.CatchUp.Done = now
+		}
+		c = *s.CatchUp
+	})
+	e.log.Info("caught up with the journal", "messages", c.Written, "rows", c.Rows, "pages", c.Pages,
+		"took", c.Done.Sub(c.Since).Round(time.Millisecond))
+}
+
+// batchPushed logs a batch the server stored.
+func (e *Engine) batchPushed(stored, sent int) {
+	if stored == sent {
+		e.log.Info("sent a batch to the journal", "entries", stored)
+		return
+	}
+	e.log.Info("sent a batch to the journal", "entries", stored, "refused", sent-stored)
 }

@@ -266,7 +266,11 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) error {
 		}
 		done := true
 		for _, a := range accts {
-			if a.StartError == "" && !a.CaughtUp(requested) {
+			if why := a.WaitWontHelp(requested); why != "" {
+				// Waiting would only run into the timeout.
+				return waitWontHelp(a, why)
+			}
+			if !a.CaughtUp(requested) {
 				done = false
 			}
 		}
@@ -283,6 +287,27 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// waitWontHelp is the reply to a sync with wait=1 for an account that
+// cannot catch up without a change: 502 with kind "auth" for refused
+// credentials, 502 for a settings_url that is not the API, 503 for an
+// account that cannot start or is paused.
+func waitWontHelp(a apitype.AccountStatus, why string) error {
+	msg := a.Account + ": " + why
+	switch {
+	case a.StartError != "" || a.State == apitype.StatePaused:
+		return httpErrorf(http.StatusServiceUnavailable, "%s", msg)
+	case a.LastPollErrorKind == "auth" || a.LastPushErrorKind == "auth":
+		return &kindError{httpError{http.StatusBadGateway, msg}, "auth"}
+	}
+	return httpErrorf(http.StatusBadGateway, "%s", msg)
+}
+
+// kindError is an httpError whose reply names the kind of failure.
+type kindError struct {
+	httpError
+	kind string
 }
 
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) error {
@@ -349,6 +374,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // errorReply picks the status and body for err.
 func errorReply(err error) (int, apitype.Error) {
+	if ke, ok := errors.AsType[*kindError](err); ok {
+		return ke.code, apitype.Error{Error: ke.msg, Kind: ke.kind}
+	}
 	if he, ok := errors.AsType[*httpError](err); ok {
 		return he.code, apitype.Error{Error: he.msg}
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -26,7 +27,17 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Long: `status asks the running daemon, through its control socket, for each account's
 state, journal cursor, last push and poll (with their errors), outbox depth,
 age of the oldest unsent entry, backoff, and the message files it refuses to
-replicate, with the reason.`,
+replicate, with the reason. While an account catches up with the journal
+it shows the rows and pages read, the messages written and the rate.
+
+Exit status, for scripts:
+  0  every account runs and is not stalled (idle, catching up, or retrying
+     a failure that began less than 10 minutes ago)
+  3  an account is paused, cannot start, fails in a way waiting will not
+     fix (the server refuses the password, settings_url is not the API),
+     or has failed for 10 minutes or more; one line per such account on
+     stderr, the details on stdout as usual (--json too)
+  1  the daemon cannot be asked (not running, no permission)`,
 		Example: "  chatsync status\n  chatsync status --json | jq '.accounts[].outbox_depth'\n  chatsync --account alice@example.com status",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
@@ -40,15 +51,49 @@ replicate, with the reason.`,
 			if err != nil {
 				return daemonError(err)
 			}
+			now := time.Now()
 			if asJSON {
-				return printJSON(g.stdout, st)
+				if err := printJSON(g.stdout, st); err != nil {
+					return err
+				}
+			} else {
+				printStatus(g.stdout, st, now)
 			}
-			printStatus(g.stdout, st, time.Now())
-			return nil
+			return statusProblems(st, now)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (stable: fields are only added)")
 	return c
+}
+
+// ExitNotRunning is the exit status of `chatsync status` when an account
+// does not run as it should (apitype.AccountStatus.Problem).
+const ExitNotRunning = 3
+
+// exitError is an error with the exit status it should end the program
+// with.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+func (e exitError) ExitCode() int { return e.code }
+
+// statusProblems returns an error with exit status ExitNotRunning that
+// names every account that does not run as it should, or nil.
+func statusProblems(st *apitype.Status, now time.Time) error {
+	var lines []string
+	for _, a := range st.Accounts {
+		if p := a.Problem(now); p != "" {
+			lines = append(lines, a.Account+": "+oneLine(p))
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return exitError{ExitNotRunning, errors.New(strings.Join(lines, "; "))}
 }
 
 // printStatus writes the human form of st.
@@ -62,8 +107,13 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 			fmt.Fprintf(w, "  cannot start: %s\n", oneLine(a.StartError))
 			continue
 		}
-		if a.Error != "" {
+		switch {
+		case a.Error != "" && a.NeedsFix != "":
+			fmt.Fprintf(w, "  problem:    %s (waiting will not fix this)\n", oneLine(a.Error))
+		case a.Error != "":
 			fmt.Fprintf(w, "  problem:    %s\n", oneLine(a.Error))
+		case a.NeedsFix != "":
+			fmt.Fprintf(w, "  problem:    %s (waiting will not fix this)\n", oneLine(a.NeedsFix))
 		}
 		outbox := fmt.Sprintf("%d unsent", a.OutboxDepth)
 		if a.OutboxDepth > 0 && !a.OldestUnsent.IsZero() {
@@ -73,6 +123,13 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 		fmt.Fprintf(w, "  last push:  %s%s\n", ago(a.LastPush, now), errSuffix(a.LastPushError, a.Error))
 		fmt.Fprintf(w, "  last poll:  %s%s\n", ago(a.LastPoll, now), errSuffix(a.LastPollError, a.Error))
 		fmt.Fprintf(w, "  journal:    cursor %d, %d sent and %d received since start\n", a.Cursor, a.Pushed, a.Received)
+		if a.Catching() {
+			c := *a.CatchUp
+			fmt.Fprintf(w, "  catching up: %s, for %s\n", catchUpText(c.Pages, c.Rows, c.Written, c.RowsPerSecond(now)), shortDuration(now.Sub(c.Since)))
+		}
+		if !a.FailingSince.IsZero() {
+			fmt.Fprintf(w, "  failing:    since %s\n", ago(a.FailingSince, now))
+		}
 		if a.PollFailures > 0 {
 			fmt.Fprintf(w, "  receiving:  %d failures in a row, next try %s (sending goes on)\n", a.PollFailures, ago(a.PollBackoffUntil, now))
 		}

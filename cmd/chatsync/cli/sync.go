@@ -73,53 +73,77 @@ otherwise (on stderr), and a summary on stdout.`,
 }
 
 // followSync polls the daemon's status until the accounts are caught up
-// with a sync requested at t, reporting progress on w.
+// with a sync requested at t, reporting progress on w. It gives up at once
+// on an account that waiting will not help (apitype.AccountStatus.WaitWontHelp).
 func followSync(ctx context.Context, lc *localclient.Client, t time.Time, w io.Writer) ([]apitype.AccountStatus, error) {
 	tty := isTerminal(w)
 	start := time.Now()
-	total, last := -1, ""
+	total, last, printed := -1, "", ""
+	var printedAt time.Time
+	printedCatching := -1
 	tick := time.NewTicker(150 * time.Millisecond)
 	defer tick.Stop()
+	endLine := func() {
+		if tty && last != "" {
+			fmt.Fprintln(w)
+		}
+	}
 	for {
 		st, err := lc.Status(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
+			endLine()
 			return nil, daemonError(err)
 		}
-		done, depth, polled, running := true, 0, 0, 0
-		var problems []string
+		var p syncProgress
+		done := true
 		for _, a := range st.Accounts {
-			if a.StartError != "" {
-				continue
+			if why := a.WaitWontHelp(t); why != "" {
+				endLine()
+				return st.Accounts, fmt.Errorf("%s: %s", a.Account, oneLine(why))
 			}
-			running++
-			depth += a.OutboxDepth
-			if a.LastPoll.After(t) {
-				polled++
+			p.running++
+			p.depth += a.OutboxDepth
+			if a.LastPoll.After(t) && a.LastPollError == "" {
+				p.polled++
+			}
+			if a.Catching() {
+				c := *a.CatchUp
+				p.catching++
+				p.pages += c.Pages
+				p.rows += c.Rows
+				p.written += c.Written
+				p.rate += c.RowsPerSecond(time.Now())
 			}
 			if !a.CaughtUp(t) {
 				done = false
-				for _, e := range []string{a.LastPushError, a.LastPollError} {
-					if e != "" {
-						problems = append(problems, a.Account+": "+oneLine(e))
-					}
+				// Only what failed since the request: an older error may
+				// be gone at the next try, which the request brought on.
+				if a.LastPushError != "" && a.LastPush.After(t) {
+					p.problems = append(p.problems, a.Account+": sending: "+oneLine(a.LastPushError))
+				}
+				if a.LastPollError != "" && a.LastPoll.After(t) {
+					p.problems = append(p.problems, a.Account+": receiving: "+oneLine(a.LastPollError))
 				}
 			}
 		}
-		total = max(total, depth)
-		line := progressLine(total, depth, polled, running, time.Since(start), problems)
-		if tty {
+		total = max(total, p.depth)
+		p.total = total
+		line := p.line(time.Since(start))
+		switch {
+		case tty:
 			fmt.Fprintf(w, "\r\x1b[K%s", line)
-		} else if line != last {
+		case line != printed && (time.Since(printedAt) >= time.Second || p.catching != printedCatching):
+			// One line per change, at most one a second while a
+			// catch-up's counts change all the time.
 			fmt.Fprintln(w, line)
+			printed, printedAt, printedCatching = line, time.Now(), p.catching
 		}
 		last = line
 		if done {
-			if tty {
-				fmt.Fprintln(w)
-			}
+			endLine()
 			for _, a := range st.Accounts {
 				if a.Unapplied > 0 {
 					hint := a.UnappliedHint
@@ -138,28 +162,47 @@ func followSync(ctx context.Context, lc *localclient.Client, t time.Time, w io.W
 		}
 		break
 	}
-	if tty {
-		fmt.Fprintln(w)
-	}
+	endLine()
 	return nil, fmt.Errorf("not caught up yet after waiting: %s (see `chatsync status`)", strings.TrimSpace(last))
 }
 
-// progressLine draws "[#####-----] 40/100 sent, 1/2 polled, ETA 3s".
-func progressLine(total, depth, polled, running int, elapsed time.Duration, problems []string) string {
-	sent := total - depth
+// syncProgress is what one look at the status says of a sync.
+type syncProgress struct {
+	total, depth, polled, running int
+	// catching counts the accounts reading the journal to its end, and
+	// pages, rows, written and rate (rows per second) add up theirs.
+	catching             int
+	pages, rows, written int64
+	rate                 float64
+	problems             []string
+}
+
+// line draws "[#####-----] 40/100 sent, 1/2 polled, ETA 3s", and while
+// the journal is read "receiving: 1200 rows in 3 pages, 1180 messages
+// written, 800 rows/s".
+func (p syncProgress) line(elapsed time.Duration) string {
+	sent := p.total - p.depth
 	const width = 20
 	filled := width
-	if total > 0 {
-		filled = width * sent / total
+	if p.total > 0 {
+		filled = width * sent / p.total
 	}
 	bar := "[" + strings.Repeat("#", filled) + strings.Repeat("-", width-filled) + "]"
-	s := fmt.Sprintf("%s %d/%d sent, %d/%d accounts polled", bar, sent, total, polled, running)
-	if sent > 0 && depth > 0 {
-		eta := time.Duration(float64(elapsed) / float64(sent) * float64(depth))
+	s := fmt.Sprintf("%s %d/%d sent, %d/%d accounts polled", bar, sent, p.total, p.polled, p.running)
+	if sent > 0 && p.depth > 0 {
+		eta := time.Duration(float64(elapsed) / float64(sent) * float64(p.depth))
 		s += ", ETA " + shortDuration(eta)
 	}
-	if len(problems) > 0 {
-		s += " — retrying: " + strings.Join(problems, "; ")
+	if p.catching > 0 {
+		s += ", " + catchUpText(p.pages, p.rows, p.written, p.rate)
+	}
+	if len(p.problems) > 0 {
+		s += " — retrying: " + strings.Join(p.problems, "; ")
 	}
 	return s
+}
+
+// catchUpText says how far a catch-up got.
+func catchUpText(pages, rows, written int64, rate float64) string {
+	return fmt.Sprintf("receiving: %d rows in %d pages, %d messages written, %d rows/s", rows, pages, written, int(rate))
 }
