@@ -105,6 +105,12 @@ func execute(g *globals, args []string) int {
 	if errors.As(err, &ue) {
 		return ExitUsage
 	}
+	if ec, ok := errors.AsType[interface {
+		error
+		ExitCode() int
+	}](err); ok {
+		return ec.ExitCode() // status: 3 when an account does not run as it should
+	}
 	return ExitFailure
 }
 

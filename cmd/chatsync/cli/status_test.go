@@ -14,7 +14,6 @@ import (
 // and 3 once it is paused (its store went away), with one line on stderr
 // that says so, the details on stdout as usual, and --json still valid.
 func TestStatusExitCodeForScripts(t *testing.T) {
-	needsPlumbing(t)
 	d := startDevice(t, startServer(t, false), newKeyFile(t), "pw-alice", map[string]string{
 		"bob/m1.json": `{"msgid":"m1","remote_uri":"bob@example.com","local_uri":"alice@example.com","body":"hi","direction":"outgoing","media_type":"chat","content_type":"text/plain","time":"2026-11-25 10:00:00","status":"sent"}`,
 	})

@@ -133,20 +133,6 @@ func (d *device) accountStatus(t *testing.T) apitype.AccountStatus {
 	return st.Accounts[0]
 }
 
-// needsPlumbing skips a test until the daemon passes the new status
-// fields through (cmd/chatsync/daemon/socket.go) and run maps an error's
-// ExitCode to the exit status (root.go). Transitional: once both are in,
-// it never skips and may go.
-func needsPlumbing(t *testing.T) {
-	t.Helper()
-	for file, want := range map[string]string{"../daemon/socket.go": "CatchUp: s.CatchUp", "root.go": "ExitCode() int"} {
-		src, err := os.ReadFile(file)
-		if err == nil && !strings.Contains(string(src), want) {
-			t.Skipf("%s does not have %q yet", file, want)
-		}
-	}
-}
-
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
@@ -156,7 +142,6 @@ func lastLine(s string) string {
 // refuses is not fixed by waiting: `sync --wait` says so in one line,
 // with what to check, and exits 1 within seconds, not after its timeout.
 func TestSyncWaitGivesUpAtOnceOnAWrongPassword(t *testing.T) {
-	needsPlumbing(t)
 	acct := seededAccount()
 	acct.Password = "the-right-one"
 	srv, err := accountserver.New(accountserver.Options{DataDir: t.TempDir(), Accounts: []accountserver.Account{acct}})
@@ -213,7 +198,6 @@ func slowPages(h http.Handler) http.Handler {
 // sync --wait shows the same; the info logs of both say what happened
 // in counts and never hold a message body.
 func TestCatchUpShowsProgressAndLogsCounts(t *testing.T) {
-	needsPlumbing(t)
 	srv, err := accountserver.New(accountserver.Options{DataDir: t.TempDir(), Accounts: []accountserver.Account{seededAccount()}, PageRows: 20})
 	if err != nil {
 		t.Fatal(err)

@@ -117,7 +117,9 @@ func accountStatus(a AccountStatus) apitype.AccountStatus {
 		PollBackoffUntil: s.PollBackoffUntil, PollFailures: s.PollFailures,
 		Skipped: s.Skipped, Waiting: s.Waiting, ResetAt: s.ResetAt, LocalError: s.LocalError,
 		Unapplied: s.Unapplied, UnappliedReasons: s.UnappliedReasons, MissingKeys: s.MissingKeys, UnappliedHint: s.UnappliedHint,
-		Clone: s.Clone,
+		Clone:             s.Clone,
+		LastPollErrorKind: s.LastPollErrorKind, LastPushErrorKind: s.LastPushErrorKind,
+		NeedsFix: s.NeedsFix, FailingSince: s.FailingSince, CatchUp: s.CatchUp,
 	}
 	if s.Clone != "" {
 		out.DeviceID = s.DeviceID
