@@ -383,7 +383,11 @@ func errorReply(err error) (int, apitype.Error) {
 	if ae, ok := errors.AsType[*account.Error](err); ok {
 		body := apitype.Error{Error: ae.Error(), Kind: ae.Kind.String()}
 		switch {
-		case ae.Kind == account.KindAuth || ae.Kind == account.KindServer && (ae.StatusCode == 401 || ae.StatusCode == 403):
+		case ae.Kind == account.KindAuth:
+			// Its message says what to check already.
+			body.Error = "the SIP account server refused the daemon's credentials: " + ae.Error()
+			return http.StatusBadGateway, body
+		case ae.Kind == account.KindServer && (ae.StatusCode == 401 || ae.StatusCode == 403):
 			body.Kind = account.KindAuth.String()
 			body.Error = "the SIP account server refused the daemon's credentials (" + ae.Error() + "): check password_file (or web_password_file) of the account in the config"
 			return http.StatusBadGateway, body

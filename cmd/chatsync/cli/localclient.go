@@ -206,26 +206,12 @@ func daemonError(err error) error {
 		case ae.StatusCode == http.StatusBadRequest && strings.Contains(ae.Message, "accounts"):
 			return usageError{errors.New(ae.Message)}
 		}
-		return errors.New(oneLine(onceAuthHint(ae)))
+		return errors.New(oneLine(ae.Message))
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return errors.New("the daemon did not answer in time: see its log (journalctl --user -u chatsync)")
 	}
 	return err
-}
-
-// localapiAuthHint is the advice the control socket adds to an
-// authentication failure, whose own message already says what to check.
-const localapiAuthHint = ": check password_file (or web_password_file) of the account in the config"
-
-// onceAuthHint drops the daemon's second "check password_file" from an
-// authentication failure that carries its own.
-func onceAuthHint(ae *localclient.APIError) string {
-	msg := ae.Message
-	if ae.Kind == "auth" && strings.HasSuffix(msg, localapiAuthHint) && strings.Contains(strings.TrimSuffix(msg, localapiAuthHint), "check ") {
-		return strings.TrimSuffix(msg, localapiAuthHint)
-	}
-	return msg
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
