@@ -40,6 +40,7 @@ var sysvRoot = "/"
 type serviceFlags struct {
 	user  bool
 	runAs string
+	json  bool // status --json
 }
 
 func newServiceCmd(g *globals) *cobra.Command {
@@ -85,12 +86,16 @@ Installed from a .deb or .rpm? Those ship their own units: use systemctl
 		{"restart", "Restart the service"},
 		{"status", "Say whether the service is installed and running"},
 	} {
-		c.AddCommand(&cobra.Command{
+		sub := &cobra.Command{
 			Use:   action.name,
 			Short: action.short,
 			Args:  noArgs,
 			RunE:  func(c *cobra.Command, args []string) error { return serviceControl(g, sf, action.name) },
-		})
+		}
+		if action.name == "status" {
+			sub.Flags().BoolVar(&sf.json, "json", false, `print {"service", "kind", "state"} as JSON; state is running, stopped, not installed or unknown`)
+		}
+		c.AddCommand(sub)
 	}
 	return c
 }
@@ -183,22 +188,21 @@ func serviceControl(g *globals, sf *serviceFlags, action string) error {
 		return err
 	}
 	if action == "status" {
-		st, err := s.Status()
-		switch {
-		case errors.Is(err, ks.ErrNotInstalled):
-			fmt.Fprintf(g.stdout, "the %s %s is not installed (chatsync service install%s)\n", kind(sf), service.Name(), userFlag(sf))
-			return errors.New("not installed")
-		case err != nil:
-			return fmt.Errorf("status of the %s: %w", kind(sf), err)
-		case st == ks.StatusRunning:
-			fmt.Fprintf(g.stdout, "the %s %s is running; `chatsync status` shows what it does\n", kind(sf), service.Name())
-			return nil
-		case st == ks.StatusStopped:
-			fmt.Fprintf(g.stdout, "the %s %s is installed and stopped (chatsync service start%s)\n", kind(sf), service.Name(), userFlag(sf))
-			return errors.New("stopped")
+		state, line, err := serviceState(sf, s)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(g.stdout, "the state of the %s %s is unknown\n", kind(sf), service.Name())
-		return errors.New("unknown state")
+		if sf.json {
+			if err := printJSON(g.stdout, map[string]string{"service": service.Name(), "kind": kind(sf), "state": state}); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintln(g.stdout, line)
+		}
+		if state != "running" {
+			return errors.New(state) // exit 1: not running
+		}
+		return nil
 	}
 	if action == "uninstall" {
 		// kardianos only disables the unit: stop it first, so nothing
@@ -210,6 +214,24 @@ func serviceControl(g *globals, sf *serviceFlags, action string) error {
 	}
 	fmt.Fprintf(g.stdout, "%s: done (the %s %s)\n", action, kind(sf), service.Name())
 	return nil
+}
+
+// serviceState says what the service manager reports of s: a state word
+// for scripts (running, stopped, not installed, unknown) and a line that
+// says what to do.
+func serviceState(sf *serviceFlags, s interface{ Status() (ks.Status, error) }) (state, line string, err error) {
+	st, err := s.Status()
+	switch {
+	case errors.Is(err, ks.ErrNotInstalled):
+		return "not installed", fmt.Sprintf("the %s %s is not installed (chatsync service install%s)", kind(sf), service.Name(), userFlag(sf)), nil
+	case err != nil:
+		return "", "", fmt.Errorf("status of the %s: %w", kind(sf), err)
+	case st == ks.StatusRunning:
+		return "running", fmt.Sprintf("the %s %s is running; `chatsync status` shows what it does", kind(sf), service.Name()), nil
+	case st == ks.StatusStopped:
+		return "stopped", fmt.Sprintf("the %s %s is installed and stopped (chatsync service start%s)", kind(sf), service.Name(), userFlag(sf)), nil
+	}
+	return "unknown", fmt.Sprintf("the state of the %s %s is unknown", kind(sf), service.Name()), nil
 }
 
 // uninstallSysV removes the SysV init script an older chatsync wrote on a

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"fmt"
+	ks "github.com/kardianos/service"
 	"io"
 	"net"
 	"os"
@@ -248,3 +249,34 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// service status says the state in a word for --json and a line with
+// what to do; the manager's answer decides which.
+func TestServiceStateWordsWhatTheManagerSays(t *testing.T) {
+	sf := &serviceFlags{user: true}
+	for _, tc := range []struct {
+		st         ks.Status
+		err        error
+		state, has string
+	}{
+		{ks.StatusUnknown, ks.ErrNotInstalled, "not installed", "is not installed (chatsync service install --user)"},
+		{ks.StatusStopped, nil, "stopped", "is installed and stopped (chatsync service start --user)"},
+		{ks.StatusRunning, nil, "running", "is running; `chatsync status` shows what it does"},
+	} {
+		state, line, err := serviceState(sf, fakeManager{tc.st, tc.err})
+		if err != nil || state != tc.state || !strings.Contains(line, tc.has) {
+			t.Errorf("manager says %v, %v: %q, %q, %v; want %q and a line with %q", tc.st, tc.err, state, line, err, tc.state, tc.has)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"service", "status", "--help"}, "test", strings.NewReader(""), &out, &errb); code != ExitOK || !strings.Contains(out.String(), "--json") {
+		t.Errorf("service status --help: exit %d, no --json in:\n%s", code, out.String())
+	}
+}
+
+type fakeManager struct {
+	st  ks.Status
+	err error
+}
+
+func (f fakeManager) Status() (ks.Status, error) { return f.st, f.err }
