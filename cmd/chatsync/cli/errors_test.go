@@ -11,7 +11,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -254,24 +253,6 @@ func TestDndForHelp(t *testing.T) {
 	}
 }
 
-// syncWriter is a bytes.Buffer for a command that runs in a goroutine.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // `demo --keep DIR` a second time on the same DIR starts it afresh; a
 // directory that holds something else is refused at once.
 func TestDemoKeepTwice(t *testing.T) {
@@ -280,7 +261,7 @@ func TestDemoKeepTwice(t *testing.T) {
 	}
 	dir := filepath.Join(shortDir(t), "demo")
 	for i := range 2 {
-		var out, errb syncWriter
+		var out, errb lockedBuffer
 		g := &globals{version: "test", stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

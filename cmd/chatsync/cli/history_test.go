@@ -230,34 +230,15 @@ func TestConversationsAndMessagesOfABlinkQtDatabaseShowOnlyTheAccountsLiveRows(t
 	}
 }
 
-// histBuffer is a bytes.Buffer a running command writes while the test
-// reads it.
-type histBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *histBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *histBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // followCmd starts `messages --follow` and returns its output, and a function
 // that stops it (as Ctrl-C does) and returns its exit code.
-func followCmd(t *testing.T, args ...string) (*histBuffer, *histBuffer, func() int) {
+func followCmd(t *testing.T, args ...string) (*lockedBuffer, *lockedBuffer, func() int) {
 	t.Helper()
 	oldPoll, oldCtx := followPoll, followContext
 	followPoll = 20 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	followContext = func(*cobra.Command) (context.Context, context.CancelFunc) { return ctx, func() {} }
-	var out, errb histBuffer
+	var out, errb lockedBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(args, "test", strings.NewReader(""), &out, &errb) }()
 	var once sync.Once
@@ -279,7 +260,7 @@ func followCmd(t *testing.T, args ...string) (*histBuffer, *histBuffer, func() i
 }
 
 // waitForLine waits until out holds want, or fails after a deadline.
-func waitForLine(t *testing.T, out, errb *histBuffer, want string) {
+func waitForLine(t *testing.T, out, errb *lockedBuffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), want) {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,30 +22,11 @@ import (
 	"github.com/chatsync/chatsync/sync/engine"
 )
 
-// syncBuffer is a bytes.Buffer that a daemon's logger and the test may use
-// at the same time.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // device is a real daemon of testAccount with its own state and store,
 // sharing keyFile with the other devices of a test, logging at info to log.
 type device struct {
 	*testDaemon
-	log *syncBuffer
+	log *lockedBuffer
 }
 
 // startDevice runs a daemon for testAccount against settingsURL with the
@@ -80,7 +59,7 @@ func startDevice(t *testing.T, settingsURL, keyFile, pw string, msgs map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &lockedBuffer{}
 	td.d, err = daemon.New(daemon.Options{Config: cfg, Version: "test-1",
 		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Tune: func(o *engine.Options) {
