@@ -409,13 +409,9 @@ func histText(s string) string { return histLine(s) }
 func followHistory(ctx context.Context, a config.Account, errw io.Writer, p *messagePrinter, tail int) error {
 	var src historySource
 	if a.IsDatabase() {
-		d, err := formatDialect(a.StoreFormat)
+		db, err := openAccountDB(a)
 		if err != nil {
 			return err
-		}
-		db, err := blinkdb.Open(a.Store, d, a.Address)
-		if err != nil {
-			return storeErr(err, a)
 		}
 		defer db.Close()
 		src = &histDBSource{db: db}

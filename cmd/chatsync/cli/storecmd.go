@@ -736,13 +736,9 @@ or were refused, with the reasons.`,
 
 			var put func(m msgdir.Message) (string, error)
 			if a.IsDatabase() {
-				d, err := formatDialect(a.StoreFormat)
+				db, err := openAccountDB(a)
 				if err != nil {
 					return err
-				}
-				db, err := blinkdb.Open(a.Store, d, a.Address)
-				if err != nil {
-					return storeErr(err, a)
 				}
 				defer db.Close()
 				before, err := db.Snapshot(ctx)
@@ -820,15 +816,25 @@ func checkStore(a config.Account) error {
 		}
 		return nil
 	}
-	d, err := formatDialect(a.StoreFormat)
+	db, err := openAccountDB(a)
 	if err != nil {
 		return err
 	}
+	return db.Close()
+}
+
+// openAccountDB opens the account's store, a Blink database, for its
+// address; an error says what to do.
+func openAccountDB(a config.Account) (*blinkdb.DB, error) {
+	d, err := formatDialect(a.StoreFormat)
+	if err != nil {
+		return nil, err
+	}
 	db, err := blinkdb.Open(a.Store, d, a.Address)
 	if err != nil {
-		return storeErr(err, a)
+		return nil, storeErr(err, a)
 	}
-	return db.Close()
+	return db, nil
 }
 
 // checkImportSource refuses a PATH that is not what --format says, or
