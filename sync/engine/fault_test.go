@@ -340,3 +340,22 @@ func TestWrongPasswordIsShownAsAnAuthenticationFailure(t *testing.T) {
 		t.Errorf("server holds %d rows, want 0", got)
 	}
 }
+
+// A settings_url that answers 404 is a wrong URL, not a page too large for
+// the server: status says so, not to raise PHP's memory_limit.
+func TestA404IsAWrongSettingsURLNotAPageTooLarge(t *testing.T) {
+	srv, _, a, _ := twoDevices(t)
+	srv.setIntercept(func(w http.ResponseWriter, r *http.Request, account, action string) bool {
+		if action != "get_journal_entries" {
+			return false
+		}
+		http.NotFound(w, r)
+		return true
+	})
+	a.start()
+	waitFor(t, 20*time.Second, "A to fail its poll", func() bool { return a.status().PollFailures > 0 })
+	st := a.status()
+	if strings.Contains(st.Error, "memory_limit") || !strings.Contains(st.Error, "settings_url") {
+		t.Errorf("status error %q: want the settings_url named, not memory_limit", st.Error)
+	}
+}

@@ -261,7 +261,10 @@ func (e *Engine) learnLimit(ctx context.Context, q account.JournalQuery) {
 // problem.
 func pageFailed(err error) bool {
 	var ae *account.Error
-	return errors.As(err, &ae) && ae.Kind == account.KindServer && ae.StatusCode != http.StatusServiceUnavailable
+	// A page PHP cannot build is a 500 or a reply cut short; a 404 or a
+	// redirect is a wrong settings_url, and a 503 a server that is busy.
+	return errors.As(err, &ae) && ae.Kind == account.KindServer &&
+		(ae.StatusCode < 300 || ae.StatusCode >= 500) && ae.StatusCode != http.StatusServiceUnavailable
 }
 
 // pageTooLargeError is a page the server cannot send.
