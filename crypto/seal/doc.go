@@ -145,7 +145,10 @@
 //
 // [Export] writes a key as one line, "chatsync-key:v1:" followed by
 // unpadded base64url of the key and a 4-byte checksum, to copy to another
-// device; [Import] reads it back and detects typos. [Key.Fingerprint] gives
+// device; [Import] reads it back and detects typos. [ExportKeys] puts every
+// key of a key file in one such line (the key parts joined by "."), so a
+// device set up after a rotation reads the older history too, and
+// [AddKeys] adds them keeping the exporter's newest last. [Key.Fingerprint] gives
 // a short id such as "3f2a-91bc-77d0" to compare keys between devices; its
 // first 8 hex digits are the key id seen in envelopes.
 //

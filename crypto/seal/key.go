@@ -174,6 +174,43 @@ func exportSum(k Key) [sha256.Size]byte {
 	return sum
 }
 
+// ExportKeys returns keys, oldest first, as one line: Export's line with
+// the key part of each key, joined by ".". A device set up with it can
+// read everything sealed under any of them, and seals with the last.
+func ExportKeys(keys []Key) string {
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = strings.TrimPrefix(Export(k), exportPrefix)
+	}
+	return exportPrefix + strings.Join(parts, ".")
+}
+
+// ImportKeys parses a line made by ExportKeys or Export, oldest key first.
+func ImportKeys(line string) ([]Key, error) {
+	s := strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, line)
+	if !strings.HasPrefix(s, exportPrefix) {
+		_, err := Import(s) // its error says what the line is not
+		return nil, err
+	}
+	var keys []Key
+	for i, part := range strings.Split(strings.TrimPrefix(s, exportPrefix), ".") {
+		k, err := Import(exportPrefix + part)
+		if err != nil {
+			if i > 0 {
+				err = fmt.Errorf("key %d of the line: %w", i+1, err)
+			}
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
 // Import parses a line made by Export. White space anywhere in the line is
 // ignored, so a line wrapped by a mail program or pasted with a trailing
 // newline still imports. Errors never echo the line.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -179,5 +180,58 @@ func TestNewKeyringRefusesDuplicatesAndEmpty(t *testing.T) {
 	}
 	if _, err := NewKeyring(testKey(1), testKey(2), testKey(1)); err == nil || !strings.Contains(err.Error(), "same key") {
 		t.Errorf("duplicate key: got %v", err)
+	}
+}
+
+// Every key travels in one export line, and the device that imports it
+// seals with the key the exporter seals with, whatever it held before.
+func TestExportKeysCarriesEveryKeyAndTheNewestStillSeals(t *testing.T) {
+	k1, _ := GenerateKey()
+	k2, _ := GenerateKey()
+	mine, _ := GenerateKey()
+	line := ExportKeys([]Key{k1, k2})
+	got, err := ImportKeys(line)
+	if err != nil || len(got) != 2 || got[0] != k1 || got[1] != k2 {
+		t.Fatalf("ImportKeys(ExportKeys) = %d keys, %v; want k1, k2", len(got), err)
+	}
+	if one, err := ImportKeys(Export(k1)); err != nil || len(one) != 1 || one[0] != k1 {
+		t.Errorf("ImportKeys of a one-key line: %d keys, %v", len(one), err)
+	}
+	if _, err := ImportKeys(line[:len(line)-3]); err == nil {
+		t.Error("a truncated line imported")
+	}
+	for _, tc := range []struct {
+		name string
+		have []Key
+		want []Key // the file after, oldest first
+		n    int
+	}{
+		{"a new device", nil, []Key{k1, k2}, 2},
+		{"a device with the newest only", []Key{k2}, []Key{k1, k2}, 1},
+		{"a device with a key of its own", []Key{mine}, []Key{mine, k1, k2}, 2},
+		{"a device with both", []Key{k1, k2}, []Key{k1, k2}, 0},
+	} {
+		path := filepath.Join(t.TempDir(), "alice.key")
+		for _, k := range tc.have {
+			if err := AddKey(path, k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := AddKeys(path, []Key{k1, k2})
+		kr, lerr := LoadKeyring(path)
+		if err != nil || lerr != nil || n != tc.n {
+			t.Errorf("%s: AddKeys = %d, %v (load %v); want %d added", tc.name, n, err, lerr, tc.n)
+			continue
+		}
+		keys := kr.Keys()
+		if len(keys) != len(tc.want) || kr.Current() != k2 {
+			t.Errorf("%s: the file holds %d keys, current %s; want %d, current k2", tc.name, len(keys), kr.Current().Fingerprint(), len(tc.want))
+			continue
+		}
+		for i := range keys {
+			if keys[i] != tc.want[i] {
+				t.Errorf("%s: key %d is not the expected one", tc.name, i)
+			}
+		}
 	}
 }

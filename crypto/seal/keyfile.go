@@ -361,3 +361,76 @@ func shellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// AddKeys adds to the key file at path the keys of an export line
+// (ImportKeys) it lacks, and returns how many it added. The keys keep the
+// exporter's order, the newest last, so the key that seals is the one the
+// other device seals with; keys only this file held (a key made here by
+// mistake) stay, before them. A file that does not exist is created.
+func AddKeys(path string, keys []Key) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return 0, fmt.Errorf("seal: key file %s: %w", path, err)
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	} else if errors.Is(err, fs.ErrNotExist) {
+		if err := CreateKeyFile(abs, keys[0]); err != nil {
+			return 0, err
+		}
+		n, err := AddKeys(abs, keys)
+		return n + 1, err
+	}
+	data, err := readKeyFile(abs)
+	if err != nil {
+		return 0, err
+	}
+	defer clear(data)
+	have, err := parseKeyFile(data, abs)
+	if err != nil {
+		return 0, err
+	}
+	imported := func(k *Key) bool {
+		for i := range keys {
+			if keys[i].equal(k) {
+				return true
+			}
+		}
+		return false
+	}
+	var order []Key
+	for i := range have {
+		if !imported(&have[i]) {
+			order = append(order, have[i])
+		}
+	}
+	order = append(order, keys...)
+	added := len(order) - len(have)
+	same := len(order) == len(have)
+	for i := 0; same && i < len(order); i++ {
+		same = order[i].equal(&have[i])
+	}
+	if same {
+		return 0, nil
+	}
+	if _, err := NewKeyring(order...); err != nil {
+		return 0, fmt.Errorf("seal: add keys to %s: %w", abs, err)
+	}
+	content := []byte(keyFileHeader)
+	for _, k := range order {
+		content = appendKeyLine(content, k, "imported")
+	}
+	defer clear(content)
+	tmp, err := writeTemp(abs, content)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, abs); err != nil {
+		os.Remove(tmp)
+		return 0, fmt.Errorf("seal: replace key file: %w", err)
+	}
+	return added, syncDir(filepath.Dir(abs))
+}

@@ -168,14 +168,14 @@ func runInit(ctx context.Context, g *globals, f *initFlags) error {
 	}
 
 	// The key: a new one, or the other device's.
-	var imported *seal.Key
+	var imported []seal.Key
 	switch {
 	case f.importKey != "":
-		k, err := seal.Import(f.importKey)
+		keys, err := seal.ImportKeys(f.importKey)
 		if err != nil {
 			return fmt.Errorf("--import-key: %w: copy the whole line printed by `chatsync key export` on your other device again", err)
 		}
-		imported = &k
+		imported = keys
 	case f.firstDevice:
 	case r.interactive:
 		first, err := r.yesNo("Is this the first device of " + addr + " with chatsync? (no: you will paste the key of the other device) [y/n]: ")
@@ -187,11 +187,11 @@ func runInit(ctx context.Context, g *globals, f *initFlags) error {
 			if err != nil {
 				return err
 			}
-			k, err := seal.Import(string(b))
+			keys, err := seal.ImportKeys(string(b))
 			if err != nil {
 				return fmt.Errorf("%w: copy the whole line printed by `chatsync key export` on your other device and run init again", err)
 			}
-			imported = &k
+			imported = keys
 		}
 	default:
 		return r.missing("first-device", "give --first-device on the account's first device (a new key), or --import-key LINE with the line `chatsync key export` prints on your other device")
@@ -410,21 +410,22 @@ func writeSecretFile(path, text string, force bool) (bool, error) {
 	return true, writeAtomic(path, []byte(text))
 }
 
-// writeKey makes the key file: a new key, or the imported one added. A
+// writeKey makes the key file: a new key, or the imported ones added. A
 // key file that exists is never replaced.
-func writeKey(path string, imported *seal.Key) (fingerprint, did string, err error) {
+func writeKey(path string, imported []seal.Key) (fingerprint, did string, err error) {
 	if imported != nil {
 		_, statErr := os.Stat(path)
-		err := seal.AddKey(path, *imported)
+		n, err := seal.AddKeys(path, imported)
+		newest := imported[len(imported)-1].Fingerprint()
 		switch {
-		case errors.Is(err, seal.ErrKeyExists):
-			return imported.Fingerprint(), "kept", nil
 		case err != nil:
 			return "", "", err
+		case n == 0:
+			return newest, "kept", nil
 		case statErr == nil:
-			return imported.Fingerprint(), "added the imported key to", nil
+			return newest, "added the imported keys to", nil
 		}
-		return imported.Fingerprint(), "wrote", nil
+		return newest, "wrote", nil
 	}
 	k, err := seal.GenerateKeyFile(path)
 	if errors.Is(err, fs.ErrExist) {

@@ -99,7 +99,7 @@ the same key, so nothing has to be copied between them.`,
 
 	export := &cobra.Command{
 		Use:   "export",
-		Short: "Print the newest key as one line of text, to import on another device",
+		Short: "Print the keys as one line of text, to import on another device",
 		Example: `  chatsync key export
   chatsync key export --key-file ~/.config/chatsync/alice.key`,
 		Args: noArgs,
@@ -113,7 +113,9 @@ the same key, so nothing has to be copied between them.`,
 				return err
 			}
 			fmt.Fprintln(g.stderr, "this line is the key: anyone who has it can read your messages; paste it only into `chatsync key import` on your own device")
-			_, err = fmt.Fprintln(g.stdout, seal.Export(kr.Current()))
+			// Every key, so a device set up after a rotation reads the
+			// history sealed before it too.
+			_, err = fmt.Fprintln(g.stdout, seal.ExportKeys(kr.Keys()))
 			return err
 		},
 	}
@@ -153,18 +155,20 @@ caught by its checksum.`,
 				}
 				line = string(b)
 			}
-			k, err := seal.Import(line)
+			keys, err := seal.ImportKeys(line)
 			if err != nil {
 				return fmt.Errorf("%w: copy the whole line printed by `chatsync key export` again", err)
 			}
-			if err := seal.AddKey(path, k); err != nil {
-				if errors.Is(err, seal.ErrKeyExists) {
-					fmt.Fprintf(g.stdout, "%s already holds this key (fingerprint %s)\n", path, k.Fingerprint())
-					return nil
-				}
+			n, err := seal.AddKeys(path, keys)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "added the key with fingerprint %s to %s\n", k.Fingerprint(), path)
+			newest := keys[len(keys)-1].Fingerprint()
+			if n == 0 {
+				fmt.Fprintf(g.stdout, "%s already holds these keys (the newest: fingerprint %s)\n", path, newest)
+				return nil
+			}
+			fmt.Fprintf(g.stdout, "added %d key(s) to %s; the newest, fingerprint %s, encrypts\n", n, path, newest)
 			return nil
 		},
 	}
@@ -207,7 +211,7 @@ keeps what it cannot decrypt yet and applies it once the key is imported.`,
 			fmt.Fprintf(w, "added a new key (fingerprint %s) to %s: it encrypts from now on; the %d older key(s) still decrypt\n", k.Fingerprint(), path, old.Len())
 			fmt.Fprintln(w, "on each other device of the account, run `chatsync key import` and paste this line:")
 			fmt.Fprintln(g.stderr, "the next line is the key: anyone who has it can read your messages; paste it only into `chatsync key import` on your own devices")
-			_, err = fmt.Fprintln(w, seal.Export(k))
+			_, err = fmt.Fprintln(w, seal.ExportKeys(kr.Keys()))
 			return err
 		},
 	}

@@ -73,8 +73,8 @@ func TestKeyRotateAddsANewestKeyKeepsTheOldOnesAndPrintsALineKeyImportAccepts(t 
 		t.Errorf("rotate printed %q", out)
 	}
 	line := keyExportLine(t, out)
-	if k, err := seal.Import(line); err != nil || k != newKey {
-		t.Fatalf("the printed line %q is not the new key (%v)", line, err)
+	if keys, err := seal.ImportKeys(line); err != nil || len(keys) != 2 || keys[0] != old.Current() || keys[1] != newKey {
+		t.Fatalf("the printed line is not the old key then the new one (%d keys, %v)", len(keys), err)
 	}
 	if !strings.Contains(errs, "anyone who has it can read your messages") {
 		t.Errorf("no warning on stderr: %q", errs)
@@ -102,7 +102,7 @@ func TestKeyRotateAddsANewestKeyKeepsTheOldOnesAndPrintsALineKeyImportAccepts(t 
 		t.Fatal(err)
 	}
 	code, out, errs = chatsyncWithStdin(t, line+"\n", "key", "import", "--key-file", other)
-	if code != 0 || out != "added the key with fingerprint "+newKey.Fingerprint()+" to "+other+"\n" {
+	if code != 0 || out != "added 1 key(s) to "+other+"; the newest, fingerprint "+newKey.Fingerprint()+", encrypts\n" {
 		t.Fatalf("import: exit %d, %q, %q", code, out, errs)
 	}
 	okr, err := seal.LoadKeyring(other)
@@ -230,5 +230,42 @@ func TestKeyCommandsShareKeyFileAndKeepOut(t *testing.T) {
 	code, _, errs = chatsyncWithStdin(t, "chatsync-key:v1:garbage\n", "key", "import", "--key-file", filepath.Join(dir, "z.key"))
 	if code != 1 || !strings.Contains(errs, "copy the whole line") {
 		t.Errorf("a damaged line: exit %d, %q", code, errs)
+	}
+}
+
+// A device set up after a rotation, with the line `key export` prints,
+// reads what was sealed before the rotation and seals with the new key.
+func TestKeyExportAfterARotationCarriesTheOlderKeysToANewDevice(t *testing.T) {
+	dir := t.TempDir()
+	first := filepath.Join(dir, "first.key")
+	if _, err := seal.GenerateKeyFile(first); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := seal.LoadKeyring(first)
+	sealedBefore, err := before.Seal(keyTestEntry("m1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := chatsync(t, "key", "rotate", "--key-file", first); code != 0 {
+		t.Fatalf("rotate: exit %d, %s", code, errs)
+	}
+	code, out, errs := chatsync(t, "key", "export", "--key-file", first)
+	if code != 0 {
+		t.Fatalf("export: exit %d, %s", code, errs)
+	}
+	fresh := filepath.Join(dir, "fresh.key")
+	if code, out, errs := chatsyncWithStdin(t, strings.TrimSpace(out)+"\n", "key", "import", "--key-file", fresh); code != 0 || !strings.HasPrefix(out, "added 2 key(s) to "+fresh) {
+		t.Fatalf("import on the new device: exit %d, %q, %q", code, out, errs)
+	}
+	kr, err := seal.LoadKeyring(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, _ := seal.LoadKeyring(first)
+	if e, err := kr.Open(sealedBefore, testAccount); err != nil || e.MsgID != "m1" {
+		t.Errorf("the new device cannot open what was sealed before the rotation: %v", err)
+	}
+	if kr.Current() != rotated.Current() {
+		t.Error("the new device does not seal with the rotated key")
 	}
 }

@@ -92,7 +92,7 @@ func TestKeyImportOnATerminalDoesNotShowTheLine(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the terminal did not close")
 	}
-	if code != 0 || out.String() != "added the key with fingerprint "+k.Fingerprint()+" to "+dst+"\n" || errb.String() != "exported key: \n" {
+	if code != 0 || out.String() != "added 1 key(s) to "+dst+"; the newest, fingerprint "+k.Fingerprint()+", encrypts\n" || errb.String() != "exported key: \n" {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
 	}
 	secret := strings.TrimPrefix(line, "chatsync-key:")
