@@ -619,7 +619,7 @@ func (e *Engine) skip(id int64, err error) {
 	reason := "invalid entry"
 	switch {
 	case errors.Is(err, seal.ErrUnknownKey):
-		reason = "unknown key: run `chatsync key import` with the line `chatsync key export` prints on the device that wrote it (a new key made here cannot read it)"
+		reason = "sealed under a key this device does not have (kept, and applied once the key is imported)"
 	case errors.Is(err, seal.ErrAuth):
 		reason = "does not decrypt (wrong key or tampered)"
 	case errors.Is(err, seal.ErrForeignAccount):

@@ -11,7 +11,7 @@ import (
 	"github.com/chatsync/chatsync/crypto/seal"
 )
 
-const unknownKeyReason = "unknown key: run `chatsync key import` with the line `chatsync key export` prints on the device that wrote it (a new key made here cannot read it)"
+const unknownKeyReason = "sealed under a key this device does not have (kept, and applied once the key is imported)"
 
 // An entry under a key this device does not have yet is kept, shown in
 // status with the key id, survives a restart and any number of newer rows,
