@@ -144,7 +144,7 @@ func configCheck(ctx context.Context, g *globals, online, asJSON bool) error {
 		}
 		return fmt.Errorf("%d error(s) in %s%s: fix them and run `%s` again", len(cerr.Errors()), path, more, checkCommand(g, online))
 	case failed > 0:
-		return fmt.Errorf("%d of %d account(s) failed the online check: fix what is said above and run `%s` again", failed, len(cfg.Accounts), checkCommand(g, true))
+		return fmt.Errorf("%d of %d account(s) failed the online check (what to do is said above)", failed, len(cfg.Accounts))
 	}
 	if !asJSON {
 		fmt.Fprintf(g.stdout, "%s: ok (%d account(s), %d warning(s))\n", cfg.Path, len(cfg.Accounts), len(problems))
