@@ -135,9 +135,11 @@ func followSync(ctx context.Context, lc *localclient.Client, t time.Time, w io.W
 		switch {
 		case tty:
 			fmt.Fprintf(w, "\r\x1b[K%s", line)
-		case line != printed && (time.Since(printedAt) >= time.Second || p.catching != printedCatching):
+		case line != printed && time.Since(start) >= time.Second && (time.Since(printedAt) >= time.Second || p.catching != printedCatching):
 			// One line per change, at most one a second while a
-			// catch-up's counts change all the time.
+			// catch-up's counts change all the time; none for a sync
+			// that ends (or fails) within a second, which says only
+			// its result.
 			fmt.Fprintln(w, line)
 			printed, printedAt, printedCatching = line, time.Now(), p.catching
 		}
@@ -183,9 +185,10 @@ type syncProgress struct {
 func (p syncProgress) line(elapsed time.Duration) string {
 	sent := p.total - p.depth
 	const width = 20
-	filled := width
-	if p.total > 0 {
-		filled = width * sent / p.total
+	// Done are the entries sent and the accounts polled since the request.
+	filled := 0
+	if n := p.total + p.running; n > 0 {
+		filled = width * (sent + p.polled) / n
 	}
 	bar := "[" + strings.Repeat("#", filled) + strings.Repeat("-", width-filled) + "]"
 	s := fmt.Sprintf("%s %d/%d sent, %d/%d accounts polled", bar, sent, p.total, p.polled, p.running)
