@@ -75,6 +75,11 @@ if [ "$first_install" = true ]; then
 			mkstate "${store%/}"
 		done
 	fi
+elif [ -f "$root/etc/chatsync/config.toml" ] && [ "$(stat -c %G "$root/etc/chatsync/config.toml" 2>/dev/null)" = root ]; then
+	# An upgrade that put the packaged config back (dpkg replaces an
+	# unmodified conffile) left it root's: the service reads it as chatsync.
+	chown root:chatsync "$root/etc/chatsync/config.toml"
+	chmod 0640 "$root/etc/chatsync/config.toml"
 fi
 
 if [ -d "$root/run/systemd/system" ]; then

@@ -167,7 +167,8 @@ const StallAfter = 10 * time.Minute
 
 // Problem says, in one line, why the account is not running as it
 // should: it cannot start, is paused or stopped, fails in a way waiting
-// will not fix (NeedsFix), or has failed for StallAfter. It is "" for an
+// will not fix (NeedsFix), has failed for StallAfter, or keeps entries it
+// cannot open for want of a key (MissingKeys). It is "" for an
 // account that runs, catching up or idle, or that is retrying a failure
 // that is recent.
 func (s AccountStatus) Problem(now time.Time) string {
@@ -182,6 +183,9 @@ func (s AccountStatus) Problem(now time.Time) string {
 		return "needs a fix: " + s.NeedsFix
 	case !s.FailingSince.IsZero() && now.Sub(s.FailingSince) >= StallAfter:
 		return "stalled: failing since " + s.FailingSince.Format(time.RFC3339) + ": " + s.Error
+	case len(s.MissingKeys) > 0:
+		// The history here is incomplete until the key is imported.
+		return "needs a key: " + s.UnappliedHint
 	}
 	return ""
 }
