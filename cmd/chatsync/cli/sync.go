@@ -152,7 +152,11 @@ func followSync(ctx context.Context, lc *localclient.Client, t time.Time, w io.W
 					if hint == "" {
 						hint = "see `chatsync status`"
 					}
-					return st.Accounts, fmt.Errorf("%s: caught up, but %d journal entries cannot be applied yet: %s", a.Account, a.Unapplied, hint)
+					entries := "entries cannot"
+					if a.Unapplied == 1 {
+						entries = "entry cannot"
+					}
+					return st.Accounts, fmt.Errorf("%s: caught up, but %d journal %s be applied yet: %s", a.Account, a.Unapplied, entries, hint)
 				}
 			}
 			return st.Accounts, nil
