@@ -30,7 +30,7 @@ func Listen(path string, opts Options) (net.Listener, error) {
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket: %w: create %s for this user (the packaged service's unit does, with RuntimeDirectory=), or set daemon.socket to a path it may write", err, dir)
 	}
 	if err := clearStale(path); err != nil {
 		return nil, err
