@@ -301,43 +301,11 @@ func (j *jsonWriter) views() map[string]wireView {
 // quote() (byte-exact and typed), ordered by id.
 func dumpRows(t *testing.T, db *sql.DB, table, where string, args ...any) []map[string]string {
 	t.Helper()
-	var cols []string
-	rs, err := db.Query(`SELECT name FROM pragma_table_info(?)`, table)
+	rows, err := blinktest.Dump(db, table, where, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rs.Next() {
-		var c string
-		rs.Scan(&c)
-		cols = append(cols, c)
-	}
-	rs.Close()
-	sel := make([]string, len(cols))
-	for i, c := range cols {
-		sel[i] = "quote(" + c + ")"
-	}
-	rs, err = db.Query(`SELECT `+strings.Join(sel, ", ")+` FROM `+table+` WHERE `+where+` ORDER BY id`, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	var out []map[string]string
-	for rs.Next() {
-		vals := make([]string, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rs.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		m := map[string]string{}
-		for i, c := range cols {
-			m[c] = vals[i]
-		}
-		out = append(out, m)
-	}
-	return out
+	return rows
 }
 
 // blinkDevice makes a device whose store is a client database.

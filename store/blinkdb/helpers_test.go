@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chatsync/chatsync/store/blinkdb"
+	"github.com/chatsync/chatsync/store/blinkdb/blinktest"
 	"github.com/chatsync/chatsync/store/blinkdb/testschema"
 )
 
@@ -168,43 +169,11 @@ func (f *fixture) row(t *testing.T, account, msgid string) map[string]string {
 // (id included) as quote() shows it: byte-exact and typed.
 func (f *fixture) dump(t *testing.T, where string) []map[string]string {
 	t.Helper()
-	var cols []string
-	rs, err := f.client.Query(`SELECT name FROM pragma_table_info(?)`, f.table())
+	rows, err := blinktest.Dump(f.client, f.table(), where)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rs.Next() {
-		var c string
-		rs.Scan(&c)
-		cols = append(cols, c)
-	}
-	rs.Close()
-	sel := make([]string, len(cols))
-	for i, c := range cols {
-		sel[i] = "quote(" + c + ")"
-	}
-	rs, err = f.client.Query(`SELECT ` + strings.Join(sel, ", ") + ` FROM ` + f.table() + ` WHERE ` + where + ` ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	var out []map[string]string
-	for rs.Next() {
-		vals := make([]string, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rs.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		m := map[string]string{}
-		for i, c := range cols {
-			m[c] = vals[i]
-		}
-		out = append(out, m)
-	}
-	return out
+	return rows
 }
 
 func (f *fixture) snapshot(t *testing.T) map[blinkdb.Key]blinkdb.Row {

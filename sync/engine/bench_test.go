@@ -49,7 +49,11 @@ func benchStore(b *testing.B) (string, []string) {
 	return dir, rels
 }
 
-func benchEngine(b *testing.B, dir string) *Engine {
+func benchEngine(b *testing.B, dir string) *Engine { return benchEngineOf(b, dir, FormatJSON) }
+
+// benchEngineOf is an engine on the store at path, of format, with no
+// server (offline), its store checked usable.
+func benchEngineOf(b *testing.B, path, format string) *Engine {
 	b.Helper()
 	k, err := seal.GenerateKey()
 	if err != nil {
@@ -63,12 +67,14 @@ func benchEngine(b *testing.B, dir string) *Engine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := New(Options{Account: testAccount, Store: dir, Keyring: kr, Remote: offline{}, DB: db})
+	b.Cleanup(func() { db.Close() })
+	e, err := New(Options{Account: testAccount, Store: path, StoreFormat: format, Keyring: kr, Remote: offline{}, DB: db})
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(e.store.Close)
 	if !e.rootPresent() {
-		b.Fatal("store missing")
+		b.Fatal("store unusable: ", e.store.Unusable())
 	}
 	return e
 }

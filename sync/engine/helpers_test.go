@@ -157,8 +157,11 @@ type device struct {
 	srv   *server
 	kr    *seal.Keyring
 	tweak func(*Options)
-	db    *store.DB
-	eng   *Engine
+	// wrapStore, if set, wraps the engine's store: a test sees, or
+	// changes, every call the engine makes to it.
+	wrapStore func(messageStore) messageStore
+	db        *store.DB
+	eng       *Engine
 	// mayClone is set where another device shares this one's id, so
 	// taking a new one is right (elsewhere it fails the test).
 	mayClone bool
@@ -216,6 +219,9 @@ func (d *device) start() {
 	eng, err := New(d.options())
 	if err != nil {
 		d.t.Fatal(err)
+	}
+	if d.wrapStore != nil {
+		eng.store = d.wrapStore(eng.store)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.eng, d.cancel, d.done = eng, cancel, make(chan error, 1)

@@ -16,7 +16,6 @@ import (
 	"net/http"
 
 	"github.com/chatsync/chatsync/crypto/seal"
-	"github.com/chatsync/chatsync/store"
 	"github.com/chatsync/chatsync/store/blinkdb"
 	"github.com/chatsync/chatsync/store/blinkdb/testschema"
 	"github.com/chatsync/chatsync/sync/account"
@@ -81,28 +80,6 @@ func hostileCount(t *testing.T, path, where string, args ...any) int {
 	return n
 }
 
-// hostileStartWith starts d with its store wrapped by wrap, which sees
-// every call the engine makes to it.
-func hostileStartWith(d *device, wrap func(messageStore) messageStore) {
-	d.t.Helper()
-	if d.eng != nil {
-		d.t.Fatalf("%s already running", d.name)
-	}
-	db, err := store.Open(d.state, store.Options{})
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	d.db = db
-	eng, err := New(d.options())
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	eng.store = wrap(eng.store)
-	ctx, cancel := context.WithCancel(context.Background())
-	d.eng, d.cancel, d.done = eng, cancel, make(chan error, 1)
-	go func() { d.done <- eng.Run(ctx) }()
-}
-
 // lockedFirstScan is the store with the client holding an exclusive lock
 // on the database for the whole of the engine's first scan (a VACUUM or a
 // long write of the client's), released as soon as that scan gave up.
@@ -161,7 +138,8 @@ func TestAStartupScanThatFindsTheDatabaseLockedDeletesNothing(t *testing.T) {
 	a.stop()
 
 	l := &lockedFirstScan{path: a.store, t: t}
-	hostileStartWith(a, func(s messageStore) messageStore { l.messageStore = s; return l })
+	a.wrapStore = func(s messageStore) messageStore { l.messageStore = s; return l }
+	a.start()
 	waitFor(t, 30*time.Second, "A's first scan to fail on the lock", func() bool { return l.scanErr.Load() != nil })
 	t.Logf("first scan: %v", l.scanErr.Load())
 	waitFor(t, 30*time.Second, "A to catch up", func() bool {
@@ -646,32 +624,6 @@ func hostileBigDB(b *testing.B, n int) string {
 	return path
 }
 
-func hostileDBEngine(b *testing.B, path string) *Engine {
-	b.Helper()
-	k, err := seal.GenerateKey()
-	if err != nil {
-		b.Fatal(err)
-	}
-	kr, err := seal.NewKeyring(k)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db, err := store.Open(b.TempDir(), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	e, err := New(Options{Account: testAccount, Store: path, StoreFormat: FormatBlinkQt, Keyring: kr, Remote: offline{}, DB: db})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(e.store.Close)
-	if !e.rootPresent() {
-		b.Fatal("store unusable: ", e.store.Unusable())
-	}
-	return e
-}
-
 // BenchmarkDBStore20k measures the database store on 20,000 rows of one
 // account: "snapshot" reads every row; "index" is a new device's first
 // scan; "rescan" a scan that finds every row unchanged (what every change
@@ -694,15 +646,48 @@ func BenchmarkDBStore20k(b *testing.B) {
 			}
 		}
 	})
+	// The floor of a read: the same rows and columns read by plain SQL,
+	// without the pages, the mapping to messages or the hashes. Run with
+	// -count so the two interleave (snapshot, floor, snapshot, floor...).
+	b.Run("floor-select", func(b *testing.B) {
+		db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		for b.Loop() {
+			rows, err := db.Query(`SELECT * FROM messages WHERE account_id = ?`, testAccount)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cols, _ := rows.Columns()
+			vals := make([]sql.RawBytes, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			n := 0
+			for rows.Next() {
+				if err := rows.Scan(ptrs...); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			rows.Close()
+			if n != 20000 {
+				b.Fatal(n)
+			}
+		}
+	})
 	b.Run("index", func(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
-			e := hostileDBEngine(b, path)
+			e := benchEngineOf(b, path, FormatBlinkQt)
 			b.StartTimer()
 			e.scan("", false)
 		}
 	})
-	e := hostileDBEngine(b, path)
+	e := benchEngineOf(b, path, FormatBlinkQt)
 	e.scan("", false)
 	e.started = true
 	b.Run("rescan", func(b *testing.B) {

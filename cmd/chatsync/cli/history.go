@@ -98,11 +98,11 @@ Blink Qt are not counted. It needs no daemon and changes nothing.`,
 			}
 			width := len("CONVERSATION")
 			for _, cv := range res.Conversations {
-				width = max(width, len(histText(cv.Name)))
+				width = max(width, len(histLine(cv.Name)))
 			}
 			fmt.Fprintf(g.stdout, "%-*s  %8s  %s\n", width, "CONVERSATION", "MESSAGES", "LAST")
 			for _, cv := range res.Conversations {
-				fmt.Fprintf(g.stdout, "%-*s  %8d  %s\n", width, histText(cv.Name), cv.Messages, histTime(cv.LastTime, cv.last))
+				fmt.Fprintf(g.stdout, "%-*s  %8d  %s\n", width, histLine(cv.Name), cv.Messages, histTime(cv.LastTime, cv.last))
 			}
 			return nil
 		},
@@ -156,7 +156,7 @@ It needs no daemon and changes nothing.`,
 				}
 				msgs = p.filter(msgs)
 				if len(msgs) == 0 && conv != "" {
-					return fmt.Errorf("no message of the conversation %s in the store of %s: `chatsync conversations` lists them", histText(conv), a.Address)
+					return fmt.Errorf("no message of the conversation %s in the store of %s: `chatsync conversations` lists them", histLine(conv), a.Address)
 				}
 				if tail >= 0 && len(msgs) > tail {
 					msgs = msgs[len(msgs)-tail:]
@@ -290,7 +290,7 @@ func histTime(raw string, t time.Time) string {
 		if raw == "" {
 			return "-"
 		}
-		return histText(raw)
+		return histLine(raw)
 	}
 	return t.Local().Format("2006-01-02 15:04:05")
 }
@@ -362,7 +362,7 @@ func (p *messagePrinter) print(msgs []historyMessage) error {
 		if p.json {
 			err = enc.Encode(m)
 		} else {
-			_, err = fmt.Fprintf(p.w, "%s  %s %s  %s\n", histTime(m.Time, m.at), histArrow(m.Direction), histText(m.Conversation), histLine(m.Body))
+			_, err = fmt.Fprintf(p.w, "%s  %s %s  %s\n", histTime(m.Time, m.at), histArrow(m.Direction), histLine(m.Conversation), histLine(m.Body))
 		}
 		if err != nil {
 			return err
@@ -398,9 +398,6 @@ func histLine(s string) string {
 		return r
 	}, s)
 }
-
-// histText is histLine for names and times.
-func histText(s string) string { return histLine(s) }
 
 // followHistory prints the last tail messages (all with tail < 0), then
 // every message that appears in the store, until ctx ends. It looks at

@@ -563,13 +563,6 @@ func sameFile(a, b string) bool {
 	return err == nil && os.SameFile(fa, fb)
 }
 
-// within reports whether path is dir or below it, by their cleaned
-// absolute names.
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
-}
-
 func newStoreExportCmd(g *globals) *cobra.Command {
 	format := config.StoreJSON
 	var asJSON bool
@@ -661,7 +654,7 @@ while the daemon and the client run. It does not go through the server.`,
 // account's JSON store (the daemon would take the copies for new messages
 // of the account, each a second file of its msgid).
 func checkExportDir(dir string, a config.Account) error {
-	if !a.IsDatabase() && a.Store != "" && (within(dir, a.Store) || sameFile(dir, a.Store)) {
+	if !a.IsDatabase() && a.Store != "" && (config.Within(dir, a.Store) || sameFile(dir, a.Store)) {
 		return fmt.Errorf("%s is inside the account's store %s: export into a directory outside it", dir, a.Store)
 	}
 	fi, err := os.Stat(dir)

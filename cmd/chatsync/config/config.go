@@ -561,18 +561,18 @@ func (p *parser) crossChecks(cfg *Config) {
 			if a.IsDatabase() && b.IsDatabase() && a.StoreFormat == b.StoreFormat && filepath.Clean(a.Store) == filepath.Clean(b.Store) {
 				continue // the clients keep every account in one database
 			}
-			if a.Store != "" && b.Store != "" && (within(a.Store, b.Store) || within(b.Store, a.Store)) {
+			if a.Store != "" && b.Store != "" && (Within(a.Store, b.Store) || Within(b.Store, a.Store)) {
 				p.errorf(p.lines.key("account", "store", i), fmt.Sprintf("account[%d].store", i+1), "%s overlaps the store of account[%d] (%s): each account needs its own directory", a.Store, j+1, b.Store)
 			}
 		}
-		if a.Store != "" && cfg.Daemon.StateDir != "" && (within(cfg.Daemon.StateDir, a.Store) || within(a.Store, cfg.Daemon.StateDir)) {
+		if a.Store != "" && cfg.Daemon.StateDir != "" && (Within(cfg.Daemon.StateDir, a.Store) || Within(a.Store, cfg.Daemon.StateDir)) {
 			p.errorf(p.lines.key("account", "store", i), fmt.Sprintf("account[%d].store", i+1), "%s overlaps daemon.state_dir (%s): keep the state outside the message store", a.Store, cfg.Daemon.StateDir)
 		}
 	}
 }
 
-// within reports whether path is dir or inside it.
-func within(path, dir string) bool {
+// Within reports whether path is dir or inside it, by their cleaned names.
+func Within(path, dir string) bool {
 	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }

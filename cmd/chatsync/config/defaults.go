@@ -15,7 +15,7 @@ import (
 func IsSystemConfig(path string) bool {
 	if runtime.GOOS == "windows" {
 		pd := os.Getenv("ProgramData")
-		return pd != "" && within(strings.ToLower(path), strings.ToLower(pd))
+		return pd != "" && Within(strings.ToLower(path), strings.ToLower(pd))
 	}
 	return strings.HasPrefix(path, "/etc/") || strings.HasPrefix(path, "/usr/local/etc/") || strings.HasPrefix(path, "/private/etc/")
 }

@@ -30,10 +30,10 @@ func TestPackagedSystemConfigIsValid(t *testing.T) {
 	if cfg == nil || len(cfg.Accounts) != 1 {
 		t.Fatalf("config = %+v", cfg)
 	}
-	if !within(cfg.Daemon.StateDir, "/var/lib/chatsync") || cfg.Daemon.Socket != DefaultSocket(true, cfg.Daemon.StateDir) {
+	if !Within(cfg.Daemon.StateDir, "/var/lib/chatsync") || cfg.Daemon.Socket != DefaultSocket(true, cfg.Daemon.StateDir) {
 		t.Errorf("daemon = %+v, want the state under /var/lib/chatsync and the system socket", cfg.Daemon)
 	}
-	if !within(cfg.Accounts[0].Store, "/var/lib/chatsync") {
+	if !Within(cfg.Accounts[0].Store, "/var/lib/chatsync") {
 		t.Errorf("store = %s: the system unit (ProtectSystem=strict) can write only under /var/lib/chatsync", cfg.Accounts[0].Store)
 	}
 }
