@@ -73,6 +73,9 @@ type AccountStatus struct {
 	LastPushError string    `json:"last_push_error,omitempty"`
 	LastPoll      time.Time `json:"last_poll,omitzero"`
 	LastPollError string    `json:"last_poll_error,omitempty"`
+	// LastScan is when the last full look at the store ended (the
+	// start-up index, `chatsync sync`, the hourly safety rescan).
+	LastScan time.Time `json:"last_scan,omitzero"`
 	// BackoffUntil is when the next attempt is made after Failures
 	// failures in a row: the earlier of sending's and receiving's, which
 	// back off independently (PushBackoffUntil, PollBackoffUntil).

@@ -183,6 +183,10 @@ func (e *Engine) scan(dir string, decide bool) bool {
 			e.unreject(loc)
 		}
 	}
+	if dir == "" {
+		now := e.opts.Now()
+		e.update(func(s *Status) { s.LastScan = now })
+	}
 	return true
 }
 
