@@ -44,7 +44,8 @@ type Options struct {
 	Root string
 	// Debounce is how long the watcher waits for quiet before it reports a
 	// burst of events (default 100 ms). A burst that never goes quiet is
-	// still reported after 10 × Debounce.
+	// still reported after 10 × Debounce. The first event after Debounce
+	// of quiet is reported at once.
 	Debounce time.Duration
 	// RescanInterval is the period of the safety-net full rescan (default
 	// 1 h; negative turns it off).
@@ -101,7 +102,7 @@ func Run(ctx context.Context, opts Options, out chan<- Change) error {
 	quiet := time.NewTimer(time.Hour)
 	quiet.Stop()
 	defer quiet.Stop()
-	var firstPending time.Time
+	var firstPending, lastEvent time.Time
 
 	for {
 		var send chan<- Change
@@ -125,16 +126,27 @@ func Run(ctx context.Context, opts Options, out chan<- Change) error {
 			}
 			if w.handle(ev) {
 				now := time.Now()
-				if firstPending.IsZero() {
-					firstPending = now
+				if firstPending.IsZero() && now.Sub(lastEvent) >= opts.Debounce {
+					// The first event after a quiet spell is reported at
+					// once: a lone message (a chat client renames it into
+					// place) is not kept waiting for a burst that does
+					// not come. A file caught half written is looked at
+					// again with the rest of the burst, or after the
+					// engine's settle time.
+					w.due = true
+				} else {
+					if firstPending.IsZero() {
+						firstPending = now
+					}
+					// Wait for quiet, but never longer than 10 × Debounce
+					// after the first event of the burst.
+					wait := opts.Debounce
+					if limit := firstPending.Add(10 * opts.Debounce).Sub(now); limit < wait {
+						wait = max(limit, 0)
+					}
+					quiet.Reset(wait)
 				}
-				// Wait for quiet, but never longer than 10 × Debounce
-				// after the first event of the burst.
-				wait := opts.Debounce
-				if limit := firstPending.Add(10 * opts.Debounce).Sub(now); limit < wait {
-					wait = max(limit, 0)
-				}
-				quiet.Reset(wait)
+				lastEvent = now
 			}
 		case err, ok := <-fw.Errors:
 			if !ok {

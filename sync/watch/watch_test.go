@@ -220,3 +220,17 @@ func TestMissingRootIsWaitedForNotAnError(t *testing.T) {
 	// files written into it are reported.
 	waitWatching(t, ch, root, root)
 }
+
+func TestLoneChangeIsReportedWithoutWaitingForTheDebounce(t *testing.T) {
+	root := t.TempDir()
+	ready := make(chan struct{})
+	// A debounce of an hour: only a report of the first event at once can
+	// arrive before the deadline.
+	ch := start(t, Options{Root: root, Debounce: time.Hour, Ready: func() { close(ready) }})
+	<-ready
+	writeAtomic(t, filepath.Join(root, "lone.json"), `{"msgid":"lone"}`)
+	got := collect(t, ch, "lone.json")
+	if len(got) != 1 || !slices.Equal(got[0].Paths, []string{"lone.json"}) {
+		t.Errorf("reports %+v, want one with lone.json", got)
+	}
+}
