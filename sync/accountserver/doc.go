@@ -68,6 +68,22 @@
 //	                                         "MySQL error: 1153 (Got a packet bigger than
 //	                                         'max_allowed_packet' bytes)\nSession halted.\n"
 //
+// # Long poll ("instant sync"), an extension
+//
+// get_journal_entries takes an optional wait=SECONDS (whole seconds, cut
+// to MaxWait, 60; 0, negative or not an integer means no wait, never an
+// error). When the page is empty the request is held until a put stores
+// a row the same query returns (same account, id > after_id, a uuid other
+// than except_uuid, ...), the wait passes, the client goes away or
+// EndWaits is called; then it is answered as a plain get would be at that
+// moment. A page with rows is answered at once. Every reply of a honoured
+// wait carries the header "X-Chatsync-Wait: N" (WaitHeader), N the seconds
+// allowed, so a client can tell a server that long-polls from one that
+// ignores the parameter, as the real server does. StrictCompat ignores the
+// parameter and sends no header. Authentication comes first: a 401 is
+// never held. Puts wake waits through a per-account channel closed on
+// each put, so a held request costs a goroutine and no polling.
+//
 // Journal timestamps never go backwards: a row gets the clock's time, or
 // the newest timestamp already stored if the clock stepped back. So id
 // order is timestamp order, and a page is a bbolt cursor scan from

@@ -187,6 +187,9 @@ func (e *env) start() {
 }
 
 func (e *env) stop() {
+	if e.srv != nil {
+		e.srv.EndWaits() // hs.Close waits for held long polls
+	}
 	if e.hs != nil {
 		e.hs.Close()
 		e.hs = nil

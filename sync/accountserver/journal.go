@@ -2,7 +2,9 @@ package accountserver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,14 +64,24 @@ func (q *request) getJournalEntries() {
 	if o.IgnoreAfterID {
 		afterID = 0
 	}
-	rows, err := q.s.queryJournal(journalQuery{
+	var wait time.Duration
+	if !o.StrictCompat { // the real server ignores the parameter
+		wait = parseWait(q.p.get("wait"))
+	}
+	if wait > 0 {
+		// Set on every reply of a honoured wait, also when rows come at
+		// once, so a client can tell this server from one that ignores
+		// the parameter.
+		q.w.Header().Set(WaitHeader, strconv.Itoa(int(wait/time.Second)))
+	}
+	rows, err := q.s.waitJournal(q.r.Context(), journalQuery{
 		account:        q.acct.Address,
 		exceptUUID:     q.p.get("except_uuid"),
 		afterID:        afterID,
 		afterTimestamp: afterTimestamp(q.p.get("after_timestamp")),
 		limit:          limit,
 		shuffle:        o.ShuffleSameSecond,
-	})
+	}, wait)
 	if err != nil {
 		q.s.log.Error("journal query failed", "account", q.acct.Address, "err", err)
 		msg := "Database Failure"
@@ -94,6 +106,88 @@ func (q *request) getJournalEntries() {
 		return
 	}
 	writeText(q.w, http.StatusOK, string(body))
+}
+
+// MaxWait is the longest get_journal_entries holds a request for its wait
+// parameter; larger values are cut to it.
+const MaxWait = 60 * time.Second
+
+// WaitHeader is the reply header of a get_journal_entries whose wait
+// parameter was honoured: the whole seconds the server allowed. Servers
+// that do not long-poll (the real one, --strict-compat) do not send it.
+const WaitHeader = "X-Chatsync-Wait"
+
+// parseWait reads the wait parameter, an extension of ours: whole seconds,
+// cut to MaxWait. Anything else (absent, 0, negative, not an integer)
+// means no wait and is no error, as the real server ignores parameters it
+// does not know.
+func parseWait(v string) time.Duration {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) { // out of range: n is ±MaxInt64
+		return 0
+	}
+	if n <= 0 {
+		return 0
+	}
+	return time.Duration(min(n, int64(MaxWait/time.Second))) * time.Second // cut before multiplying: no overflow
+}
+
+// waitJournal runs q and, while its page is empty, holds on up to wait for
+// a put to q's account, running q again after each: a put of rows q does
+// not return (another device's uuid filtered by except_uuid, ...) goes back
+// to waiting. It returns what q returns when rows come, when wait has
+// passed, at EndWaits, or (to a client that is gone) when ctx ends. With
+// wait 0 it is queryJournal.
+func (s *Server) waitJournal(ctx context.Context, q journalQuery, wait time.Duration) ([]Entry, error) {
+	if wait <= 0 {
+		return s.queryJournal(q)
+	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	timer := time.NewTimer(wait) // real time: Options.Now is for timestamps
+	defer timer.Stop()
+	for {
+		// Taken before the query, so a put that commits after the query
+		// has closed this channel and is not missed.
+		put := s.putSignal(q.account)
+		rows, err := s.queryJournal(q)
+		if err != nil || len(rows) > 0 {
+			return rows, err
+		}
+		select {
+		case <-put:
+			continue
+		case <-ctx.Done():
+			return rows, nil // nobody reads the reply
+		case <-timer.C:
+		case <-s.ending:
+		}
+		// A put may have landed just as the wait ended: answer what a
+		// plain get answers now.
+		return s.queryJournal(q)
+	}
+}
+
+// putSignal returns the channel the next put of rows for account closes.
+func (s *Server) putSignal(account string) <-chan struct{} {
+	s.putMu.Lock()
+	defer s.putMu.Unlock()
+	ch := s.puts[account]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.puts[account] = ch
+	}
+	return ch
+}
+
+// notifyPut wakes the waits on account after rows were stored for it.
+func (s *Server) notifyPut(account string) {
+	s.putMu.Lock()
+	defer s.putMu.Unlock()
+	if ch := s.puts[account]; ch != nil {
+		close(ch)
+		delete(s.puts, account)
+	}
 }
 
 type putResult struct {

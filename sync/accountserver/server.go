@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -54,6 +55,8 @@ type Options struct {
 	// StrictCompat reproduces the real server's bugs where the default
 	// implements the intended behaviour: limit < 5000 returns no rows,
 	// delete_journal_entries deletes nothing, get_monthly_usage fails.
+	// It also turns off our long-poll extension (the wait parameter of
+	// get_journal_entries is ignored, as the real server ignores it).
 	StrictCompat bool
 	// MaxBody limits request bodies in bytes; 0 means DefaultMaxBody.
 	MaxBody int64
@@ -127,6 +130,14 @@ type Server struct {
 	rngMu sync.Mutex
 	rng   *mrand.Rand // for ShuffleSameSecond
 
+	// Long polls of get_journal_entries (see waitJournal): puts[account]
+	// is closed by the next put of rows for that account and then
+	// dropped, so every waiter of that account wakes once per put.
+	putMu     sync.Mutex
+	puts      map[string]chan struct{}
+	waiting   atomic.Int64  // requests held now
+	ending    chan struct{} // closed by EndWaits
+	endOnce   sync.Once
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -162,6 +173,8 @@ func New(opts Options) (*Server, error) {
 		accounts: map[string]*Account{},
 		domains:  map[string]bool{},
 		log:      opts.Logger,
+		puts:     map[string]chan struct{}{},
+		ending:   make(chan struct{}),
 	}
 	for i := range opts.Accounts {
 		a := opts.Accounts[i] // copy: the server owns its accounts
@@ -195,12 +208,24 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Close closes the database; later calls do nothing. Requests still
-// running fail.
+// Close ends held waits (EndWaits) and closes the database; later calls
+// do nothing. Requests still running fail.
 func (s *Server) Close() error {
+	s.EndWaits()
 	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
 	return s.closeErr
 }
+
+// EndWaits makes every get_journal_entries held by its wait parameter
+// answer now, with the page as it is, and later ones answer at once. Call
+// it before http.Server.Shutdown (or httptest.Server.Close), which waits
+// for active requests and would otherwise wait out long polls of up to
+// MaxWait. It cannot be undone.
+func (s *Server) EndWaits() { s.endOnce.Do(func() { close(s.ending) }) }
+
+// Waiting returns how many get_journal_entries requests are held by their
+// wait parameter right now (for tests and monitoring).
+func (s *Server) Waiting() int { return int(s.waiting.Load()) }
 
 // loadNonceKey reads the digest nonce key, creating a random one (mode
 // 0600) on first use, so nonces stay valid across restarts.

@@ -247,7 +247,8 @@ func (s *Server) shuffle(n int, swap func(i, j int)) {
 // returns their ids. Ids come from one global sequence, like MySQL's
 // auto_increment. The timestamp is now, but never earlier than the newest
 // timestamp already handed out, so timestamps are non-decreasing in id
-// order even if the clock steps back.
+// order even if the clock steps back. Once committed, it wakes the
+// account's long polls (notifyPut).
 func (s *Server) putRows(account, uuid, ip string, data []string) ([]uint64, error) {
 	ids := make([]uint64, 0, len(data))
 	if len(data) == 0 {
@@ -283,6 +284,7 @@ func (s *Server) putRows(account, uuid, ip string, data []string) ([]uint64, err
 	if err != nil {
 		return nil, err
 	}
+	s.notifyPut(account)
 	return ids, nil
 }
 
