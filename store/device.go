@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -154,7 +153,7 @@ func (db *DB) Pushed(acct string, ids []int64) (map[int64]bool, error) {
 		// Own rows recognised after a reset are only in the versions.
 		return a.versions.ForEach(func(_, v []byte) error {
 			var rec versionRecord
-			if json.Unmarshal(v, &rec) == nil && rec.Own {
+			if decodeRec(v, &rec) == nil && rec.Own {
 				mark(rec.JournalID)
 			}
 			return nil

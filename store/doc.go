@@ -7,11 +7,11 @@
 // second daemon on the same state directory fails in Options.Timeout with
 // ErrLocked. The CLI never opens the file; it asks the daemon.
 //
-// # Schema (version 1)
+// # Schema (version 2)
 //
 //	v1                                   root; a layout change is a migration (migrate.go)
 //	├── meta
-//	│   ├── schema_version : uint64      1
+//	│   ├── schema_version : uint64      2
 //	│   └── device_id      : string      "urn:uuid:<random v4>", made at the first Open
 //	└── accounts
 //	    └── <account address>            one bucket per account, fully independent
@@ -21,23 +21,25 @@
 //	        │   ├── outbox_len : uint64  number of outbox entries
 //	        │   └── inflight   : JSON    {seqs, tokens, watermark, started}; absent when none
 //	        ├── outbox
-//	        │   └── <seq uint64> : JSON  {token, msgid, op, envelope, hash, enqueued, attempts, last_error, retry_at}
+//	        │   └── <seq uint64> : record {token, msgid, op, envelope, hash, enqueued, attempts, last_error, retry_at, time, key_id}
 //	        ├── pending                  msgid → newest outbox entry of that msgid
 //	        │   └── <msgid> : uint64     seq
 //	        ├── sent                     token → journal id of the stored row
 //	        │   └── <token> : int64
 //	        ├── versions                 the version of each message this device holds
-//	        │   └── <msgid> : JSON       {journal_id, hash, deleted, own, device, time, key_id}
+//	        │   └── <msgid> : record     {journal_id, hash, deleted, own, device, time, key_id}
 //	        ├── files                    file index
-//	        │   └── <path> : JSON        {msgid, hash, size, mtime}
+//	        │   └── <path> : record      {msgid, hash, size, mtime}
 //	        └── filemsg                  reverse file index
 //	            └── <msgid> : string     path
 //
 // Integers (keys and values) are 8 bytes big-endian, so outbox keys sort in
-// enqueue order; seqs come from the outbox bucket's NextSequence. Records
-// are JSON objects, so a later version can add fields without a migration;
-// times are RFC 3339. Paths are relative to the account's message store and
-// slash-separated.
+// enqueue order; seqs come from the outbox bucket's NextSequence. The
+// records there is one of per message (outbox, versions, files) are binary
+// (record.go: a 0x01 byte, then the fields in the order above; schema 1
+// wrote them as JSON, which is still read); the other values are JSON
+// objects, times RFC 3339. Paths are relative to the account's message
+// store and slash-separated.
 //
 // # Sending exactly once
 //

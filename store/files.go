@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"fmt"
 	"iter"
 	"strings"
@@ -45,7 +44,7 @@ func (db *DB) File(acct, path string) (FileRecord, bool, error) {
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		var rec fileRecord
 		var err error
-		ok, err = getJSON(readAccount(tx, acct).files, []byte(path), &rec)
+		ok, err = getRec(readAccount(tx, acct).files, []byte(path), &rec)
 		f = rec.file(path)
 		return err
 	})
@@ -69,7 +68,7 @@ func (db *DB) FileByMsgID(acct, msgid string) (FileRecord, bool, error) {
 		}
 		var rec fileRecord
 		var err error
-		if ok, err = getJSON(a.files, p, &rec); err != nil {
+		if ok, err = getRec(a.files, p, &rec); err != nil {
 			return err
 		}
 		if !ok {
@@ -140,7 +139,7 @@ func (db *DB) Files(acct string) iter.Seq2[FileRecord, error] {
 	return scan(db, acct, func(a *account) *bolt.Bucket { return a.files },
 		func(_ *account, k, v []byte) (FileRecord, bool, error) {
 			var rec fileRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
+			if err := decodeRec(v, &rec); err != nil {
 				return FileRecord{}, false, fmt.Errorf("file %q: %w", k, err)
 			}
 			return rec.file(string(k)), true, nil
@@ -154,7 +153,7 @@ func (db *DB) FilesUnder(acct, dir string) iter.Seq2[FileRecord, error] {
 	return scanPrefix(db, acct, []byte(strings.TrimSuffix(dir, "/")+"/"), func(a *account) *bolt.Bucket { return a.files },
 		func(_ *account, k, v []byte) (FileRecord, bool, error) {
 			var rec fileRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
+			if err := decodeRec(v, &rec); err != nil {
 				return FileRecord{}, false, fmt.Errorf("file %q: %w", k, err)
 			}
 			return rec.file(string(k)), true, nil
@@ -175,7 +174,7 @@ func indexFile(a *account, f FileRecord, move bool) error {
 		}
 	}
 	var prev fileRecord
-	if ok, err := getJSON(a.files, key, &prev); err != nil {
+	if ok, err := getRec(a.files, key, &prev); err != nil {
 		return err
 	} else if ok && prev.MsgID != f.MsgID {
 		if err := dropMsgIDIfAt(a, prev.MsgID, f.Path); err != nil {
@@ -183,7 +182,7 @@ func indexFile(a *account, f FileRecord, move bool) error {
 		}
 	}
 	rec := fileRecord{MsgID: f.MsgID, Hash: f.Hash, Size: f.Size, MTime: f.MTime}
-	if err := putJSON(a.files, key, rec); err != nil {
+	if err := putRec(a.files, key, rec); err != nil {
 		return err
 	}
 	return a.filemsg.Put([]byte(f.MsgID), key)
@@ -192,7 +191,7 @@ func indexFile(a *account, f FileRecord, move bool) error {
 // unindexPath drops the entry of path and its reverse entry.
 func unindexPath(a *account, path string) error {
 	var prev fileRecord
-	ok, err := getJSON(a.files, []byte(path), &prev)
+	ok, err := getRec(a.files, []byte(path), &prev)
 	if err != nil || !ok {
 		return err
 	}
@@ -214,7 +213,7 @@ func unindexMsgID(a *account, msgid, path string) error {
 		return nil
 	}
 	var prev fileRecord
-	if ok, err := getJSON(a.files, []byte(path), &prev); err != nil {
+	if ok, err := getRec(a.files, []byte(path), &prev); err != nil {
 		return err
 	} else if ok && prev.MsgID == msgid {
 		return unindexPath(a, path)

@@ -21,6 +21,7 @@ type migration struct {
 // update the tree in doc.go.
 var migrations = []migration{
 	{version: 1, name: "create the v1 layout", migrate: migrateV1},
+	{version: 2, name: "binary file, version and outbox records", migrate: migrateV2},
 }
 
 func migrateV1(tx *bolt.Tx) error {

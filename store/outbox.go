@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -190,7 +189,7 @@ func (db *DB) EnqueueMany(acct string, ps []Push) ([]Entry, error) {
 			var seq uint64
 			if old, ok := pendingSeq(a, p.MsgID); ok && !inflight[old] {
 				var prev entryRecord
-				found, err := getJSON(a.outbox, u64(old), &prev)
+				found, err := getRec(a.outbox, u64(old), &prev)
 				if err != nil {
 					return err
 				}
@@ -207,7 +206,7 @@ func (db *DB) EnqueueMany(acct string, ps []Push) ([]Entry, error) {
 				}
 				added++
 			}
-			if err := putJSON(a.outbox, u64(seq), rec); err != nil {
+			if err := putRec(a.outbox, u64(seq), rec); err != nil {
 				return err
 			}
 			if p.File != nil {
@@ -277,7 +276,7 @@ func (db *DB) Pending(acct, msgid string) (Entry, bool, error) {
 		}
 		var rec entryRecord
 		var err error
-		if ok, err = getJSON(a.outbox, u64(seq), &rec); err != nil {
+		if ok, err = getRec(a.outbox, u64(seq), &rec); err != nil {
 			return err
 		}
 		e = rec.entry(seq)
@@ -352,7 +351,7 @@ func (db *DB) NextBatch(acct string, maxCount, maxBytes int) (Batch, error) {
 
 func decodeEntry(v []byte) (entryRecord, error) {
 	var rec entryRecord
-	if err := json.Unmarshal(v, &rec); err != nil {
+	if err := decodeRec(v, &rec); err != nil {
 		return rec, fmt.Errorf("decode outbox entry: %w", err)
 	}
 	return rec, nil
@@ -459,7 +458,7 @@ func (db *DB) CompleteBatch(acct string, results []Result) error {
 // must be there.
 func inFlightEntry(a *account, seq uint64) (entryRecord, error) {
 	var rec entryRecord
-	ok, err := getJSON(a.outbox, u64(seq), &rec)
+	ok, err := getRec(a.outbox, u64(seq), &rec)
 	if err != nil {
 		return rec, err
 	}
@@ -480,12 +479,12 @@ func storeEntry(a *account, seq uint64, journalID int64) error {
 		return err
 	}
 	var held versionRecord
-	if _, err := getJSON(a.versions, []byte(rec.MsgID), &held); err != nil {
+	if _, err := getRec(a.versions, []byte(rec.MsgID), &held); err != nil {
 		return err
 	}
 	if journalID > held.JournalID {
 		v := versionRecord{JournalID: journalID, Hash: rec.Hash, Deleted: rec.Op == OpDelete, Own: true, Time: rec.Time, KeyID: rec.KeyID}
-		if err := putJSON(a.versions, []byte(rec.MsgID), v); err != nil {
+		if err := putRec(a.versions, []byte(rec.MsgID), v); err != nil {
 			return err
 		}
 	}
@@ -529,7 +528,7 @@ func requeue(a *account, seq uint64, reason string, retryAt time.Time) error {
 	rec.Attempts++
 	rec.LastError = reason
 	rec.RetryAt = retryAt
-	return putJSON(a.outbox, u64(seq), rec)
+	return putRec(a.outbox, u64(seq), rec)
 }
 
 // FailBatch records that the POST of the in-flight batch DEFINITELY stored

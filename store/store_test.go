@@ -783,22 +783,23 @@ func TestMigrationFromVersionN(t *testing.T) {
 		saved := migrations
 		t.Cleanup(func() { migrations = saved })
 		runs := 0
-		migrations = append(append([]migration(nil), saved...), migration{version: 2, name: "test", migrate: func(tx *bolt.Tx) error {
+		next := saved[len(saved)-1].version + 1
+		migrations = append(append([]migration(nil), saved...), migration{version: next, name: "test", migrate: func(tx *bolt.Tx) error {
 			runs++
-			_, err := tx.Bucket(bucketV1).CreateBucket([]byte("added-in-2"))
+			_, err := tx.Bucket(bucketV1).CreateBucket([]byte("added-in-next"))
 			return err
 		}})
 		db = mustOpen(t, dir, Options{})
 		db = reopen(t, db, Options{})
 		if runs != 1 {
-			t.Errorf("migration 2 ran %d times; want 1", runs)
+			t.Errorf("migration %d ran %d times; want 1", next, runs)
 		}
 		if e, ok := must2(t)(db.Pending(alice, "a")); !ok || e.Envelope != put("a", "1").Envelope {
-			t.Errorf("data written at schema 1 lost: %+v", e)
+			t.Errorf("data written at schema %d lost: %+v", next-1, e)
 		}
 		noErr(t, db.Close())
-		if got := schemaOf(t, dir); got != 2 {
-			t.Errorf("schema = %d; want 2", got)
+		if got := schemaOf(t, dir); got != next {
+			t.Errorf("schema = %d; want %d", got, next)
 		}
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -164,7 +163,7 @@ func (db *DB) Version(acct, msgid string) (Version, bool, error) {
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		var rec versionRecord
 		var err error
-		ok, err = getJSON(readAccount(tx, acct).versions, []byte(msgid), &rec)
+		ok, err = getRec(readAccount(tx, acct).versions, []byte(msgid), &rec)
 		v = rec.version(msgid)
 		return err
 	})
@@ -248,7 +247,7 @@ func applyVersions(a *account, applied []Applied) error {
 	high := int64(0)
 	for _, ap := range applied {
 		v := versionRecord{JournalID: ap.JournalID, Hash: ap.Hash, Deleted: ap.Deleted, Own: ap.Own, Device: ap.Device, Time: ap.Time, KeyID: ap.KeyID}
-		if err := putJSON(a.versions, []byte(ap.MsgID), v); err != nil {
+		if err := putRec(a.versions, []byte(ap.MsgID), v); err != nil {
 			return err
 		}
 		var err error
@@ -332,7 +331,7 @@ func (db *DB) ResetAccount(acct string) error {
 		c := a.versions.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			var rec versionRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
+			if err := decodeRec(v, &rec); err != nil {
 				return fmt.Errorf("version %q: %w", k, err)
 			}
 			if rec.JournalID == 0 {
@@ -340,7 +339,7 @@ func (db *DB) ResetAccount(acct string) error {
 			}
 			rec.JournalID = 0
 			key := bytes.Clone(k)
-			if err := putJSON(a.versions, key, rec); err != nil {
+			if err := putRec(a.versions, key, rec); err != nil {
 				return err
 			}
 			c.Seek(key)
@@ -374,7 +373,7 @@ func (db *DB) Versions(acct string, keep func(Version) bool) iter.Seq2[Unpushed,
 	return scan(db, acct, func(a *account) *bolt.Bucket { return a.versions },
 		func(a *account, k, v []byte) (Unpushed, bool, error) {
 			var rec versionRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
+			if err := decodeRec(v, &rec); err != nil {
 				return Unpushed{}, false, fmt.Errorf("version %q: %w", k, err)
 			}
 			if !keep(rec.version(string(k))) {
