@@ -22,6 +22,11 @@
 // nothing from that element on). --strict-compat also sets
 // --page-bytes-limit 20M and --shuffle-same-second unless they are given.
 //
+// get_journal_entries also takes wait=SECONDS (up to 60), our long-poll
+// extension: an empty page is held until a row the query returns is put,
+// and the reply carries X-Chatsync-Wait. --strict-compat ignores it, like
+// the real server. A shutdown answers held requests at once.
+//
 // The first line of standard output is "listening on URL", where URL is
 // the settings URL clients use. Logs go to standard error.
 package main
@@ -251,6 +256,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		scheme = "https"
 	}
+	// No WriteTimeout: it would cut long polls (get_journal_entries
+	// wait=, up to accountserver.MaxWait) and big pages on slow links. A
+	// WriteTimeout, if one is ever set, must exceed MaxWait with a margin.
 	hs := &http.Server{
 		TLSConfig:         tlsConfig,
 		Handler:           srv,
@@ -264,9 +272,28 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop) // a second signal kills the process the default way
+	if err := serve(ctx, hs, srv, ln, cfg.tlsCert != "", log); err != nil {
+		return err
+	}
+	if err := srv.Close(); err != nil {
+		return fmt.Errorf("closing database: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// shutdownTimeout is how long a shutdown waits for requests to finish.
+const shutdownTimeout = 10 * time.Second
+
+// serve runs hs on ln until ctx is done, then shuts hs down. Held long
+// polls are ended first (srv.EndWaits): Shutdown waits for active
+// requests, and a held get_journal_entries would keep it up to
+// accountserver.MaxWait, past shutdownTimeout, and then be cut.
+func serve(ctx context.Context, hs *http.Server, srv *accountserver.Server, ln net.Listener, useTLS bool, log *slog.Logger) error {
 	errc := make(chan error, 1)
 	go func() {
-		if cfg.tlsCert != "" {
+		if useTLS {
 			errc <- hs.ServeTLS(ln, "", "")
 		} else {
 			errc <- hs.Serve(ln)
@@ -277,16 +304,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	stop() // a second signal kills the process the default way
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	log.Info("shutting down", "held_long_polls", srv.Waiting())
+	srv.EndWaits()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("shutdown: requests still running were cut", "err", err)
 	}
-	if err := srv.Close(); err != nil {
-		return fmt.Errorf("closing database: %w", err)
-	}
-	log.Info("stopped")
 	return nil
 }
