@@ -59,7 +59,8 @@ type Config struct {
 	// on top of the system roots.
 	CAFile string
 	// Timeout bounds each call, including the digest round trip. Default
-	// DefaultTimeout.
+	// DefaultTimeout. A get_journal_entries with JournalQuery.Wait gets
+	// Timeout + Wait, so a held long poll is not cut.
 	Timeout time.Duration
 	// MaxReplyBytes bounds a reply body that is read whole; a larger one
 	// is a Malformed error. Default DefaultMaxReplyBytes. Every action's
@@ -310,6 +311,11 @@ type request struct {
 	action string
 	query  url.Values // extra query parameters
 	form   url.Values // non-nil: POST with this form body
+	// wait is how long the server may hold the call (a long poll); it is
+	// added to the call's timeout, which would otherwise cut it.
+	wait time.Duration
+	// header, if not nil, receives the reply's header.
+	header *http.Header
 }
 
 // reservedParams are set by the client and may not be passed by callers.
@@ -344,7 +350,10 @@ func (c *Client) send(ctx context.Context, r request) ([]byte, error) {
 // within the call's timeout: the caller closes the body, then calls
 // cancel.
 func (c *Client) roundTrip(ctx context.Context, r request) (*http.Response, context.CancelFunc, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	// One timeout covers the digest round trip too: the server
+	// authenticates before it holds a call, so its 401 comes at once and
+	// only the retry is held for r.wait.
+	ctx, cancel := context.WithTimeout(ctx, c.timeout+r.wait)
 
 	u := c.endpoint(r.action, r.query)
 	var req *http.Request
@@ -368,6 +377,9 @@ func (c *Client) roundTrip(ctx context.Context, r request) (*http.Response, cont
 	if err != nil {
 		cancel()
 		return nil, nil, transportError(r.action, err)
+	}
+	if r.header != nil {
+		*r.header = resp.Header
 	}
 	return resp, cancel, nil
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // JournalPageMax is the most rows the real server returns in one page. A
@@ -30,6 +33,15 @@ type JournalQuery struct {
 	// 0 < limit < 5000 (PROTOCOL §4.2, bug 1, §11.1) and caps pages at
 	// 5000 rows for larger values.
 	Limit int
+	// Wait asks the server to hold the request up to Wait when there is
+	// nothing to return, and to answer as soon as a row this query
+	// returns is put (a long poll, our extension: chatsync-server without
+	// --strict-compat holds up to 60 s). It is sent as wait=<whole
+	// seconds> when at least one second; servers that do not know the
+	// parameter, the real one among them, answer at once (see
+	// JournalPage.Waited). The call's timeout (Config.Timeout) is extended
+	// by Wait.
+	Wait time.Duration
 }
 
 // JournalEntry is one row of the journal.
@@ -53,6 +65,27 @@ type JournalPage struct {
 	// a Content-Encoding): the cost of an idle poll, and over Rows the
 	// mean size of a row.
 	Bytes int64 `json:"bytes"`
+	// Waited is how long the server said it would hold the request for
+	// JournalQuery.Wait (its X-Chatsync-Wait reply header, whole
+	// seconds): an empty page with Waited > 0 means nothing arrived
+	// within Waited (or the server ended the wait early to shut down).
+	// It is 0 when the header is absent or unparsable: no Wait was asked,
+	// or the server ignores it and an empty page came at once, so the
+	// caller has to pace its polls itself.
+	Waited time.Duration `json:"waited"`
+}
+
+// waitHeader is the reply header of a server that honoured a wait
+// parameter (accountserver.WaitHeader).
+const waitHeader = "X-Chatsync-Wait"
+
+// waitedOf reads the waitHeader of a reply.
+func waitedOf(h http.Header) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(h.Get(waitHeader)))
+	if err != nil || n <= 0 || n > math.MaxInt32 {
+		return 0
+	}
+	return time.Duration(n) * time.Second
 }
 
 // MaxID returns the highest journal id in the page, or 0 for an empty
@@ -74,6 +107,9 @@ func (p *JournalPage) MaxID() int64 {
 // reply applies: only each row is bounded (Config.MaxRowBytes). A reply
 // with text before its JSON (PHP notices) is read whole instead, under
 // Config.MaxReplyBytes.
+//
+// With q.Wait a server that long-polls holds an empty page until a row
+// arrives or the wait ends; page.Waited says whether it did.
 func (c *Client) GetJournalEntries(ctx context.Context, q JournalQuery) (*JournalPage, error) {
 	const action = "get_journal_entries"
 	if q.AfterID < 0 {
@@ -81,6 +117,9 @@ func (c *Client) GetJournalEntries(ctx context.Context, q JournalQuery) (*Journa
 	}
 	if q.Limit < 0 {
 		return nil, invalidArg("limit %d is negative", q.Limit)
+	}
+	if q.Wait < 0 {
+		return nil, invalidArg("wait %v is negative", q.Wait)
 	}
 	v := url.Values{}
 	if q.ExceptUUID != "" {
@@ -95,7 +134,17 @@ func (c *Client) GetJournalEntries(ctx context.Context, q JournalQuery) (*Journa
 	if q.Limit > 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
-	return c.journalPage(ctx, request{action: action, query: v})
+	wait := q.Wait.Truncate(time.Second) // what is sent, so what the server may hold
+	if wait > 0 {
+		v.Set("wait", strconv.FormatInt(int64(wait/time.Second), 10))
+	}
+	var h http.Header
+	page, err := c.journalPage(ctx, request{action: action, query: v, wait: wait, header: &h})
+	if err != nil {
+		return nil, err
+	}
+	page.Waited = waitedOf(h)
+	return page, nil
 }
 
 // journalRow is one element of a get_journal_entries reply's results, as
