@@ -45,7 +45,8 @@ type Options struct {
 	// Debounce is how long the watcher waits for quiet before it reports a
 	// burst of events (default 100 ms). A burst that never goes quiet is
 	// still reported after 10 × Debounce. The first event after Debounce
-	// of quiet is reported at once.
+	// of quiet is reported at once, unless a name went away (a move's
+	// first half).
 	Debounce time.Duration
 	// RescanInterval is the period of the safety-net full rescan (default
 	// 1 h; negative turns it off).
@@ -126,13 +127,15 @@ func Run(ctx context.Context, opts Options, out chan<- Change) error {
 			}
 			if w.handle(ev) {
 				now := time.Now()
-				if firstPending.IsZero() && now.Sub(lastEvent) >= opts.Debounce {
+				if firstPending.IsZero() && now.Sub(lastEvent) >= opts.Debounce && !ev.Has(fsnotify.Remove) && !ev.Has(fsnotify.Rename) {
 					// The first event after a quiet spell is reported at
 					// once: a lone message (a chat client renames it into
 					// place) is not kept waiting for a burst that does
 					// not come. A file caught half written is looked at
 					// again with the rest of the burst, or after the
-					// engine's settle time.
+					// engine's settle time. A name that went away waits
+					// for the burst: it may be the first half of a move,
+					// whose new name must be reported with it.
 					w.due = true
 				} else {
 					if firstPending.IsZero() {
