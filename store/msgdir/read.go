@@ -140,8 +140,10 @@ func readAll(f *os.File, max int64) ([]byte, error) {
 
 // WalkDir walks the directory dir below the store r ("" for the whole
 // store) as filepath.WalkDir does: fn is called with dir itself (as given)
-// and then with every file and directory below it, in lexical order, by
-// its slash-separated path relative to the store; fs.SkipDir and
+// and then with every file and directory below it, by its slash-separated
+// path relative to the store; a directory's entries are in name order, a
+// directory's name taken with its trailing slash, so the files come in the
+// byte order of their paths; fs.SkipDir and
 // fs.SkipAll work as they do there, and a directory that cannot be read is
 // passed to fn a second time with the error. Symbolic links are passed to
 // fn and never followed.
@@ -223,8 +225,10 @@ func walkDir(d *os.Root, rel string, de fs.DirEntry, fn func(string, fs.DirEntry
 	return nil
 }
 
-// readDir lists d, sorted by name. Each entry's Info is taken through the
-// handle when it is listed.
+// readDir lists d in walk order: by name, a directory's name taken with
+// the slash that follows it, so that a walk visits paths in their byte
+// order ("a.json" before "a/x.json") and can be merged with a sorted index.
+// Each entry's Info is taken through the handle when it is listed.
 func readDir(d *os.Root) ([]fs.DirEntry, error) {
 	f, err := d.Open(".")
 	if err != nil {
@@ -232,6 +236,12 @@ func readDir(d *os.Root) ([]fs.DirEntry, error) {
 	}
 	defer f.Close()
 	entries, err := f.ReadDir(-1)
-	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	key := func(e fs.DirEntry) string {
+		if e.IsDir() {
+			return e.Name() + "/"
+		}
+		return e.Name()
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(key(a), key(b)) })
 	return entries, err
 }

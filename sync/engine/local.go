@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"iter"
 	"path/filepath"
 	"strings"
 	"time"
@@ -129,22 +130,43 @@ func (e *Engine) gone(loc string) {
 // With decide false (the start-up index) it only records what it finds;
 // what to push is decided after the catch-up poll. It reports whether the
 // store could be read: if not, nothing is taken for gone.
+//
+// The store lists its locations in byte order, the order of the file
+// index, so the two are merged: the index is read a page at a time beside
+// the walk, not once per file. An index entry the walk passes by without
+// finding is gone only if it is still not there when the walk is done (a
+// location listed out of order is looked up by itself).
 func (e *Engine) scan(dir string, decide bool) bool {
 	if dir == "" {
 		e.lastScan = e.opts.Now()
 	}
-	found := map[string]bool{}
-	var unreadable []string // directories that could not be read
+	acct := e.opts.Account
+	prefix := ""
+	files := e.db.Files(acct)
+	if dir != "" {
+		prefix = dir + "/"
+		files = e.db.FilesUnder(acct, dir)
+	}
+	ix := newIndexMerge(files)
+	defer ix.stop()
+	rejectedSeen := map[string]bool{} // refused locations found again
+	var unreadable []string           // directories that could not be read
 	err := e.store.Scan(dir, func(p place) {
-		found[p.loc] = true
-		e.handlePlace(p, decide, false)
+		old, err := ix.at(p.loc, e.indexedAt)
+		if err != nil {
+			return
+		}
+		e.handleSeen(p.loc, e.store.Look(p, old, false), old, decide)
+		if _, refused := e.rejected[p.loc]; refused {
+			rejectedSeen[p.loc] = true
+		}
 		if len(e.batch.files)+len(e.batch.pushes) >= flushEvery {
 			e.flush() // one huge transaction is slower than many mid-sized ones
 		}
 	}, func(loc, reason string, isDir bool) {
 		// Never take what cannot be read for deleted.
 		e.reject(loc, reason)
-		found[loc] = true
+		rejectedSeen[loc] = true
 		if isDir {
 			unreadable = append(unreadable, loc+"/")
 		}
@@ -154,32 +176,30 @@ func (e *Engine) scan(dir string, decide bool) bool {
 		return false
 	}
 	e.flush()
-	prefix := ""
-	files := e.db.Files(e.opts.Account)
-	if dir != "" {
-		prefix = dir + "/"
-		files = e.db.FilesUnder(e.opts.Account, dir)
+	passed, err := ix.rest()
+	if err != nil {
+		e.log.Error("cannot read the file index", "err", err)
+		return false
 	}
-	var gone []store.FileRecord
-	for rec, err := range files {
-		if err != nil {
-			e.log.Error("cannot read the file index", "err", err)
-			return false
+	for _, rec := range passed {
+		if underAny(rec.Path, unreadable) || rejectedSeen[rec.Path] {
+			continue
 		}
-		if !found[rec.Path] && !underAny(rec.Path, unreadable) {
-			gone = append(gone, rec)
+		// Written since the walk passed it (or by the walk itself, to an
+		// index page read after): only what is not there now is gone.
+		cur, err := e.indexedAt(rec.Path)
+		if err != nil || cur == nil || e.store.Look(place{loc: rec.Path}, cur, false).kind != seenGone {
+			continue
 		}
-	}
-	for _, rec := range gone {
 		if decide {
-			e.vanished(rec)
+			e.vanished(*cur)
 		}
 		// Before the catch-up the index entry stays: decideAll sees the
 		// message missing and queues the delete then, so a crash in
 		// between loses nothing.
 	}
 	for loc := range e.rejected {
-		if strings.HasPrefix(loc, prefix) && !found[loc] {
+		if strings.HasPrefix(loc, prefix) && !rejectedSeen[loc] {
 			e.unreject(loc)
 		}
 	}
@@ -188,6 +208,71 @@ func (e *Engine) scan(dir string, decide bool) bool {
 		e.update(func(s *Status) { s.LastScan = now })
 	}
 	return true
+}
+
+// indexMerge walks the file index in path order beside a walk of the
+// store in the same order.
+type indexMerge struct {
+	next   func() (store.FileRecord, error, bool)
+	stop   func()
+	head   *store.FileRecord // the first entry not passed yet; nil at the end
+	err    error
+	last   string // the last location asked for
+	passed []store.FileRecord
+}
+
+func newIndexMerge(files iter.Seq2[store.FileRecord, error]) *indexMerge {
+	m := &indexMerge{}
+	m.next, m.stop = iter.Pull2(files)
+	m.advance()
+	return m
+}
+
+func (m *indexMerge) advance() {
+	rec, err, ok := m.next()
+	switch {
+	case !ok:
+		m.head = nil
+	case err != nil:
+		m.head, m.err = nil, err
+	default:
+		m.head = &rec
+	}
+}
+
+// at returns the index entry of loc (nil: none), passing by the entries
+// before it. A location out of order is looked up with lookup.
+func (m *indexMerge) at(loc string, lookup func(string) (*store.FileRecord, error)) (*store.FileRecord, error) {
+	if m.err != nil {
+		return nil, m.err
+	}
+	if loc <= m.last && m.last != "" {
+		return lookup(loc)
+	}
+	m.last = loc
+	for m.head != nil && m.head.Path < loc {
+		m.passed = append(m.passed, *m.head)
+		m.advance()
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	if m.head != nil && m.head.Path == loc {
+		rec := *m.head
+		m.advance()
+		return &rec, nil
+	}
+	return nil, nil
+}
+
+// rest passes by what is left of the index and returns every entry passed
+// by without being asked for.
+func (m *indexMerge) rest() ([]store.FileRecord, error) {
+	for m.head != nil {
+		m.passed = append(m.passed, *m.head)
+		m.advance()
+	}
+	return m.passed, m.err
 }
 
 // found indexes the message the store holds at loc and, when decide is
