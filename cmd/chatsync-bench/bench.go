@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/chatsync/chatsync/crypto/seal"
@@ -27,6 +26,7 @@ import (
 // config is what the command line sets.
 type config struct {
 	Sizes    []int         // backlog sizes, pushed and pulled
+	Rounds   int           // rounds per size, each a floor then the daemon
 	Latency  int           // watch-to-push samples
 	D2D      int           // device-to-device samples
 	Idle     time.Duration // idle window measured
@@ -84,6 +84,7 @@ func run(ctx context.Context, cfg config) (rep *report, err error) {
 			return nil, err
 		}
 	}
+	b.rep.Rounds, b.rep.Profiled = cfg.Rounds, cfg.PprofDir != ""
 	b.rep.Machine = fmt.Sprintf("%d CPUs (%s), %s %s/%s", runtime.NumCPU(), machine(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	b.rep.LoadBefore = loadavg()
 	if err := b.build(); err != nil {
@@ -98,10 +99,14 @@ func run(ctx context.Context, cfg config) (rep *report, err error) {
 	}
 	sizes := slices.Clone(cfg.Sizes)
 	slices.Sort(sizes)
+	var last *kept
 	for i, n := range sizes {
-		if err := b.backlog(ctx, n, i == len(sizes)-1); err != nil {
+		if last, err = b.backlog(ctx, n, i == len(sizes)-1); err != nil {
 			return nil, err
 		}
+	}
+	if err := b.scenarios(ctx, last); err != nil {
+		return nil, err
 	}
 	b.rep.LoadAfter = loadavg()
 	b.rep.Took = time.Since(b.start)
@@ -200,46 +205,6 @@ func newClient(srv *server, addr string) (*account.Client, error) {
 	return account.New(account.Config{Address: addr, Password: benchPassword, SettingsURL: srv.url, Timeout: 2 * time.Minute})
 }
 
-// floorPut puts the envelopes in batches bounded like the daemon's.
-func floorPut(ctx context.Context, c *account.Client, uuid string, envs []string) error {
-	for i := 0; i < len(envs); {
-		var batch []account.PutEntry
-		size := 0
-		for ; i < len(envs) && len(batch) < batchCount && (len(batch) == 0 || size+len(envs[i]) <= batchBytes); i++ {
-			batch = append(batch, account.PutEntry{ID: fmt.Sprintf("t%d", i), Data: envs[i]})
-			size += len(envs[i])
-		}
-		res, err := c.PutJournalEntries(ctx, uuid, batch)
-		if err != nil {
-			return err
-		}
-		for _, r := range res {
-			if !r.Stored {
-				return fmt.Errorf("floor: the server did not store %s", r.ID)
-			}
-		}
-	}
-	return nil
-}
-
-// floorGet reads the whole journal, page after page, as a new device
-// would, and returns the number of rows.
-func floorGet(ctx context.Context, c *account.Client, except string) (int, error) {
-	n := 0
-	after := int64(0)
-	for {
-		page, err := c.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: except, AfterID: after})
-		if err != nil {
-			return n, err
-		}
-		n += len(page.Entries)
-		if len(page.Entries) < account.JournalPageMax {
-			return n, nil
-		}
-		after = page.MaxID()
-	}
-}
-
 // writeBacklog writes the message files into a store, as a history that
 // exists before chatsync is installed.
 func writeBacklog(store string, msgs []message) error {
@@ -269,160 +234,6 @@ func countFiles(store string) int {
 		return nil
 	})
 	return n
-}
-
-// backlog runs the push and pull of n messages and, for the last size, the
-// latency and idle scenarios on the same devices.
-func (b *bench) backlog(ctx context.Context, n int, last bool) error {
-	msgs := genMessages("m", n, uint64(n))
-	fileBytes := 0
-	for _, m := range msgs {
-		fileBytes += len(m.data)
-	}
-
-	// The floor: the same entries, sealed beforehand, put and fetched by a
-	// client that does nothing else, against a fresh server.
-	b.logf("%d: floor: sealing %d entries", n, n)
-	floorDevice := newUUID()
-	envs, envBytes, err := b.sealAll(msgs, floorDevice)
-	if err != nil {
-		return err
-	}
-	fsrv, err := b.startServer(fmt.Sprintf("floor-server-%d", n))
-	if err != nil {
-		return err
-	}
-	fc, err := newClient(fsrv, benchAccount)
-	if err != nil {
-		return err
-	}
-	before, _ := sampleProc(fsrv.pid())
-	t0 := time.Now()
-	if err := floorPut(ctx, fc, floorDevice, envs); err != nil {
-		return fmt.Errorf("floor put: %w", err)
-	}
-	floorPush := time.Since(t0)
-	mid, _ := sampleProc(fsrv.pid())
-	t0 = time.Now()
-	got, err := floorGet(ctx, fc, newUUID())
-	if err != nil {
-		return fmt.Errorf("floor get: %w", err)
-	}
-	floorPull := time.Since(t0)
-	after, _ := sampleProc(fsrv.pid())
-	if got != n {
-		return fmt.Errorf("floor get: %d rows, want %d", got, n)
-	}
-	// What a poll costs the writer of all these rows: the daemon polls
-	// with except_uuid = itself after its cursor, which its own pushes do
-	// not move.
-	t0 = time.Now()
-	if _, err := fc.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: floorDevice}); err != nil {
-		return fmt.Errorf("floor poll: %w", err)
-	}
-	ownPoll := time.Since(t0)
-	fsrv.stop()
-	envs = nil
-	b.logf("%d: floor: put %s, get %s", n, floorPush.Round(time.Millisecond), floorPull.Round(time.Millisecond))
-	b.rep.Server = append(b.rep.Server, serverFigures{N: n, EnvBytes: envBytes, Put: floorPush, Get: floorPull,
-		PutCPU: mid.onCPU - before.onCPU, GetCPU: after.onCPU - mid.onCPU, RSS: after.hwm, OwnPoll: ownPoll})
-
-	// Device A has the backlog on disk when chatsync starts for the first
-	// time; timed from the start of the process until the last entry is on
-	// the server.
-	srv, err := b.startServer(fmt.Sprintf("server-%d", n))
-	if err != nil {
-		return err
-	}
-	a, err := b.newDevice(fmt.Sprintf("A-%d", n), srv)
-	if err != nil {
-		return err
-	}
-	if err := writeBacklog(a.store, msgs); err != nil {
-		return err
-	}
-	b.logf("%d: push: %d files (%d KiB) in A's store; starting A", n, n, fileBytes>>10)
-	sBefore, _ := sampleProc(srv.pid())
-	t0 = time.Now()
-	if err := a.start(); err != nil {
-		return err
-	}
-	stopProf := a.profileCPU(fmt.Sprintf("push-%d", n))
-	timeout := time.Minute + time.Duration(n)*5*time.Millisecond
-	done, err := a.waitFor(ctx, timeout, fmt.Sprintf("%d entries pushed", n), func(s apitype.AccountStatus) bool {
-		return s.Pushed >= int64(n) && s.OutboxDepth == 0
-	})
-	if err != nil {
-		stopProf()
-		return err
-	}
-	push := done.Sub(t0)
-	aSample, _ := sampleProc(a.pid())
-	sAfter, _ := sampleProc(srv.pid())
-	stopProf()
-	b.logf("%d: push: %s (A peak RSS %s)", n, push.Round(time.Millisecond), mib(aSample.hwm))
-	c, err := newClient(srv, benchAccount)
-	if err != nil {
-		return err
-	}
-	if rows, err := floorGet(ctx, c, ""); err != nil || rows != n {
-		return fmt.Errorf("after the push the server holds %d rows (%v), want %d", rows, err, n)
-	}
-
-	// Device B starts empty and pulls everything.
-	bd, err := b.newDevice(fmt.Sprintf("B-%d", n), srv)
-	if err != nil {
-		return err
-	}
-	b.logf("%d: pull: starting B with an empty store", n)
-	sBefore2, _ := sampleProc(srv.pid())
-	t0 = time.Now()
-	if err := bd.start(); err != nil {
-		return err
-	}
-	stopProf = bd.profileCPU(fmt.Sprintf("pull-%d", n))
-	done, err = bd.waitFor(ctx, timeout, fmt.Sprintf("%d entries received", n), func(s apitype.AccountStatus) bool {
-		return s.Received >= int64(n) && s.State == apitype.StateIdle && s.OutboxDepth == 0
-	})
-	if err != nil {
-		stopProf()
-		return err
-	}
-	pull := done.Sub(t0)
-	bSample, _ := sampleProc(bd.pid())
-	sAfter2, _ := sampleProc(srv.pid())
-	stopProf()
-	bd.profileHeap(fmt.Sprintf("pull-%d", n))
-	if got := countFiles(bd.store); got != n {
-		return fmt.Errorf("after the pull B holds %d files, want %d", got, n)
-	}
-	b.logf("%d: pull: %s (B peak RSS %s)", n, pull.Round(time.Millisecond), mib(bSample.hwm))
-	b.rep.Backlogs = append(b.rep.Backlogs, backlogFigures{
-		N: n, FileBytes: fileBytes,
-		Push: push, PushRSS: aSample.hwm, PushAnon: a.peakAnon, PushCPU: aSample.onCPU, PushServerCPU: sAfter.onCPU - sBefore.onCPU,
-		FloorPush: floorPush, FloorPushServerCPU: mid.onCPU - before.onCPU,
-		Pull: pull, PullRSS: bSample.hwm, PullAnon: bd.peakAnon, PullCPU: bSample.onCPU, PullServerCPU: sAfter2.onCPU - sBefore2.onCPU,
-		FloorPull: floorPull, FloorPullServerCPU: after.onCPU - mid.onCPU,
-	})
-	if !last {
-		return errorsJoin(a.stop(), bd.stop(), func() error { srv.stop(); return nil }())
-	}
-	if err := b.latency(ctx, srv, a, bd); err != nil {
-		return err
-	}
-	if err := bd.stop(); err != nil {
-		return err
-	}
-	return b.idle(ctx, srv, a, n)
-}
-
-func errorsJoin(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // live writes one new message into a device's store, as a chat client
@@ -467,212 +278,4 @@ func drain(ch <-chan apitype.Event) {
 			return
 		}
 	}
-}
-
-// latency measures watch-to-push on A, then device-to-device in both
-// directions while A and B talk, each next to its floor.
-func (b *bench) latency(ctx context.Context, srv *server, a, bd *device) error {
-	evCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	aEv, err := a.events(evCtx)
-	if err != nil {
-		return err
-	}
-	bEv, err := bd.events(evCtx)
-	if err != nil {
-		return err
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	gap := func() { time.Sleep(time.Duration(200+r.IntN(800)) * time.Millisecond) }
-
-	// Watch to push: a file written on A until A has it on the server
-	// (the "pushed" event follows the server's reply).
-	b.logf("watch-to-push: %d single messages on A", b.cfg.Latency)
-	var w2p []time.Duration
-	for i := range b.cfg.Latency {
-		gap()
-		drain(aEv)
-		t0 := time.Now()
-		if _, err := live(a, i); err != nil {
-			return err
-		}
-		at, err := waitEvent(aEv, apitype.EventPushed, 30*time.Second)
-		if err != nil {
-			return fmt.Errorf("watch-to-push: %w; log of A:\n%s", err, a.logTail())
-		}
-		w2p = append(w2p, at.Sub(t0))
-	}
-
-	// Device to device, while a conversation is going on: alternate
-	// senders; a file written on one device until the other has written
-	// it (its "received" event follows the file and the commit). The first
-	// message each way is a warm-up.
-	b.logf("device-to-device: %d messages, A and B alternating", b.cfg.D2D)
-	var d2d []time.Duration
-	for i := -2; i < b.cfg.D2D; i++ {
-		from, to, toEv := a, bd, bEv
-		if i%2 != 0 {
-			from, to, toEv = bd, a, aEv
-		}
-		gap()
-		drain(toEv)
-		t0 := time.Now()
-		rel, err := live(from, 1000+i+2)
-		if err != nil {
-			return err
-		}
-		// A "received" event may be for an earlier message (the last
-		// watch-to-push one, say): the message has arrived when its file
-		// is there.
-		deadline := t0.Add(90 * time.Second)
-		var at time.Time
-		for {
-			at, err = waitEvent(toEv, apitype.EventReceived, time.Until(deadline))
-			if err != nil {
-				return fmt.Errorf("device-to-device: %w; log of %s:\n%s", err, to.name, to.logTail())
-			}
-			if _, err := os.Stat(filepath.Join(to.store, rel)); err == nil {
-				break
-			}
-		}
-		if i >= 0 {
-			d2d = append(d2d, at.Sub(t0))
-		}
-	}
-	cancel()
-
-	// Floors on the same server, on an account of their own (the devices
-	// must not see these rows): one entry per put; one put then one get
-	// by another device.
-	c, err := newClient(srv, floorAccount)
-	if err != nil {
-		return err
-	}
-	envs, _, err := b.sealAll([]message{{data: []byte(`{"msgid":"floor@bench.chatsync","remote_uri":"sip:bob@example.com","local_uri":"sip:alice@example.com","direction":"outgoing","content_type":"text/plain","state":"delivered","timestamp":"2024-03-01T09:00:00Z","body":"are you there? xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)}}, newUUID())
-	if err != nil {
-		return err
-	}
-	sender, receiver := newUUID(), newUUID()
-	var fw2p, fd2d []time.Duration
-	for i := range max(b.cfg.Latency, b.cfg.D2D) {
-		t0 := time.Now()
-		res, err := c.PutJournalEntries(ctx, sender, []account.PutEntry{{ID: fmt.Sprint(i), Data: envs[0]}})
-		if err != nil {
-			return err
-		}
-		put := time.Since(t0)
-		if _, err := c.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: receiver, AfterID: res[0].JournalID - 1}); err != nil {
-			return err
-		}
-		fw2p = append(fw2p, put)
-		fd2d = append(fd2d, time.Since(t0))
-	}
-	b.rep.W2P = latencyFigures{N: len(w2p), P50: pct(w2p, 50), P99: pct(w2p, 99), Max: pct(w2p, 100),
-		FloorP50: pct(fw2p, 50), FloorP99: pct(fw2p, 99)}
-	b.rep.D2D = latencyFigures{N: len(d2d), P50: pct(d2d, 50), P99: pct(d2d, 99), Max: pct(d2d, 100),
-		FloorP50: pct(fd2d, 50), FloorP99: pct(fd2d, 99)}
-	b.logf("watch-to-push p50 %s p99 %s; device-to-device p50 %s p99 %s", ms(b.rep.W2P.P50), ms(b.rep.W2P.P99), ms(b.rep.D2D.P50), ms(b.rep.D2D.P99))
-	return nil
-}
-
-// pct is the p-th percentile (nearest rank).
-func pct(ds []time.Duration, p int) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := (p*len(s)+99)/100 - 1
-	return s[min(max(i, 0), len(s)-1)]
-}
-
-// idle restarts A on its full store, waits until it has settled, and
-// measures what it costs while nothing happens; the floor is a client
-// that only polls, as often as the daemon's idle poll.
-func (b *bench) idle(ctx context.Context, srv *server, a *device, n int) error {
-	if err := a.stop(); err != nil {
-		return err
-	}
-	b.logf("idle: restarting A with %d messages indexed", n)
-	t0 := time.Now()
-	if err := a.start(); err != nil {
-		return err
-	}
-	done, err := a.waitFor(ctx, 5*time.Minute, "A idle after the restart", func(s apitype.AccountStatus) bool {
-		return s.State == apitype.StateIdle && !s.LastPoll.IsZero() && s.OutboxDepth == 0
-	})
-	if err != nil {
-		return err
-	}
-	restart := done.Sub(t0)
-	time.Sleep(b.cfg.Settle)
-	s0, err := sampleProc(a.pid())
-	if err != nil {
-		return err
-	}
-	b.logf("idle: restart took %s; measuring %s", restart.Round(time.Millisecond), b.cfg.Idle)
-	stopProf := a.profileCPU("idle")
-	select {
-	case <-time.After(b.cfg.Idle):
-	case <-ctx.Done():
-		stopProf()
-		return ctx.Err()
-	}
-	s1, err := sampleProc(a.pid())
-	stopProf()
-	if err != nil {
-		return err
-	}
-	st, err := a.status(ctx)
-	if err != nil {
-		return err
-	}
-	if st.Pushed != 0 || st.Received != 0 {
-		return fmt.Errorf("idle: A pushed %d and received %d entries after the restart; want none", st.Pushed, st.Received)
-	}
-	win := s1.at.Sub(s0.at)
-	perHour := float64(time.Hour) / float64(win)
-
-	// The floor: empty polls of the journal by a minimal client, scaled
-	// to one poll per 30 s (this process's own CPU time).
-	c, err := newClient(srv, benchAccount)
-	if err != nil {
-		return err
-	}
-	var top int64 // the newest row: the polls below find nothing after it
-	for {
-		page, err := c.GetJournalEntries(ctx, account.JournalQuery{AfterID: top})
-		if err != nil {
-			return err
-		}
-		top = max(top, page.MaxID())
-		if len(page.Entries) < account.JournalPageMax {
-			break
-		}
-	}
-	const polls = 50
-	var ru0, ru1 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	for range polls {
-		if _, err := c.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: newUUID(), AfterID: top}); err != nil {
-			return err
-		}
-	}
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	perPoll := (tv(ru1.Utime) + tv(ru1.Stime) - tv(ru0.Utime) - tv(ru0.Stime)) / polls
-
-	b.rep.Idle = idleFigures{
-		Messages: n, Restart: restart, RestartCPU: s0.onCPU, Window: win, Settle: b.cfg.Settle,
-		CPUPerHour:     time.Duration(float64(s1.onCPU-s0.onCPU) * perHour),
-		TickCPUPerHour: time.Duration(float64(s1.cpu-s0.cpu) * perHour),
-		WakeupsPerHour: float64(s1.ctxsw-s0.ctxsw) * perHour,
-		RSS:            s1.rss, HWM: s1.hwm, Anon: s1.anon, Threads: s1.threads,
-		FloorCPUPerHour: perPoll * 120,
-	}
-	b.logf("idle: %.2f s CPU/h, %.0f wakeups/h, RSS %s", b.rep.Idle.CPUPerHour.Seconds(), b.rep.Idle.WakeupsPerHour, mib(s1.rss))
-	return a.stop()
-}
-
-func tv(t syscall.Timeval) time.Duration {
-	return time.Duration(t.Sec)*time.Second + time.Duration(t.Usec)*time.Microsecond
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chatsync/chatsync/store"
 	"github.com/chatsync/chatsync/sync/apitype"
 	"github.com/chatsync/chatsync/sync/localclient"
 )
@@ -35,7 +36,10 @@ type server struct {
 	done chan error
 }
 
-func (b *bench) startServer(name string) (*server, error) {
+// startServer starts a chatsync-server of its own in the work directory;
+// strict starts it with --strict-compat, as the real CDRTool server
+// behaves (no long poll, its page limits).
+func (b *bench) startServer(name string, strict bool) (*server, error) {
 	dir := filepath.Join(b.tmp, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -54,6 +58,9 @@ func (b *bench) startServer(name string) (*server, error) {
 	}
 	cmd := exec.Command(b.bins.server, "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
 		"--accounts", accounts, "--log-level", "warn")
+	if strict {
+		cmd.Args = append(cmd.Args, "--strict-compat")
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -171,6 +178,9 @@ func (d *device) start() error {
 }
 
 func (d *device) pid() int { return d.cmd.Process.Pid }
+
+// stateFile is the path of the daemon's state (bbolt) file.
+func (d *device) stateFile() string { return filepath.Join(d.dir, "state", store.FileName) }
 
 // stop sends SIGTERM and waits for the daemon to exit.
 func (d *device) stop() error {

@@ -1,0 +1,370 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/chatsync/chatsync/sync/account"
+	"github.com/chatsync/chatsync/sync/apitype"
+)
+
+// kept is what the last round of the largest backlog leaves running for
+// the latency and idle scenarios: its server, A (stopped, its store full)
+// and B (running, its store full).
+type kept struct {
+	n     int
+	srv   *server
+	a, bd *device
+}
+
+// backlog measures a backlog of n messages in rounds that alternate the
+// floors and the daemon (F D F D ...), each round on fresh servers and
+// fresh devices: a ratio is taken between a round's daemon and the floor
+// measured just before it, so that a slow moment of the machine touches
+// both. For the largest size (last), the last round's server and devices
+// are kept for the scenarios that follow.
+func (b *bench) backlog(ctx context.Context, n int, last bool) (*kept, error) {
+	msgs := genMessages("m", n, uint64(n))
+	bf := backlogFigures{N: n}
+	for _, m := range msgs {
+		bf.FileBytes += len(m.data)
+	}
+	// The floors read their files from a store of their own, written once
+	// (it is only read).
+	src := filepath.Join(b.tmp, fmt.Sprintf("%d-source", n))
+	if err := writeBacklog(src, msgs); err != nil {
+		return nil, err
+	}
+	var k *kept
+	for r := 1; r <= b.cfg.Rounds; r++ {
+		dir := fmt.Sprintf("%d-r%d", n, r)
+		fl, err := b.floorRound(ctx, n, dir, src)
+		if err != nil {
+			return nil, err
+		}
+		keep := last && r == b.cfg.Rounds
+		dm, kk, err := b.daemonRound(ctx, n, dir, msgs, keep)
+		if err != nil {
+			return nil, err
+		}
+		k = kk
+		bf.Rounds = append(bf.Rounds, roundFigures{Floor: fl, Daemon: dm})
+		b.logf("%d round %d: push %.2f× the pipelined floor, pull %.2f× the fair floor, rescan %s CPU",
+			n, r, dm.Push.Seconds()/fl.PipePush.Seconds(), dm.Pull.Seconds()/fl.FairPull.Seconds(), secs(dm.Rescan.CPU))
+		if !keep && !b.cfg.Keep {
+			os.RemoveAll(filepath.Join(b.tmp, dir)) // 100k files are 400 MB of blocks, three times a round
+		}
+	}
+	if !b.cfg.Keep {
+		os.RemoveAll(src)
+	}
+	b.rep.Backlogs = append(b.rep.Backlogs, bf)
+	return k, nil
+}
+
+// settleDisk writes out what the setup of a measurement left dirty (a
+// backlog of files written just before, the previous measurement's
+// stores), so that the first durable commit measured does not pay for it:
+// an fsync, and the syncfs(2) of msgdir.Apply, would.
+func settleDisk() { syscall.Sync() }
+
+// serverCPU follows a server's CPU time across a measurement.
+func serverCPU(s *server) func() time.Duration {
+	s0, _ := sampleProc(s.pid())
+	return func() time.Duration {
+		s1, _ := sampleProc(s.pid())
+		return s1.onCPU - s0.onCPU
+	}
+}
+
+// floorRound measures the floors of one round: the fair push, sequential
+// and pipelined, and the wire push, each into a fresh server; then, from
+// the sequential floor's server, the wire pull and the fair pull; then the
+// rescan floor on the fair pull's store.
+func (b *bench) floorRound(ctx context.Context, n int, dir, src string) (floorFigures, error) {
+	var f floorFigures
+	path := func(name string) string { return filepath.Join(b.tmp, dir, name) }
+	if err := os.MkdirAll(path(""), 0o700); err != nil {
+		return f, err
+	}
+
+	b.logf("%d %s: floor: push (read, parse, seal, record, put, record), sequential", n, dir)
+	seqSrv, err := b.startServer(filepath.Join(dir, "floor-seq"), false)
+	if err != nil {
+		return f, err
+	}
+	defer seqSrv.stop()
+	c, err := newClient(seqSrv, benchAccount)
+	if err != nil {
+		return f, err
+	}
+	seqDevice := newUUID()
+	settleDisk()
+	srvCPU, cpu0, t0 := serverCPU(seqSrv), selfCPU(), time.Now()
+	if _, err := fairPush(ctx, c, b.keyring, path("floor-seq.db"), src, seqDevice, false); err != nil {
+		return f, fmt.Errorf("fair push floor: %w", err)
+	}
+	f.SeqPush, f.SeqPushCPU, f.SeqPushServerCPU = time.Since(t0), selfCPU()-cpu0, srvCPU()
+
+	b.logf("%d %s: floor: push, pipelined", n, dir)
+	pipeSrv, err := b.startServer(filepath.Join(dir, "floor-pipe"), false)
+	if err != nil {
+		return f, err
+	}
+	pc, err := newClient(pipeSrv, benchAccount)
+	if err != nil {
+		return f, err
+	}
+	settleDisk()
+	srvCPU, cpu0, t0 = serverCPU(pipeSrv), selfCPU(), time.Now()
+	envs, err := fairPush(ctx, pc, b.keyring, path("floor-pipe.db"), src, newUUID(), true)
+	if err != nil {
+		return f, fmt.Errorf("pipelined push floor: %w", err)
+	}
+	f.PipePush, f.PipePushCPU, f.PipePushServerCPU = time.Since(t0), selfCPU()-cpu0, srvCPU()
+	pipeSrv.stop()
+
+	// The wire floor puts the pipelined floor's envelopes again, sealed
+	// before its clock starts.
+	b.logf("%d %s: floor: push, wire (envelopes sealed beforehand)", n, dir)
+	wireSrv, err := b.startServer(filepath.Join(dir, "floor-wire"), false)
+	if err != nil {
+		return f, err
+	}
+	wc, err := newClient(wireSrv, benchAccount)
+	if err != nil {
+		return f, err
+	}
+	for _, e := range envs {
+		f.EnvBytes += len(e)
+	}
+	settleDisk()
+	srvCPU, t0 = serverCPU(wireSrv), time.Now()
+	if err := floorPut(ctx, wc, newUUID(), envs); err != nil {
+		return f, fmt.Errorf("wire push floor: %w", err)
+	}
+	f.WirePush, f.WirePushServerCPU = time.Since(t0), srvCPU()
+	wireSrv.stop()
+	envs = nil
+
+	b.logf("%d %s: floor: pull, wire (download only), then fair (open, validate, write, record)", n, dir)
+	settleDisk()
+	srvCPU, t0 = serverCPU(seqSrv), time.Now()
+	got, err := floorGet(ctx, c, newUUID())
+	if err != nil {
+		return f, fmt.Errorf("wire pull floor: %w", err)
+	}
+	f.WirePull, f.WirePullServerCPU = time.Since(t0), srvCPU()
+	if got != n {
+		return f, fmt.Errorf("wire pull floor: %d rows, want %d", got, n)
+	}
+	dest := path("floor-pull-store")
+	settleDisk()
+	srvCPU, cpu0, t0 = serverCPU(seqSrv), selfCPU(), time.Now()
+	index, err := fairPull(ctx, c, b.keyring, path("floor-pull.db"), dest)
+	if err != nil {
+		return f, fmt.Errorf("fair pull floor: %w", err)
+	}
+	f.FairPull, f.FairPullCPU, f.FairPullServerCPU = time.Since(t0), selfCPU()-cpu0, srvCPU()
+	if len(index) != n {
+		return f, fmt.Errorf("fair pull floor: %d files written, want %d", len(index), n)
+	}
+
+	// What a poll costs the writer of all these rows: the daemon polls
+	// with except_uuid = itself after its cursor, which its own pushes do
+	// not move.
+	t0 = time.Now()
+	if _, err := c.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: seqDevice}); err != nil {
+		return f, fmt.Errorf("floor poll: %w", err)
+	}
+	f.OwnPoll = time.Since(t0)
+	seqSrv.stop()
+
+	settleDisk()
+	cpu0, t0 = selfCPU(), time.Now()
+	differ, err := rescanFloor(dest, index)
+	if err != nil {
+		return f, fmt.Errorf("rescan floor: %w", err)
+	}
+	f.RescanWall, f.RescanCPU = time.Since(t0), selfCPU()-cpu0
+	if differ != 0 {
+		return f, fmt.Errorf("rescan floor: %d files differ from what was written", differ)
+	}
+	b.logf("%d %s: floor: push %s sequential, %s pipelined, %s wire; pull %s fair, %s wire; rescan %s CPU", n, dir,
+		secs(f.SeqPush), secs(f.PipePush), secs(f.WirePush), secs(f.FairPull), secs(f.WirePull), secs(f.RescanCPU))
+	return f, nil
+}
+
+// daemonRound measures the daemon in one round, on a fresh server: device
+// A starts with the backlog on disk and pushes it (timed from the start of
+// the process until the last entry is on the server); A stops; device B
+// starts empty and pulls everything (timed likewise); then B, idle, is
+// asked for a full look at its store (the rescan).
+func (b *bench) daemonRound(ctx context.Context, n int, dir string, msgs []message, keep bool) (daemonFigures, *kept, error) {
+	var f daemonFigures
+	srv, err := b.startServer(filepath.Join(dir, "server"), false)
+	if err != nil {
+		return f, nil, err
+	}
+	a, err := b.newDevice(filepath.Join(dir, "A"), srv)
+	if err != nil {
+		return f, nil, err
+	}
+	if err := writeBacklog(a.store, msgs); err != nil {
+		return f, nil, err
+	}
+	b.logf("%d %s: push: %d files in A's store; starting A", n, dir, n)
+	settleDisk()
+	srvCPU, t0 := serverCPU(srv), time.Now()
+	if err := a.start(); err != nil {
+		return f, nil, err
+	}
+	stopProf := a.profileCPU(fmt.Sprintf("push-%d-%s", n, filepath.Base(dir)))
+	timeout := time.Minute + time.Duration(n)*5*time.Millisecond
+	done, err := a.waitFor(ctx, timeout, fmt.Sprintf("%d entries pushed", n), func(s apitype.AccountStatus) bool {
+		return s.Pushed >= int64(n) && s.OutboxDepth == 0
+	})
+	if err != nil {
+		stopProf()
+		return f, nil, err
+	}
+	f.Push = done.Sub(t0)
+	aSample, _ := sampleProc(a.pid())
+	f.PushServerCPU = srvCPU()
+	stopProf()
+	f.PushRSS, f.PushAnon, f.PushCPU = aSample.hwm, a.peakAnon, aSample.onCPU
+	c, err := newClient(srv, benchAccount)
+	if err != nil {
+		return f, nil, err
+	}
+	if rows, err := floorGet(ctx, c, ""); err != nil || rows != n {
+		return f, nil, fmt.Errorf("after the push the server holds %d rows (%v), want %d", rows, err, n)
+	}
+	// A stops, so that its polls (every second for two minutes after
+	// activity) do not load the server during B's pull.
+	if err := a.stop(); err != nil {
+		return f, nil, err
+	}
+	if fi, err := os.Stat(a.stateFile()); err == nil {
+		f.StateBytes = fi.Size()
+	}
+	b.logf("%d %s: push: %s (A peak RSS %s, state file %s)", n, dir, secs(f.Push), mib(f.PushRSS), mib(f.StateBytes))
+
+	bd, err := b.newDevice(filepath.Join(dir, "B"), srv)
+	if err != nil {
+		return f, nil, err
+	}
+	b.logf("%d %s: pull: starting B with an empty store", n, dir)
+	settleDisk()
+	srvCPU, t0 = serverCPU(srv), time.Now()
+	if err := bd.start(); err != nil {
+		return f, nil, err
+	}
+	stopProf = bd.profileCPU(fmt.Sprintf("pull-%d-%s", n, filepath.Base(dir)))
+	done, err = bd.waitFor(ctx, timeout, fmt.Sprintf("%d entries received", n), func(s apitype.AccountStatus) bool {
+		return s.Received >= int64(n) && s.State == apitype.StateIdle && s.OutboxDepth == 0
+	})
+	if err != nil {
+		stopProf()
+		return f, nil, err
+	}
+	f.Pull = done.Sub(t0)
+	bSample, _ := sampleProc(bd.pid())
+	f.PullServerCPU = srvCPU()
+	stopProf()
+	f.PullRSS, f.PullAnon, f.PullCPU = bSample.hwm, bd.peakAnon, bSample.onCPU
+	bd.profileHeap(fmt.Sprintf("pull-%d-%s", n, filepath.Base(dir)))
+	if got := countFiles(bd.store); got != n {
+		return f, nil, fmt.Errorf("after the pull B holds %d files, want %d", got, n)
+	}
+	if fi, err := os.Stat(bd.stateFile()); err == nil {
+		f.PullStateBytes = fi.Size()
+	}
+	b.logf("%d %s: pull: %s (B peak RSS %s, anonymous %s)", n, dir, secs(f.Pull), mib(f.PullRSS), mib(f.PullAnon))
+
+	if f.Rescan, err = b.rescan(ctx, bd, fmt.Sprintf("rescan-%d-%s", n, filepath.Base(dir))); err != nil {
+		return f, nil, err
+	}
+	if keep {
+		return f, &kept{n: n, srv: srv, a: a, bd: bd}, nil
+	}
+	err = bd.stop()
+	srv.stop()
+	return f, nil, err
+}
+
+// rescan asks an idle daemon for a full look at its store, through the
+// socket as `chatsync sync` does, and measures what it costs: the CPU and
+// wakeups from the request until the status says the scan ended after the
+// request and the account is idle again, less what the daemon spends in
+// the same time when nothing is asked (its polls, every second after
+// activity, and the status requests of this harness, sent every 100 ms in
+// both windows). The sync also polls once: an empty poll, a few ms.
+func (b *bench) rescan(ctx context.Context, d *device, name string) (rescanFigures, error) {
+	var f rescanFigures
+	f.Profiled = b.cfg.PprofDir != ""
+	const every = 100 * time.Millisecond
+	settleDisk()
+	bg0, err := sampleProc(d.pid())
+	if err != nil {
+		return f, err
+	}
+	for time.Since(bg0.at) < 2*time.Second {
+		if _, err := d.status(ctx); err != nil {
+			return f, err
+		}
+		time.Sleep(every)
+	}
+	bg1, err := sampleProc(d.pid())
+	if err != nil {
+		return f, err
+	}
+	bgWin := bg1.at.Sub(bg0.at)
+	f.BgCPUPerSec = time.Duration(float64(bg1.onCPU-bg0.onCPU) / bgWin.Seconds())
+	f.BgWakeupsPerSec = float64(bg1.ctxsw-bg0.ctxsw) / bgWin.Seconds()
+
+	stopProf := d.profileCPU(name)
+	defer stopProf()
+	s0, err := sampleProc(d.pid())
+	if err != nil {
+		return f, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	res, err := d.lc.SyncNow(rctx)
+	cancel()
+	if err != nil {
+		return f, fmt.Errorf("rescan: sync: %w", err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	var st apitype.AccountStatus
+	for {
+		time.Sleep(every)
+		if st, err = d.status(ctx); err == nil && st.LastScan.After(res.Requested) && st.State == apitype.StateIdle {
+			break
+		}
+		if time.Now().After(deadline) {
+			return f, fmt.Errorf("rescan: %s did not finish a full look at its store within 5 minutes (last status %+v, %v); log:\n%s", d.name, st, err, d.logTail())
+		}
+		if ctx.Err() != nil {
+			return f, ctx.Err()
+		}
+	}
+	s1, err := sampleProc(d.pid())
+	if err != nil {
+		return f, err
+	}
+	win := s1.at.Sub(s0.at)
+	f.Wall, f.Scan = win, st.LastScan.Sub(res.Requested)
+	f.RawCPU, f.TickCPU = s1.onCPU-s0.onCPU, s1.cpu-s0.cpu
+	f.CPU = max(f.RawCPU-time.Duration(float64(f.BgCPUPerSec)*win.Seconds()), 0)
+	f.Wakeups = max(float64(s1.ctxsw-s0.ctxsw)-f.BgWakeupsPerSec*win.Seconds(), 0)
+	b.logf("rescan on %s: %s CPU (%s less %s/s of background), scan %s, %.0f wakeups", d.name,
+		secs(f.CPU), secs(f.RawCPU), ms(f.BgCPUPerSec), secs(f.Scan), f.Wakeups)
+	return f, nil
+}
