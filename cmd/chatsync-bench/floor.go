@@ -56,6 +56,22 @@ func record(db *bolt.DB, bucket string, keys []string, vals [][]byte) error {
 	})
 }
 
+// stateInUse is how much of a stopped daemon's bbolt file holds data: its
+// pages up to the high-water mark, less the free ones. The file itself
+// grows in steps (doubling up to 1 GB), so its size alone is coarse.
+func stateInUse(path string) (int64, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, PreLoadFreelist: true, Timeout: time.Second})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var size int64
+	if err := db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil }); err != nil {
+		return 0, err
+	}
+	return size - int64(db.Stats().FreePageN)*int64(db.Info().PageSize), nil
+}
+
 func idBytes(id int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
 
 // listStore lists the message files of a store as the daemon finds them:

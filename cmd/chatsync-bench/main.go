@@ -73,7 +73,7 @@ func parseFlags(args []string) (config, error) {
 	latency := fs.Int("latency", 60, "watch-to-push `samples`")
 	d2d := fs.Int("d2d", 40, "device-to-device `samples` (against each of the two servers)")
 	idle := fs.Duration("idle", 90*time.Second, "idle `window` measured (the daemon polls every 30 s)")
-	settle := fs.Duration("settle", 130*time.Second, "`wait` after the daemon's restart before the idle window: it polls every second for 2 minutes after a start or any activity")
+	settle := fs.Duration("settle", 130*time.Second, "`wait` after the daemon's last activity before the idle window: it polls every second for 2 minutes after a start or any activity")
 	quick := fs.Bool("quick", false, "a smoke run: -sizes 300 -rounds 2 -latency 5 -d2d 3 -idle 2s -settle 0.5s")
 	pprofDir := fs.String("pprof", "", "save CPU and heap profiles of the daemon in `dir`")
 	binDir := fs.String("bin", "", "use chatsync and chatsync-server from `dir` instead of building them")

@@ -47,6 +47,9 @@ type daemonFigures struct {
 	// StateBytes is the size of A's state file once the push drained and
 	// A stopped; PullStateBytes B's after the pull.
 	StateBytes, PullStateBytes int64
+	// StateInUse is what of A's state file holds data (bbolt's pages
+	// less the free ones).
+	StateInUse int64
 
 	Rescan rescanFigures
 }
@@ -86,7 +89,7 @@ type latencyFigures struct {
 type idleFigures struct {
 	Messages        int
 	Restart         time.Duration
-	RestartCPU      time.Duration // the daemon's CPU until it settled: about one full rescan
+	RestartCPU      time.Duration // the daemon's CPU until it was idle after the restart
 	Window          time.Duration
 	Settle          time.Duration
 	CPUPerHour      time.Duration // from the threads' schedstat (ns)
@@ -510,8 +513,9 @@ func (r *report) write(w io.Writer) {
 			return fmt.Sprintf("%s / %s / %s", dur(func(r *roundFigures) time.Duration { return r.Daemon.PullServerCPU })(b),
 				dur(func(r *roundFigures) time.Duration { return r.Floor.FairPullServerCPU })(b), dur(func(r *roundFigures) time.Duration { return r.Floor.WirePullServerCPU })(b))
 		})
-		each("state file per message, after the push / after the pull", func(b *backlogFigures) string {
-			return fmt.Sprintf("%.0f B / %.0f B", float64(medBytes(b, dStateBytes))/float64(b.N),
+		each("state file per message: after the push (pages in use) / after the pull", func(b *backlogFigures) string {
+			return fmt.Sprintf("%.0f B (%.0f B) / %.0f B", float64(medBytes(b, dStateBytes))/float64(b.N),
+				float64(medBytes(b, func(r *roundFigures) int64 { return r.Daemon.StateInUse }))/float64(b.N),
 				float64(medBytes(b, func(r *roundFigures) int64 { return r.Daemon.PullStateBytes }))/float64(b.N))
 		})
 		each("rescan: wall until idle / scan / wakeups / background", func(b *backlogFigures) string {
@@ -577,8 +581,8 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, legend)
 	if i := r.Idle; i.Window > 0 && !r.Profiled {
-		fmt.Fprintf(w, "idle: the restart (the start-up index of the whole store) took %s; the daemon had used %s of CPU when the window began; "+
-			"window %s, %s after the restart settled; CPU %.2f s/h by utime+stime; peak RSS %s; %d threads\n",
+		fmt.Fprintf(w, "idle: A's restart on its full store (the start-up index) took %s and %s of CPU; "+
+			"window %s, %s after its last activity; CPU %.2f s/h by utime+stime; peak RSS %s; %d threads\n",
 			secs(i.Restart), secs(i.RestartCPU), i.Window.Round(time.Second), i.Settle, i.TickCPUPerHour.Seconds(), mib(i.HWM), i.Threads)
 	}
 	if r.Profiled {

@@ -254,6 +254,9 @@ func (b *bench) daemonRound(ctx context.Context, n int, dir string, msgs []messa
 	if fi, err := os.Stat(a.stateFile()); err == nil {
 		f.StateBytes = fi.Size()
 	}
+	if f.StateInUse, err = stateInUse(a.stateFile()); err != nil {
+		return f, nil, fmt.Errorf("A's state file: %w", err)
+	}
 	b.logf("%d %s: push: %s (A peak RSS %s, state file %s)", n, dir, secs(f.Push), mib(f.PushRSS), mib(f.StateBytes))
 
 	bd, err := b.newDevice(filepath.Join(dir, "B"), srv)
@@ -341,7 +344,7 @@ func (b *bench) rescan(ctx context.Context, d *device, name string) (rescanFigur
 	if err != nil {
 		return f, fmt.Errorf("rescan: sync: %w", err)
 	}
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(2 * time.Minute)
 	var st apitype.AccountStatus
 	for {
 		time.Sleep(every)
@@ -349,7 +352,7 @@ func (b *bench) rescan(ctx context.Context, d *device, name string) (rescanFigur
 			break
 		}
 		if time.Now().After(deadline) {
-			return f, fmt.Errorf("rescan: %s did not finish a full look at its store within 5 minutes (last status %+v, %v); log:\n%s", d.name, st, err, d.logTail())
+			return f, fmt.Errorf("rescan: %s did not finish a full look at its store within 2 minutes (last status %+v, %v; does its status have last_scan?); log:\n%s", d.name, st, err, d.logTail())
 		}
 		if ctx.Err() != nil {
 			return f, ctx.Err()
