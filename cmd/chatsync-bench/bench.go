@@ -51,6 +51,7 @@ type bench struct {
 	keyFile string
 	keyring *seal.Keyring
 	cleanup []func()
+	trash   []string // directories to remove while nothing is measured
 	start   time.Time
 	rep     *report
 }

@@ -116,12 +116,19 @@ type device struct {
 	peakAnon int64
 }
 
-func (b *bench) newDevice(name string, srv *server) (*device, error) {
+// newDevice makes a device in the work directory, with a store of its own
+// or, if store is not "", that one.
+func (b *bench) newDevice(name string, srv *server, store string) (*device, error) {
 	dir := filepath.Join(b.tmp, name)
-	d := &device{b: b, name: name, dir: dir, store: filepath.Join(dir, "store"),
+	if store == "" {
+		store = filepath.Join(dir, "store")
+	}
+	d := &device{b: b, name: name, dir: dir, store: store,
 		config: filepath.Join(dir, "config.toml"), socket: filepath.Join(dir, "s.sock")}
-	if err := os.MkdirAll(d.store, 0o700); err != nil {
-		return nil, err
+	for _, dir := range []string{dir, d.store} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "password"), []byte(benchPassword+"\n"), 0o600); err != nil {
 		return nil, err

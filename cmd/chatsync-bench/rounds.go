@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,9 +36,11 @@ func (b *bench) backlog(ctx context.Context, n int, last bool) (*kept, error) {
 	for _, m := range msgs {
 		bf.FileBytes += len(m.data)
 	}
-	// The floors read their files from a store of their own, written once
-	// (it is only read).
-	src := filepath.Join(b.tmp, fmt.Sprintf("%d-source", n))
+	// The backlog is written once: the floors read it, and it is the store
+	// of device A in every round (A only reads it; the marker it leaves
+	// is removed after each round).
+	src := filepath.Join(b.tmp, fmt.Sprintf("%d-backlog", n))
+	b.logf("%d: writing the backlog (%d files)", n, n)
 	if err := writeBacklog(src, msgs); err != nil {
 		return nil, err
 	}
@@ -49,7 +52,7 @@ func (b *bench) backlog(ctx context.Context, n int, last bool) (*kept, error) {
 			return nil, err
 		}
 		keep := last && r == b.cfg.Rounds
-		dm, kk, err := b.daemonRound(ctx, n, dir, msgs, keep)
+		dm, kk, err := b.daemonRound(ctx, n, dir, src, keep)
 		if err != nil {
 			return nil, err
 		}
@@ -57,15 +60,61 @@ func (b *bench) backlog(ctx context.Context, n int, last bool) (*kept, error) {
 		bf.Rounds = append(bf.Rounds, roundFigures{Floor: fl, Daemon: dm})
 		b.logf("%d round %d: push %.2f× the pipelined floor, pull %.2f× the fair floor, rescan %s CPU",
 			n, r, dm.Push.Seconds()/fl.PipePush.Seconds(), dm.Pull.Seconds()/fl.FairPull.Seconds(), secs(dm.Rescan.CPU))
-		if !keep && !b.cfg.Keep {
-			os.RemoveAll(filepath.Join(b.tmp, dir)) // 100k files are 400 MB of blocks, three times a round
+		if keep {
+			b.discard(filepath.Join(b.tmp, dir, "floor"))
+		} else {
+			b.discard(filepath.Join(b.tmp, dir))
 		}
 	}
-	if !b.cfg.Keep {
-		os.RemoveAll(src)
+	if !last {
+		b.discard(src)
 	}
 	b.rep.Backlogs = append(b.rep.Backlogs, bf)
 	return k, nil
+}
+
+// discard sets a directory aside to be removed while nothing is measured
+// (removing 100k files takes this machine's file system about half a
+// minute, and a measurement that follows pays for it). With -keep nothing
+// is removed.
+func (b *bench) discard(dir string) {
+	if !b.cfg.Keep {
+		b.trash = append(b.trash, dir)
+	}
+}
+
+// emptyTrash removes what discard set aside.
+func (b *bench) emptyTrash() {
+	if len(b.trash) == 0 {
+		return
+	}
+	t0 := time.Now()
+	for _, dir := range b.trash {
+		os.RemoveAll(dir)
+	}
+	b.logf("removed %d directories of earlier rounds in %s", len(b.trash), time.Since(t0).Round(100*time.Millisecond))
+	b.trash = nil
+}
+
+// cleanStore removes what a daemon left in a store besides the messages
+// (hidden names: its marker and its lock file), so that a fresh state may
+// take the store as its own; it checks the messages are all still there.
+func cleanStore(store string, n int) error {
+	ents, err := os.ReadDir(store)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") && !e.IsDir() {
+			if err := os.Remove(filepath.Join(store, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if got := countFiles(store); got != n {
+		return fmt.Errorf("the backlog holds %d files after a round, want %d", got, n)
+	}
+	return nil
 }
 
 // settleDisk writes out what the setup of a measurement left dirty (a
@@ -89,13 +138,15 @@ func serverCPU(s *server) func() time.Duration {
 // rescan floor on the fair pull's store.
 func (b *bench) floorRound(ctx context.Context, n int, dir, src string) (floorFigures, error) {
 	var f floorFigures
+	round := dir
+	dir = filepath.Join(dir, "floor")
 	path := func(name string) string { return filepath.Join(b.tmp, dir, name) }
 	if err := os.MkdirAll(path(""), 0o700); err != nil {
 		return f, err
 	}
 
-	b.logf("%d %s: floor: push (read, parse, seal, record, put, record), sequential", n, dir)
-	seqSrv, err := b.startServer(filepath.Join(dir, "floor-seq"), false)
+	b.logf("%s: floor: push (read, parse, seal, record, put, record), sequential", round)
+	seqSrv, err := b.startServer(filepath.Join(dir, "seq"), false)
 	if err != nil {
 		return f, err
 	}
@@ -107,13 +158,13 @@ func (b *bench) floorRound(ctx context.Context, n int, dir, src string) (floorFi
 	seqDevice := newUUID()
 	settleDisk()
 	srvCPU, cpu0, t0 := serverCPU(seqSrv), selfCPU(), time.Now()
-	if _, err := fairPush(ctx, c, b.keyring, path("floor-seq.db"), src, seqDevice, false); err != nil {
+	if _, err := fairPush(ctx, c, b.keyring, path("seq.db"), src, seqDevice, false); err != nil {
 		return f, fmt.Errorf("fair push floor: %w", err)
 	}
 	f.SeqPush, f.SeqPushCPU, f.SeqPushServerCPU = time.Since(t0), selfCPU()-cpu0, srvCPU()
 
-	b.logf("%d %s: floor: push, pipelined", n, dir)
-	pipeSrv, err := b.startServer(filepath.Join(dir, "floor-pipe"), false)
+	b.logf("%s: floor: push, pipelined", round)
+	pipeSrv, err := b.startServer(filepath.Join(dir, "pipe"), false)
 	if err != nil {
 		return f, err
 	}
@@ -123,7 +174,7 @@ func (b *bench) floorRound(ctx context.Context, n int, dir, src string) (floorFi
 	}
 	settleDisk()
 	srvCPU, cpu0, t0 = serverCPU(pipeSrv), selfCPU(), time.Now()
-	envs, err := fairPush(ctx, pc, b.keyring, path("floor-pipe.db"), src, newUUID(), true)
+	envs, err := fairPush(ctx, pc, b.keyring, path("pipe.db"), src, newUUID(), true)
 	if err != nil {
 		return f, fmt.Errorf("pipelined push floor: %w", err)
 	}
@@ -132,8 +183,8 @@ func (b *bench) floorRound(ctx context.Context, n int, dir, src string) (floorFi
 
 	// The wire floor puts the pipelined floor's envelopes again, sealed
 	// before its clock starts.
-	b.logf("%d %s: floor: push, wire (envelopes sealed beforehand)", n, dir)
-	wireSrv, err := b.startServer(filepath.Join(dir, "floor-wire"), false)
+	b.logf("%s: floor: push, wire (envelopes sealed beforehand)", round)
+	wireSrv, err := b.startServer(filepath.Join(dir, "wire"), false)
 	if err != nil {
 		return f, err
 	}
@@ -153,7 +204,7 @@ func (b *bench) floorRound(ctx context.Context, n int, dir, src string) (floorFi
 	wireSrv.stop()
 	envs = nil
 
-	b.logf("%d %s: floor: pull, wire (download only), then fair (open, validate, write, record)", n, dir)
+	b.logf("%s: floor: pull, wire (download only), then fair (open, validate, write, record)", round)
 	settleDisk()
 	srvCPU, t0 = serverCPU(seqSrv), time.Now()
 	got, err := floorGet(ctx, c, newUUID())
@@ -164,10 +215,10 @@ func (b *bench) floorRound(ctx context.Context, n int, dir, src string) (floorFi
 	if got != n {
 		return f, fmt.Errorf("wire pull floor: %d rows, want %d", got, n)
 	}
-	dest := path("floor-pull-store")
+	dest := path("pull-store")
 	settleDisk()
 	srvCPU, cpu0, t0 = serverCPU(seqSrv), selfCPU(), time.Now()
-	index, err := fairPull(ctx, c, b.keyring, path("floor-pull.db"), dest)
+	index, err := fairPull(ctx, c, b.keyring, path("pull.db"), dest)
 	if err != nil {
 		return f, fmt.Errorf("fair pull floor: %w", err)
 	}
@@ -196,7 +247,7 @@ func (b *bench) floorRound(ctx context.Context, n int, dir, src string) (floorFi
 	if differ != 0 {
 		return f, fmt.Errorf("rescan floor: %d files differ from what was written", differ)
 	}
-	b.logf("%d %s: floor: push %s sequential, %s pipelined, %s wire; pull %s fair, %s wire; rescan %s CPU", n, dir,
+	b.logf("%s: floor: push %s sequential, %s pipelined, %s wire; pull %s fair, %s wire; rescan %s CPU", round,
 		secs(f.SeqPush), secs(f.PipePush), secs(f.WirePush), secs(f.FairPull), secs(f.WirePull), secs(f.RescanCPU))
 	return f, nil
 }
@@ -206,20 +257,17 @@ func (b *bench) floorRound(ctx context.Context, n int, dir, src string) (floorFi
 // the process until the last entry is on the server); A stops; device B
 // starts empty and pulls everything (timed likewise); then B, idle, is
 // asked for a full look at its store (the rescan).
-func (b *bench) daemonRound(ctx context.Context, n int, dir string, msgs []message, keep bool) (daemonFigures, *kept, error) {
+func (b *bench) daemonRound(ctx context.Context, n int, dir, backlog string, keep bool) (daemonFigures, *kept, error) {
 	var f daemonFigures
 	srv, err := b.startServer(filepath.Join(dir, "server"), false)
 	if err != nil {
 		return f, nil, err
 	}
-	a, err := b.newDevice(filepath.Join(dir, "A"), srv)
+	a, err := b.newDevice(filepath.Join(dir, "A"), srv, backlog)
 	if err != nil {
 		return f, nil, err
 	}
-	if err := writeBacklog(a.store, msgs); err != nil {
-		return f, nil, err
-	}
-	b.logf("%d %s: push: %d files in A's store; starting A", n, dir, n)
+	b.logf("%s: push: %d files in A's store; starting A", dir, n)
 	settleDisk()
 	srvCPU, t0 := serverCPU(srv), time.Now()
 	if err := a.start(); err != nil {
@@ -251,19 +299,24 @@ func (b *bench) daemonRound(ctx context.Context, n int, dir string, msgs []messa
 	if err := a.stop(); err != nil {
 		return f, nil, err
 	}
+	if !keep { // (the kept A starts again on this store, with this state)
+		if err := cleanStore(a.store, n); err != nil {
+			return f, nil, err
+		}
+	}
 	if fi, err := os.Stat(a.stateFile()); err == nil {
 		f.StateBytes = fi.Size()
 	}
 	if f.StateInUse, err = stateInUse(a.stateFile()); err != nil {
 		return f, nil, fmt.Errorf("A's state file: %w", err)
 	}
-	b.logf("%d %s: push: %s (A peak RSS %s, state file %s)", n, dir, secs(f.Push), mib(f.PushRSS), mib(f.StateBytes))
+	b.logf("%s: push: %s (A peak RSS %s, state file %s)", dir, secs(f.Push), mib(f.PushRSS), mib(f.StateBytes))
 
-	bd, err := b.newDevice(filepath.Join(dir, "B"), srv)
+	bd, err := b.newDevice(filepath.Join(dir, "B"), srv, "")
 	if err != nil {
 		return f, nil, err
 	}
-	b.logf("%d %s: pull: starting B with an empty store", n, dir)
+	b.logf("%s: pull: starting B with an empty store", dir)
 	settleDisk()
 	srvCPU, t0 = serverCPU(srv), time.Now()
 	if err := bd.start(); err != nil {
@@ -289,7 +342,7 @@ func (b *bench) daemonRound(ctx context.Context, n int, dir string, msgs []messa
 	if fi, err := os.Stat(bd.stateFile()); err == nil {
 		f.PullStateBytes = fi.Size()
 	}
-	b.logf("%d %s: pull: %s (B peak RSS %s, anonymous %s)", n, dir, secs(f.Pull), mib(f.PullRSS), mib(f.PullAnon))
+	b.logf("%s: pull: %s (B peak RSS %s, anonymous %s)", dir, secs(f.Pull), mib(f.PullRSS), mib(f.PullAnon))
 
 	if f.Rescan, err = b.rescan(ctx, bd, fmt.Sprintf("rescan-%d-%s", n, filepath.Base(dir))); err != nil {
 		return f, nil, err

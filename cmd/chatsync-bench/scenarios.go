@@ -49,6 +49,7 @@ func (b *bench) scenarios(ctx context.Context, k *kept) error {
 	if err := k.bd.stop(); err != nil {
 		return err
 	}
+	b.discard(k.bd.dir)
 	// A polls every second for two minutes after its last message: the
 	// strict server's scenario runs meanwhile, on devices of its own that
 	// stop before A's idle window.
@@ -68,11 +69,11 @@ func (b *bench) strictLatency(ctx context.Context) (latencyFigures, error) {
 		return latencyFigures{}, err
 	}
 	defer srv.stop()
-	c, err := b.newDevice("strict-C", srv)
+	c, err := b.newDevice("strict-C", srv, "")
 	if err != nil {
 		return latencyFigures{}, err
 	}
-	d, err := b.newDevice("strict-D", srv)
+	d, err := b.newDevice("strict-D", srv, "")
 	if err != nil {
 		return latencyFigures{}, err
 	}
@@ -248,6 +249,7 @@ func pct(ds []time.Duration, p int) time.Duration {
 // is profiled and its figures are not reported: the profiler's sampling
 // inflates them many times.
 func (b *bench) idle(ctx context.Context, srv *server, a *device, n int, quiet time.Time) error {
+	b.emptyTrash()
 	if wait := time.Until(quiet.Add(b.cfg.Settle)); wait > 0 {
 		b.logf("idle: A settles for %s more", wait.Round(time.Second))
 		select {
@@ -256,6 +258,7 @@ func (b *bench) idle(ctx context.Context, srv *server, a *device, n int, quiet t
 			return ctx.Err()
 		}
 	}
+	settleDisk()
 	st0, err := a.status(ctx)
 	if err != nil {
 		return err
