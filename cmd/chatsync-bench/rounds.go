@@ -25,10 +25,10 @@ type kept struct {
 }
 
 // backlog measures a backlog of n messages in rounds that alternate the
-// floors and the daemon (F D F D ...), each round on fresh servers and
-// fresh devices: a ratio is taken between a round's daemon and the floor
-// measured just before it, so that a slow moment of the machine touches
-// both. For the largest size (last), the last round's server and devices
+// floors and the daemon (F D F D ...), each round on fresh servers, with
+// fresh state and fresh stores to pull into: a ratio is taken between a
+// round's daemon and the floor measured just before it, so that a slow
+// moment of the machine touches both. For the largest size (last), the last round's server and devices
 // are kept for the scenarios that follow.
 func (b *bench) backlog(ctx context.Context, n int, last bool) (*kept, error) {
 	msgs := genMessages("m", n, uint64(n))
@@ -273,7 +273,7 @@ func (b *bench) daemonRound(ctx context.Context, n int, dir, backlog string, kee
 	if err := a.start(); err != nil {
 		return f, nil, err
 	}
-	stopProf := a.profileCPU(fmt.Sprintf("push-%d-%s", n, filepath.Base(dir)))
+	stopProf := a.profileCPU("push-" + filepath.Base(dir))
 	timeout := time.Minute + time.Duration(n)*5*time.Millisecond
 	done, err := a.waitFor(ctx, timeout, fmt.Sprintf("%d entries pushed", n), func(s apitype.AccountStatus) bool {
 		return s.Pushed >= int64(n) && s.OutboxDepth == 0
@@ -322,7 +322,7 @@ func (b *bench) daemonRound(ctx context.Context, n int, dir, backlog string, kee
 	if err := bd.start(); err != nil {
 		return f, nil, err
 	}
-	stopProf = bd.profileCPU(fmt.Sprintf("pull-%d-%s", n, filepath.Base(dir)))
+	stopProf = bd.profileCPU("pull-" + filepath.Base(dir))
 	done, err = bd.waitFor(ctx, timeout, fmt.Sprintf("%d entries received", n), func(s apitype.AccountStatus) bool {
 		return s.Received >= int64(n) && s.State == apitype.StateIdle && s.OutboxDepth == 0
 	})
@@ -335,7 +335,7 @@ func (b *bench) daemonRound(ctx context.Context, n int, dir, backlog string, kee
 	f.PullServerCPU = srvCPU()
 	stopProf()
 	f.PullRSS, f.PullAnon, f.PullCPU = bSample.hwm, bd.peakAnon, bSample.onCPU
-	bd.profileHeap(fmt.Sprintf("pull-%d-%s", n, filepath.Base(dir)))
+	bd.profileHeap("pull-" + filepath.Base(dir))
 	if got := countFiles(bd.store); got != n {
 		return f, nil, fmt.Errorf("after the pull B holds %d files, want %d", got, n)
 	}
@@ -344,7 +344,7 @@ func (b *bench) daemonRound(ctx context.Context, n int, dir, backlog string, kee
 	}
 	b.logf("%s: pull: %s (B peak RSS %s, anonymous %s)", dir, secs(f.Pull), mib(f.PullRSS), mib(f.PullAnon))
 
-	if f.Rescan, err = b.rescan(ctx, bd, fmt.Sprintf("rescan-%d-%s", n, filepath.Base(dir))); err != nil {
+	if f.Rescan, err = b.rescan(ctx, bd, "rescan-"+filepath.Base(dir)); err != nil {
 		return f, nil, err
 	}
 	if keep {
