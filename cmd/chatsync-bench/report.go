@@ -602,7 +602,8 @@ func (r *report) backlogOf(n int) *backlogFigures {
 }
 
 // legend explains the figures; printed under the tables.
-const legend = `Each round runs the floors, then the daemon, each on a fresh chatsync-server with fresh stores.
+const legend = `Each round runs the floors, then the daemon, on fresh chatsync-servers with fresh state and
+empty stores to pull into; both push the same backlog on disk, after a sync(2) of the setup.
 Push: from the start of the daemon until the last entry is on the server; pull: from the start
 of an empty device until every entry is a file and it is idle. Fair floors (in this process):
 push = list the store, then per batch of 500 entries / 4 MiB read, parse, seal, one durable
