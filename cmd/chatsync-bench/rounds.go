@@ -405,7 +405,10 @@ func (b *bench) rescan(ctx context.Context, d *device, name string) (rescanFigur
 			break
 		}
 		if time.Now().After(deadline) {
-			return f, fmt.Errorf("rescan: %s did not finish a full look at its store within 2 minutes (last status %+v, %v; does its status have last_scan?); log:\n%s", d.name, st, err, d.logTail())
+			if err != nil {
+				return f, fmt.Errorf("rescan: %s stopped answering its status after `chatsync sync` (%v); log:\n%s", d.name, err, d.logTail())
+			}
+			return f, fmt.Errorf("rescan: %s did not finish a full look at its store within 2 minutes of `chatsync sync` (last status %+v; does it report last_scan?); log:\n%s", d.name, st, d.logTail())
 		}
 		if ctx.Err() != nil {
 			return f, ctx.Err()
