@@ -68,13 +68,17 @@ func (q *request) getJournalEntries() {
 	if !o.StrictCompat { // the real server ignores the parameter
 		wait = parseWait(q.p.get("wait"))
 	}
+	var hold func()
 	if wait > 0 {
 		// Set on every reply of a honoured wait, also when rows come at
 		// once, so a client can tell this server from one that ignores
 		// the parameter.
 		q.w.Header().Set(WaitHeader, strconv.Itoa(int(wait/time.Second)))
+		hw := &heldWriter{ResponseWriter: q.w}
+		q.w = hw
+		hold = hw.hold
 	}
-	rows, err := q.s.waitJournal(q.r.Context(), journalQuery{
+	rows, err := q.s.waitJournal(q.r.Context(), hold, journalQuery{
 		account:        q.acct.Address,
 		exceptUUID:     q.p.get("except_uuid"),
 		afterID:        afterID,
@@ -133,12 +137,14 @@ func parseWait(v string) time.Duration {
 }
 
 // waitJournal runs q and, while its page is empty, holds on up to wait for
-// a put to q's account, running q again after each: a put of rows q does
-// not return (another device's uuid filtered by except_uuid, ...) goes back
-// to waiting. It returns what q returns when rows come, when wait has
-// passed, at EndWaits, or (to a client that is gone) when ctx ends. With
-// wait 0 it is queryJournal.
-func (s *Server) waitJournal(ctx context.Context, q journalQuery, wait time.Duration) ([]Entry, error) {
+// a put to q's account, then runs q again and returns what it returns: the
+// rows another device put, or an empty page after a put of rows q does not
+// return (the polling device's own, filtered by except_uuid), so that a
+// device that has just pushed learns at once that nothing else came. It
+// also returns when wait has passed, at EndWaits, or (to a client that is
+// gone) when ctx ends. hold is called once the server holds the request.
+// With wait 0 it is queryJournal.
+func (s *Server) waitJournal(ctx context.Context, hold func(), q journalQuery, wait time.Duration) ([]Entry, error) {
 	if wait <= 0 {
 		return s.queryJournal(q)
 	}
@@ -146,27 +152,55 @@ func (s *Server) waitJournal(ctx context.Context, q journalQuery, wait time.Dura
 	defer s.waiting.Add(-1)
 	timer := time.NewTimer(wait) // real time: Options.Now is for timestamps
 	defer timer.Stop()
-	for {
-		// Taken before the query, so a put that commits after the query
-		// has closed this channel and is not missed.
-		put := s.putSignal(q.account)
-		rows, err := s.queryJournal(q)
-		if err != nil || len(rows) > 0 {
-			return rows, err
-		}
-		select {
-		case <-put:
-			continue
-		case <-ctx.Done():
-			return rows, nil // nobody reads the reply
-		case <-timer.C:
-		case <-s.ending:
-		}
-		// A put may have landed just as the wait ended: answer what a
-		// plain get answers now.
-		return s.queryJournal(q)
+	// Taken before the query, so a put that commits after the query has
+	// closed this channel and is not missed.
+	put := s.putSignal(q.account)
+	rows, err := s.queryJournal(q)
+	if err != nil || len(rows) > 0 {
+		return rows, err
+	}
+	hold()
+	select {
+	case <-put:
+	case <-ctx.Done():
+		return rows, nil // nobody reads the reply
+	case <-timer.C:
+	case <-s.ending:
+	}
+	// A put may have landed just as the wait ended: answer what a plain
+	// get answers now.
+	return s.queryJournal(q)
+}
+
+// HeldHeader is sent, with WaitHeader, when get_journal_entries begins to
+// hold a request: the reply's header goes out at once, the page when it
+// ends. A client that has the header knows the server found nothing for
+// it when it began to hold, and will answer as soon as something comes.
+const HeldHeader = "X-Chatsync-Held"
+
+// heldWriter sends the reply header of a held get_journal_entries when it
+// begins to hold; the status and header set later are then the ones sent
+// already (a failure afterwards is an empty reply, as PHP's would be).
+type heldWriter struct {
+	http.ResponseWriter
+	sent bool
+}
+
+func (w *heldWriter) hold() {
+	w.Header().Set(HeldHeader, "1")
+	w.Header().Set("Content-Type", contentTypeHTML)
+	w.WriteHeader(http.StatusOK)
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *heldWriter) WriteHeader(code int) {
+	if !w.sent {
+		w.sent = true
+		w.ResponseWriter.WriteHeader(code)
 	}
 }
+
+func (w *heldWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // putSignal returns the channel the next put of rows for account closes.
 func (s *Server) putSignal(account string) <-chan struct{} {

@@ -139,25 +139,35 @@ func TestWaitWithRowsToReturnAnswersAtOnce(t *testing.T) {
 	if h := got.header.Get(WaitHeader); h != "60" {
 		t.Errorf("%s: %q, want 60", WaitHeader, h)
 	}
+	if h := got.header.Get(HeldHeader); h != "" {
+		t.Errorf("%s: %q on a reply sent at once, want none", HeldHeader, h)
+	}
 }
 
-func TestWaitIgnoresRowsTheQueryDoesNotReturn(t *testing.T) {
+func TestWaitEndsEmptyAtAPutOfItsOwnDeviceAndHoldsThroughAnotherAccountsPut(t *testing.T) {
 	e := newEnv(t, nil)
-	ch := e.getAsync(t.Context(), "except_uuid", "A", "wait", "1")
+	ch := e.getAsync(t.Context(), "except_uuid", "A", "wait", "60")
 	e.held(t, 1)
-	e.put("A", `[{"id":"m1","data":"mine"}]`) // this device's own row: filtered out
 	bob := e.as(e.client("bob", "bobpw"), "example.com", "put_journal_entries",
 		"form:uuid", "B", "form:data", `[{"id":"b1","data":"bob's"}]`) // another account
 	if bob.status != 200 {
 		t.Fatalf("bob's put: %d %s", bob.status, bob.body)
 	}
-	got := receive(t, "get after its 1 s wait", ch)
+	e.held(t, 1)
+	noReplyYet(t, "get held through another account's put", ch)
+	// The device's own put: what it polls for is still nothing, and it
+	// learns so at once rather than at the end of the wait.
+	e.put("A", `[{"id":"m1","data":"mine"}]`)
+	got := receive(t, "get after its own device's put", ch)
 	if got.err != nil {
 		t.Fatal(got.err)
 	}
 	wantBody(t, got.reply, 200, getBody())
-	if h := got.header.Get(WaitHeader); h != "1" {
-		t.Errorf("%s: %q, want 1", WaitHeader, h)
+	if h := got.header.Get(WaitHeader); h != "60" {
+		t.Errorf("%s: %q, want 60", WaitHeader, h)
+	}
+	if h := got.header.Get(HeldHeader); h != "1" {
+		t.Errorf("%s: %q on a reply that was held, want 1", HeldHeader, h)
 	}
 }
 
