@@ -316,6 +316,9 @@ type request struct {
 	wait time.Duration
 	// header, if not nil, receives the reply's header.
 	header *http.Header
+	// onHeader, if set, is called with the reply's header as soon as it
+	// arrives, before the body is read.
+	onHeader func(http.Header)
 }
 
 // reservedParams are set by the client and may not be passed by callers.
@@ -380,6 +383,9 @@ func (c *Client) roundTrip(ctx context.Context, r request) (*http.Response, cont
 	}
 	if r.header != nil {
 		*r.header = resp.Header
+	}
+	if r.onHeader != nil && resp.StatusCode == http.StatusOK {
+		r.onHeader(resp.Header)
 	}
 	return resp, cancel, nil
 }

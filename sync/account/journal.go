@@ -42,6 +42,11 @@ type JournalQuery struct {
 	// JournalPage.Waited). The call's timeout (Config.Timeout) is extended
 	// by Wait.
 	Wait time.Duration
+	// OnHeld, if set, is called (from the calling goroutine) when the
+	// server says it holds the request: it found nothing for the query
+	// and answers as soon as something comes (its X-Chatsync-Held reply
+	// header, sent before the page).
+	OnHeld func()
 }
 
 // JournalEntry is one row of the journal.
@@ -78,6 +83,10 @@ type JournalPage struct {
 // waitHeader is the reply header of a server that honoured a wait
 // parameter (accountserver.WaitHeader).
 const waitHeader = "X-Chatsync-Wait"
+
+// heldHeader is sent before the page by a server that holds a request
+// (accountserver.HeldHeader).
+const heldHeader = "X-Chatsync-Held"
 
 // waitedOf reads the waitHeader of a reply.
 func waitedOf(h http.Header) time.Duration {
@@ -139,7 +148,15 @@ func (c *Client) GetJournalEntries(ctx context.Context, q JournalQuery) (*Journa
 		v.Set("wait", strconv.FormatInt(int64(wait/time.Second), 10))
 	}
 	var h http.Header
-	page, err := c.journalPage(ctx, request{action: action, query: v, wait: wait, header: &h})
+	r := request{action: action, query: v, wait: wait, header: &h}
+	if q.OnHeld != nil {
+		r.onHeader = func(h http.Header) {
+			if h.Get(heldHeader) != "" {
+				q.OnHeld()
+			}
+		}
+	}
+	page, err := c.journalPage(ctx, r)
 	if err != nil {
 		return nil, err
 	}

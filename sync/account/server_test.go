@@ -233,6 +233,10 @@ type recorder struct {
 	body   bytes.Buffer
 }
 
+// Unwrap lets http.ResponseController reach the connection (a held long
+// poll flushes its header).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code

@@ -182,3 +182,36 @@ func TestWaitCancelledByTheCallerEndsTheRequestOnTheServer(t *testing.T) {
 	}
 	h.waitHeld(t, 0)
 }
+
+func TestOnHeldIsCalledWhenTheServerHoldsTheRequestAndNotWhenItAnswersAtOnce(t *testing.T) {
+	h := newWaitHarness(t, harnessOpts{})
+	a, b := h.alice(t), h.client(t, "alice@example.com", "secret")
+	heldc := make(chan struct{}, 1)
+	onHeld := func() { heldc <- struct{}{} }
+	ch := getAsync(ctx(t), a, account.JournalQuery{ExceptUUID: "urn:uuid:a", Wait: 30 * time.Second, OnHeld: onHeld})
+	select {
+	case <-heldc:
+	case <-time.After(patience):
+		t.Fatalf("OnHeld not called within %v while the server held the request", patience)
+	}
+	select {
+	case r := <-ch:
+		t.Fatalf("the call returned once held, before any row: %+v %v", r.page, r.err)
+	default:
+	}
+	if _, err := b.PutJournalEntries(ctx(t), "urn:uuid:b", []account.PutEntry{{ID: "1", Data: "theirs"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := receivePage(t, "held get", ch); len(got.Entries) != 1 {
+		t.Fatalf("held get returned %d entries, want 1", len(got.Entries))
+	}
+	// Now there is a row to return: the answer comes at once, not held.
+	if got := receivePage(t, "get with a row", getAsync(ctx(t), a, account.JournalQuery{ExceptUUID: "urn:uuid:a", Wait: 30 * time.Second, OnHeld: onHeld})); len(got.Entries) != 1 {
+		t.Fatalf("get returned %d entries, want 1", len(got.Entries))
+	}
+	select {
+	case <-heldc:
+		t.Error("OnHeld called for a request answered at once")
+	default:
+	}
+}
