@@ -265,6 +265,9 @@ type Engine struct {
 	batch      localBatch
 	// prog is what the log says of the talk with the server (status.go).
 	prog progress
+	// lp is the poll that waits for the server to have something
+	// (longpoll.go).
+	lp longPoll
 	// store is the account's message store.
 	store messageStore
 }
@@ -363,6 +366,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() {
+		e.endWait()
 		cancel()
 		wg.Wait()
 		e.store.Close()
@@ -407,6 +411,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		wait := e.nextWake()
 		if busy {
 			wait = 0
+		} else if e.canWait() {
+			e.startWait(ctx)
 		}
 		timer.Reset(wait)
 		select {
@@ -414,18 +420,24 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil
 		case c := <-changes:
 			pending = merge(pending, c)
+		case r := <-e.waitDone():
+			e.finishWait(ctx, r)
 		case <-e.kick:
 			e.mu.Lock()
-			if e.status.syncRequested {
+			now := e.status.syncRequested
+			e.status.syncRequested = false
+			e.mu.Unlock()
+			if now {
 				// Sync now: look at the whole store (a file written a
-				// moment ago may not be reported yet), then push and poll.
-				e.status.syncRequested = false
+				// moment ago may not be reported yet), then push and
+				// poll: a plain poll, which says what the server holds
+				// now.
+				e.endWait()
 				e.rescanNow = true
 				e.nextPoll = time.Time{}
 				e.pushRetry.until, e.pollRetry.until = time.Time{}, time.Time{}
 				e.pushAt = time.Time{}
 			}
-			e.mu.Unlock()
 		case <-timer.C:
 		}
 		if !timer.Stop() {
@@ -548,8 +560,8 @@ func (e *Engine) networkWork(ctx context.Context) bool {
 // consistency probe when that is due.
 func (e *Engine) pollStep(ctx context.Context) (more bool) {
 	now := e.opts.Now()
-	if e.storeMissing || now.Before(e.pollRetry.until) || e.started && now.Before(e.nextPoll) {
-		return false
+	if e.lp.running != nil || e.storeMissing || now.Before(e.pollRetry.until) || e.started && now.Before(e.nextPoll) {
+		return false // a waiting poll is the poll
 	}
 	more, err := e.poll(ctx)
 	switch {
@@ -731,7 +743,7 @@ func (e *Engine) nextWake() time.Duration {
 	case e.needCheck:
 		next = earlier(next, e.reconcileAt)
 	default:
-		if !e.storeMissing {
+		if !e.storeMissing && e.lp.running == nil { // a waiting poll wakes the loop when it ends
 			poll := e.pollRetry.until
 			if e.started && e.nextPoll.After(poll) {
 				poll = e.nextPoll

@@ -63,6 +63,7 @@ func newServerWith(t *testing.T, mod func(*accountserver.Options)) *server {
 		next.ServeHTTP(w, r)
 	}))
 	t.Cleanup(func() {
+		s.backend.Load().EndWaits() // Close waits for the requests it holds
 		s.http.Close()
 		s.backend.Load().Close()
 	})

@@ -44,6 +44,10 @@ type Status struct {
 	// LastScan is when the last full look at the store ended (the
 	// start-up index, `chatsync sync`, the hourly safety rescan).
 	LastScan time.Time `json:"last_scan,omitzero"`
+	// Listening is set while the server holds a poll for this account
+	// (chatsync-server's long poll): what other devices write arrives as
+	// they write it, and LastPoll is when the held poll started.
+	Listening bool `json:"listening,omitempty"`
 	// BackoffUntil is when the next attempt is made after Failures
 	// failures in a row: the earlier of the push's and the poll's, which
 	// back off independently (PushBackoffUntil, PollBackoffUntil).

@@ -121,7 +121,11 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 		}
 		fmt.Fprintf(w, "  outbox:     %s\n", outbox)
 		fmt.Fprintf(w, "  last push:  %s%s\n", ago(a.LastPush, now), errSuffix(a.LastPushError, a.Error))
-		fmt.Fprintf(w, "  last poll:  %s%s\n", ago(a.LastPoll, now), errSuffix(a.LastPollError, a.Error))
+		listening := ""
+		if a.Listening && a.LastPollError == "" {
+			listening = " (listening: the server sends new entries as they come)"
+		}
+		fmt.Fprintf(w, "  last poll:  %s%s%s\n", ago(a.LastPoll, now), listening, errSuffix(a.LastPollError, a.Error))
 		fmt.Fprintf(w, "  journal:    cursor %d, %d sent and %d received since start\n", a.Cursor, a.Pushed, a.Received)
 		if a.Catching() {
 			c := *a.CatchUp

@@ -111,7 +111,7 @@ func accountStatus(a AccountStatus) apitype.AccountStatus {
 	out := apitype.AccountStatus{
 		Account: s.Account, State: s.State, Error: s.Error, StartError: a.StartError, Started: a.Started,
 		Cursor: s.Cursor, OutboxDepth: s.OutboxDepth, OldestUnsent: s.OldestUnsent,
-		LastPush: s.LastPush, LastPushError: s.LastPushError, LastPoll: s.LastPoll, LastPollError: s.LastPollError, LastScan: s.LastScan,
+		LastPush: s.LastPush, LastPushError: s.LastPushError, LastPoll: s.LastPoll, LastPollError: s.LastPollError, LastScan: s.LastScan, Listening: s.Listening,
 		BackoffUntil: s.BackoffUntil, Failures: s.Failures, Pushed: s.Pushed, Received: s.Received,
 		PushBackoffUntil: s.PushBackoffUntil, PushFailures: s.PushFailures,
 		PollBackoffUntil: s.PollBackoffUntil, PollFailures: s.PollFailures,

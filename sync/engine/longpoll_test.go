@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chatsync/chatsync/sync/accountserver"
+)
+
+// noIntervalPolls makes a device poll at intervals too long for any test
+// to see: only the catch-up at start and a waiting poll can bring rows.
+func noIntervalPolls(o *Options) {
+	o.PollInterval, o.ActivePollInterval, o.ProbeInterval = time.Hour, time.Hour, time.Hour
+}
+
+// countWaits counts the get_journal_entries requests that ask for wait=
+// and those that do not.
+func countWaits(srv *server) (waits, plain *atomic.Int64) {
+	waits, plain = new(atomic.Int64), new(atomic.Int64)
+	srv.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) bool {
+		// Counted once each: the digest challenge comes first, unsigned.
+		if r.URL.Query().Get("action") == "get_journal_entries" && r.Header.Get("Authorization") != "" {
+			if r.URL.Query().Get("wait") != "" {
+				waits.Add(1)
+			} else {
+				plain.Add(1)
+			}
+		}
+		return false
+	})
+	return waits, plain
+}
+
+func TestMessageArrivesThroughTheWaitingPollWithNoIntervalPoll(t *testing.T) {
+	srv, _, a, b := twoDevices(t)
+	a.tweak, b.tweak = noIntervalPolls, noIntervalPolls
+	waits, _ := countWaits(srv)
+	a.start()
+	b.start()
+	backend := srv.backend.Load()
+	waitFor(t, 20*time.Second, "both devices' polls held by the server", func() bool { return backend.Waiting() == 2 })
+	if !b.status().Listening || b.status().State != StateIdle {
+		t.Fatalf("B is %s, listening %v; want idle and listening", b.status().State, b.status().Listening)
+	}
+	// No poll is due for an hour: only the waiting poll can bring m1.
+	a.write("c/m1.json", msg("m1", "c@example.com", "instant"))
+	waitFor(t, 20*time.Second, "m1 on B", func() bool { return len(b.messages()) == 1 })
+	if waits.Load() < 3 {
+		t.Errorf("%d waiting polls; want at least 3 (one per device, and B's again after m1)", waits.Load())
+	}
+	// A's own push ends A's waiting poll with nothing (the server does not
+	// hold it through its own device's rows), and A listens again.
+	since := time.Now()
+	a.write("c/m2.json", msg("m2", "c@example.com", "second"))
+	waitFor(t, 20*time.Second, "A idle after its push, polled since", func() bool { return a.idle(since) && a.status().Listening })
+	waitFor(t, 20*time.Second, "m2 on B", func() bool { return len(b.messages()) == 2 })
+}
+
+func TestServerThatAnswersAtOnceIsPolledAtIntervals(t *testing.T) {
+	srv := newServerWith(t, func(o *accountserver.Options) { o.StrictCompat = true })
+	kr := newKeyring(t)
+	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
+	waits, plain := countWaits(srv)
+	a.start()
+	b.start()
+	a.write("c/m1.json", msg("m1", "c@example.com", "by interval polls"))
+	waitFor(t, 20*time.Second, "m1 on B", func() bool { return len(b.messages()) == 1 })
+	since := time.Now()
+	waitFor(t, 20*time.Second, "both idle, polled since", func() bool { return a.idle(since) && b.idle(since) })
+	waitFor(t, 20*time.Second, "more plain polls", func() bool { return plain.Load() >= 10 })
+	if got := waits.Load(); got > 2 {
+		t.Errorf("%d polls asked the server to wait; want at most one per device: it answered the first at once", got)
+	}
+	if b.status().Listening {
+		t.Error("B says it is listening to a server that does not hold polls")
+	}
+}
+
+func TestSyncNowEndsTheWaitingPollAndPollsAtOnce(t *testing.T) {
+	srv, _, a, _ := twoDevices(t)
+	a.tweak = noIntervalPolls
+	a.start()
+	backend := srv.backend.Load()
+	waitFor(t, 20*time.Second, "A's poll held", func() bool { return backend.Waiting() == 1 })
+	since := time.Now()
+	a.eng.SyncNow()
+	// The held poll started before since: only a new poll can say A saw
+	// what the server held at since.
+	waitFor(t, 20*time.Second, "a poll after the sync request", func() bool { return a.status().LastPoll.After(since) })
+}
+
+func TestStopEndsTheWaitingPoll(t *testing.T) {
+	srv, _, a, _ := twoDevices(t)
+	a.tweak = noIntervalPolls
+	a.start()
+	backend := srv.backend.Load()
+	waitFor(t, 20*time.Second, "A's poll held", func() bool { return backend.Waiting() == 1 })
+	a.stop() // fails the test if Run does not return
+	waitFor(t, 20*time.Second, "the server to let go of A's poll", func() bool { return backend.Waiting() == 0 })
+}
