@@ -453,3 +453,55 @@ func scanPrefix[T any](db *DB, acct string, prefix []byte, bucket func(*account)
 		}
 	}
 }
+
+// Known is what the state holds of one message: what planning an incoming
+// row of it needs.
+type Known struct {
+	Version    Version // the version held, if HasVersion
+	HasVersion bool
+	File       FileRecord // the file that holds it, if HasFile
+	HasFile    bool
+	// Pending is set while a local version of it is in the outbox.
+	Pending bool
+}
+
+// Known returns, in one read transaction, what the state holds of each
+// of msgids (a msgid it knows nothing of maps to the zero Known).
+func (db *DB) Known(acct string, msgids []string) (map[string]Known, error) {
+	out := make(map[string]Known, len(msgids))
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		a := readAccount(tx, acct)
+		for _, id := range msgids {
+			if _, done := out[id]; done || !a.exists() {
+				continue
+			}
+			var k Known
+			key := []byte(id)
+			var vr versionRecord
+			ok, err := getRec(a.versions, key, &vr)
+			if err != nil {
+				return err
+			}
+			if ok {
+				k.Version, k.HasVersion = vr.version(id), true
+			}
+			if a.filemsg != nil {
+				if p := a.filemsg.Get(key); p != nil {
+					var fr fileRecord
+					ok, err := getRec(a.files, p, &fr)
+					if err != nil {
+						return err
+					}
+					if !ok {
+						return fmt.Errorf("file index: msgid %q points to missing path %q", id, p)
+					}
+					k.File, k.HasFile = fr.file(string(p)), true
+				}
+			}
+			_, k.Pending = pendingSeq(a, id)
+			out[id] = k
+		}
+		return nil
+	})
+	return out, err
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/chatsync/chatsync/crypto/seal"
 	"github.com/chatsync/chatsync/store"
@@ -24,25 +25,42 @@ const maxIncomingBytes = 16 << 20
 // applies it. more reports that the page may have been cut by the server,
 // so more may be waiting; the journal is read when a page is not.
 func (e *Engine) poll(ctx context.Context) (more bool, err error) {
-	acct := e.opts.Account
-	cursor, err := e.db.Cursor(acct)
+	q, err := e.pollQuery()
 	if err != nil {
 		return false, err
 	}
 	// LastPoll is when the poll started, so "polled after T" means it saw
 	// everything the server held at T.
 	now := e.opts.Now()
+	page, limit, err := e.getPage(ctx, q)
+	if err != nil {
+		e.update(func(s *Status) { s.pollFailed(now, err) })
+		return false, fmt.Errorf("poll the journal: %w", err)
+	}
+	return e.applyPage(ctx, q, page, limit, now)
+}
+
+// pollQuery is the query of the next poll: other devices' rows after the
+// cursor.
+func (e *Engine) pollQuery() (account.JournalQuery, error) {
+	cursor, err := e.db.Cursor(e.opts.Account)
+	if err != nil {
+		return account.JournalQuery{}, err
+	}
 	q := account.JournalQuery{ExceptUUID: e.device, AfterID: cursor}
 	if !e.caughtUp && e.afterReset {
 		// After a reset, this device's own rows that the journal still
 		// holds are read too, so that only what it lost is pushed again.
 		q.ExceptUUID = ""
 	}
-	page, limit, err := e.getPage(ctx, q)
-	if err != nil {
-		e.update(func(s *Status) { s.pollFailed(now, err) })
-		return false, fmt.Errorf("poll the journal: %w", err)
-	}
+	return q, nil
+}
+
+// applyPage applies a page read with q (asked for with limit) in a poll
+// that started at now.
+func (e *Engine) applyPage(ctx context.Context, q account.JournalQuery, page *account.JournalPage, limit int, now time.Time) (more bool, err error) {
+	acct := e.opts.Account
+	cursor := q.AfterID
 	complete := e.pages.complete(len(page.Entries), limit)
 	next := nextAfter(page, cursor, complete)
 	entries := make([]account.JournalEntry, 0, len(page.Entries))
@@ -98,8 +116,8 @@ func (e *Engine) poll(ctx context.Context) (more bool, err error) {
 	// Decide every row first, then write all the files of the page in one
 	// batch (a few syncs instead of two per file), then commit.
 	pg := &pagePlan{files: map[string]*store.FileRecord{}}
-	for _, row := range entries {
-		e.plan(pg, row)
+	if err := e.planPage(pg, entries); err != nil {
+		return false, err
 	}
 	for _, row := range own {
 		e.recogniseOwn(pg, row)
@@ -343,6 +361,9 @@ type pagePlan struct {
 	names msgdir.Names                 // the files given out in this page: no two messages share one
 	// versions holds, per msgid, the version planned last in this page.
 	versions map[string]store.Version
+	// known is what the state held of the page's messages when it was
+	// read (planPage).
+	known map[string]store.Known
 	// keep are the rows that could not be applied for a reason that may
 	// go away: recorded with the page, tried again later.
 	keep []store.Unapplied
@@ -437,15 +458,49 @@ func (e *Engine) fileOf(pg *pagePlan, msgid string) (store.FileRecord, bool, err
 		}
 		return *f, true, nil
 	}
+	if k, ok := pg.known[msgid]; ok {
+		return k.File, k.HasFile, nil
+	}
 	return e.db.FileByMsgID(e.opts.Account, msgid)
 }
 
-// plan opens one row and, if it is newer than the version held, plans
-// bringing the store to it.
-func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
+// planPage opens the rows of a page and plans each, with what the state
+// holds of their messages read in one transaction.
+func (e *Engine) planPage(pg *pagePlan, entries []account.JournalEntry) error {
+	acct := e.opts.Account
+	opened := make([]openedRow, len(entries))
+	ids := make([]string, 0, len(entries))
+	for i, row := range entries {
+		en, err := e.opts.Keyring.Open(row.Data, acct)
+		opened[i] = openedRow{row: row, en: en, err: err}
+		if err == nil {
+			ids = append(ids, en.MsgID)
+		}
+	}
+	known, err := e.db.Known(acct, ids)
+	if err != nil {
+		return fmt.Errorf("read what this device holds of the page's messages: %w", err)
+	}
+	pg.known = known
+	for _, o := range opened {
+		e.plan(pg, o)
+	}
+	return nil
+}
+
+// openedRow is a journal row with its envelope opened (or the error).
+type openedRow struct {
+	row account.JournalEntry
+	en  seal.Entry
+	err error
+}
+
+// plan takes one opened row and, if it is newer than the version held,
+// plans bringing the store to it.
+func (e *Engine) plan(pg *pagePlan, o openedRow) {
+	row, en, err := o.row, o.en, o.err
 	pg.row = row
 	acct := e.opts.Account
-	en, err := e.opts.Keyring.Open(row.Data, acct)
 	if err != nil {
 		e.skip(row.ID, err)
 		pg.keepIfFixable(row, err)
@@ -460,9 +515,10 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 	_, inPage := pg.files[en.MsgID]
 	var held store.Version
 	var hasHeld bool
+	k := pg.known[en.MsgID]
 	if !inPage {
-		held, hasHeld, err = e.db.Version(acct, en.MsgID)
-		if err != nil || hasHeld && held.JournalID >= row.ID {
+		held, hasHeld = k.Version, k.HasVersion
+		if hasHeld && held.JournalID >= row.ID {
 			return // a later version is held already
 		}
 	}
@@ -531,12 +587,18 @@ func (e *Engine) plan(pg *pagePlan, row account.JournalEntry) {
 			if _, refused := e.rejected[cur.Path]; refused {
 				return
 			}
+			// What was read with the page is out of date now.
 			cur, hasFile, _ = e.db.FileByMsgID(acct, en.MsgID)
+			_, k.Pending, err = e.db.Pending(acct, en.MsgID)
+			if err != nil {
+				return
+			}
+			pg.known[en.MsgID] = k
 		case !e.started && hasHeld && !held.Deleted && held.Hash != cur.Hash:
 			return // edited while stopped: the start-up index has the edit
 		}
 	}
-	if _, pending, err := e.db.Pending(acct, en.MsgID); err != nil || pending {
+	if k.Pending {
 		return
 	}
 

@@ -22,8 +22,12 @@ func (e *Engine) retryUnapplied() error {
 		return err
 	}
 	pg := &pagePlan{files: map[string]*store.FileRecord{}}
-	for _, u := range rows {
-		e.plan(pg, account.JournalEntry{ID: u.JournalID, UUID: u.UUID, Timestamp: u.Timestamp, Data: u.Data})
+	entries := make([]account.JournalEntry, len(rows))
+	for i, u := range rows {
+		entries[i] = account.JournalEntry{ID: u.JournalID, UUID: u.UUID, Timestamp: u.Timestamp, Data: u.Data}
+	}
+	if err := e.planPage(pg, entries); err != nil {
+		return err
 	}
 	applied, failed, werr := e.writePage(pg)
 	for _, pl := range failed {
