@@ -396,6 +396,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if e.lp.running != nil && e.probeDue() {
+			e.endWait() // a plain poll, then the probe
+			e.nextPoll = time.Time{}
+		}
 		if pending != nil && e.indexed {
 			c := *pending
 			pending = nil
@@ -743,7 +747,11 @@ func (e *Engine) nextWake() time.Duration {
 	case e.needCheck:
 		next = earlier(next, e.reconcileAt)
 	default:
-		if !e.storeMissing && e.lp.running == nil { // a waiting poll wakes the loop when it ends
+		if e.lp.running != nil {
+			// The waiting poll wakes the loop when it ends; the probe
+			// ends it.
+			next = earlier(next, e.lastProbe.Add(e.opts.ProbeInterval))
+		} else if !e.storeMissing {
 			poll := e.pollRetry.until
 			if e.started && e.nextPoll.After(poll) {
 				poll = e.nextPoll

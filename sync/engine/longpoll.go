@@ -61,7 +61,13 @@ type waitResult struct {
 func (e *Engine) canWait() bool {
 	now := e.opts.Now()
 	return e.lp.running == nil && e.started && e.caughtUp && e.indexed && !e.needCheck && !e.storeMissing &&
-		!now.Before(e.lp.offUntil) && !now.Before(e.pollRetry.until)
+		!now.Before(e.lp.offUntil) && !now.Before(e.pollRetry.until) && !e.probeDue()
+}
+
+// probeDue reports whether the consistency probe is due, which a plain
+// poll makes: a waiting poll is ended for it (hourly).
+func (e *Engine) probeDue() bool {
+	return e.lastProbe.IsZero() || !e.opts.Now().Before(e.lastProbe.Add(e.opts.ProbeInterval))
 }
 
 // startWait starts a waiting poll after the cursor.
