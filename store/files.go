@@ -146,6 +146,34 @@ func (db *DB) Files(acct string) iter.Seq2[FileRecord, error] {
 		})
 }
 
+// FilesAfter returns, in one read transaction, at most n index entries
+// in path order after the path after ("" for the first).
+func (db *DB) FilesAfter(acct, after string, n int) ([]FileRecord, error) {
+	var out []FileRecord
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		b := readAccount(tx, acct).files
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		k, v := c.First()
+		if after != "" {
+			if k, v = c.Seek([]byte(after)); k != nil && string(k) == after {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && len(out) < n; k, v = c.Next() {
+			var rec fileRecord
+			if err := decodeRec(v, &rec); err != nil {
+				return fmt.Errorf("file %q: %w", k, err)
+			}
+			out = append(out, rec.file(string(k)))
+		}
+		return nil
+	})
+	return out, err
+}
+
 // FilesUnder yields the index entries of the files below dir (a
 // slash-separated path relative to the store), like Files but reading only
 // that part of the index.

@@ -268,6 +268,10 @@ type Engine struct {
 	// lp is the poll that waits for the server to have something
 	// (longpoll.go).
 	lp longPoll
+	// putting is the batch whose put is in flight (push.go).
+	putting *putting
+	// deciding is set while what to push at start is decided.
+	deciding *deciding
 	// store is the account's message store.
 	store messageStore
 }
@@ -367,6 +371,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}()
 	defer func() {
 		e.endWait()
+		e.endPut()
 		cancel()
 		wg.Wait()
 		e.store.Close()
@@ -407,6 +412,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		e.localWork()
 		busy := e.networkWork(ctx)
+		if e.deciding != nil && e.decideStep() {
+			busy = true
+		}
 		if n := len(e.recheck); n != e.published.waiting {
 			e.published.waiting = n
 			e.update(func(s *Status) { s.Waiting = n })
@@ -426,6 +434,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			pending = merge(pending, c)
 		case r := <-e.waitDone():
 			e.finishWait(ctx, r)
+		case r := <-e.putDone():
+			e.finishPush(ctx, r)
 		case <-e.kick:
 			e.mu.Lock()
 			now := e.status.syncRequested
@@ -487,12 +497,12 @@ func (e *Engine) localWork() {
 	for rel, at := range e.recheck {
 		if !now.Before(at) {
 			delete(e.recheck, rel)
-			e.handlePlace(place{loc: rel}, e.started, false)
+			e.handlePlace(place{loc: rel}, e.decides(), false)
 		}
 	}
 	if e.rescanNow || e.watchFailed.Load() && now.Sub(e.lastScan) >= watchlessRescan {
 		e.rescanNow = false
-		e.scan("", e.started)
+		e.scan("", e.decides())
 		e.retryKept()
 	}
 	e.flush()
@@ -564,29 +574,21 @@ func (e *Engine) networkWork(ctx context.Context) bool {
 // consistency probe when that is due.
 func (e *Engine) pollStep(ctx context.Context) (more bool) {
 	now := e.opts.Now()
-	if e.lp.running != nil || e.storeMissing || now.Before(e.pollRetry.until) || e.started && now.Before(e.nextPoll) {
-		return false // a waiting poll is the poll
+	if e.deciding != nil || e.putting != nil || e.lp.running != nil || e.storeMissing || now.Before(e.pollRetry.until) || e.started && now.Before(e.nextPoll) {
+		return false // nothing is read while a batch is in flight; a waiting poll is the poll
 	}
 	more, err := e.poll(ctx)
 	switch {
 	case err != nil || more:
-	case !e.started || !e.caughtUp:
-		// Caught up: decide what of the store is to be pushed (unless
-		// that was done without the catch-up), and only now queue again
-		// what the journal lacks: before the catch-up, this device's old
-		// copies of other devices' messages would win over their edits.
-		if !e.started {
-			e.decideAll()
-		}
-		if err = e.requeueUnpushed(); err == nil {
-			e.started, e.caughtUp, e.afterReset = true, true, false
-			e.newAtStart = nil
-			e.caughtUpNow()
-			more = true
-			if err = e.retryUnapplied(); err == nil {
-				err = e.resealUnreadable()
-			}
-		}
+	case !e.started:
+		// Caught up: decide what of the store is to be pushed, a chunk
+		// at a time beside the pushes (decideStep), and then finish the
+		// start.
+		e.deciding = &deciding{}
+		more = true
+	case !e.caughtUp:
+		err = e.finishCatchUp()
+		more = true
 	default:
 		e.schedulePoll()
 		e.probe(ctx)
@@ -612,12 +614,73 @@ func (e *Engine) pollStep(ctx context.Context) (more bool) {
 	return more
 }
 
+// finishCatchUp ends the catch-up once what to push is decided: only now
+// is queued again what the journal lacks, since before the catch-up this
+// device's old copies of other devices' messages would win over their
+// edits.
+func (e *Engine) finishCatchUp() error {
+	if err := e.requeueUnpushed(); err != nil {
+		return err
+	}
+	e.started, e.caughtUp, e.afterReset = true, true, false
+	e.newAtStart = nil
+	e.caughtUpNow()
+	if err := e.retryUnapplied(); err != nil {
+		return err
+	}
+	return e.resealUnreadable()
+}
+
+// deciding is where the decision of what to push at start has got to.
+type deciding struct {
+	after string // the last path decided
+}
+
+// decideStep decides what to push of the next chunk of the file index
+// (a batch's worth), while a put of what was decided before is in flight:
+// the backlog is read and sealed while the server stores it, and the
+// outbox holds at most the batch in flight and the next one. It reports
+// whether more is to be done right away.
+func (e *Engine) decideStep() bool {
+	acct := e.opts.Account
+	if e.storeMissing {
+		return false
+	}
+	if e.putting != nil {
+		if st, err := e.db.Stats(acct); err == nil && st.OutboxDepth >= 2*e.opts.BatchCount {
+			return false // the next batch is ready: go on when this one is out
+		}
+	}
+	recs, err := e.db.FilesAfter(acct, e.deciding.after, e.opts.BatchCount)
+	if err != nil {
+		e.log.Error("cannot read the file index", "err", err)
+		e.deciding = nil // the catch-up is made again
+		e.failed(&e.pollRetry, "poll", err)
+		return false
+	}
+	e.decideRecords(recs)
+	if len(recs) == e.opts.BatchCount {
+		e.deciding.after = recs[len(recs)-1].Path
+		return true
+	}
+	e.deciding = nil
+	if err := e.finishCatchUp(); err != nil {
+		e.failed(&e.pollRetry, "poll", err)
+		return false
+	}
+	return true
+}
+
 // startAnyway is how many failed catch-up polls in a row make the engine
 // start pushing without the catch-up.
 const startAnyway = 3
 
-// pushStep sends one batch of the outbox, if there is one to send now.
+// pushStep starts sending one batch of the outbox, if there is one to send
+// now and none is in flight; finishPush takes the reply.
 func (e *Engine) pushStep(ctx context.Context) (more bool) {
+	if e.putting != nil {
+		return false
+	}
 	if st, err := e.db.Stats(e.opts.Account); err == nil && st.OutboxDepth == 0 {
 		// Nothing to send: whatever failed before is resolved.
 		e.pushAt = time.Time{}
@@ -628,21 +691,29 @@ func (e *Engine) pushStep(ctx context.Context) (more bool) {
 	if now.Before(e.pushRetry.until) || now.Before(e.pushAt) {
 		return false
 	}
-	sent, err := e.push(ctx)
+	started, err := e.push(ctx)
 	if ctx.Err() != nil {
 		return false
 	}
+	if err != nil || !started {
+		e.afterPush(false, err)
+		return false
+	}
+	return e.putting == nil // a batch in flight to reconcile first
+}
+
+// afterPush counts a push's outcome: a failure backs pushing off.
+func (e *Engine) afterPush(sent bool, err error) {
 	if err != nil {
 		e.failed(&e.pushRetry, "push", err)
 		e.pushAt = e.pushRetry.until
-		return false
+		return
 	}
 	if sent || !e.pushAt.IsZero() {
 		// A batch went out, or all that is left is held back by itself:
 		// sending works, the held entries are shown on their own.
 		e.succeeded(&e.pushRetry, "push")
 	}
-	return sent
 }
 
 // retry is the backoff state of one kind of network work.
@@ -820,7 +891,7 @@ func (e *Engine) rootPresent() bool {
 			e.log.Info("message store is back", "store", e.store.Describe(""))
 			e.setState(StateIdle, "")
 			if e.indexed {
-				e.scan("", e.started)
+				e.scan("", e.decides())
 			}
 		}
 	}
@@ -845,3 +916,9 @@ func (e *Engine) failpoint(name string) error {
 	}
 	return nil
 }
+
+// decides reports whether what the store holds is decided on as it is
+// found (queued when it is not the version held): once the catch-up has
+// decided what to push at start, or while it does (a change to a file it
+// has passed would otherwise wait for the next rescan).
+func (e *Engine) decides() bool { return e.started || e.deciding != nil }

@@ -132,7 +132,12 @@ func (w *wire) since(t time.Time) []reply {
 // message: no overlap below the cursor, no probe of the newest row at
 // every poll.
 func TestIdlePollTransfersOnlyTheEmptyReply(t *testing.T) {
-	srv, _, a, b := twoDevices(t)
+	// A server that answers every poll at once, as the real one does:
+	// idle polls come at the poll interval (a waiting poll is the same
+	// empty reply, once per wait).
+	srv := newServerWith(t, func(o *accountserver.Options) { o.StrictCompat = true })
+	kr := newKeyring(t)
+	a, b := newDevice(t, "A", srv, kr), newDevice(t, "B", srv, kr)
 	for _, d := range []*device{a, b} {
 		d.tweak = func(o *Options) {
 			o.MaxMessageBytes = 1 << 20

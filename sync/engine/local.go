@@ -22,7 +22,7 @@ func (e *Engine) handleChange(c watch.Change) {
 	defer e.retryKept()
 	if c.Rescan {
 		e.log.Debug("rescanning the message store", "reason", c.Reason)
-		e.scan("", e.started)
+		e.scan("", e.decides())
 		return
 	}
 	// Locations that hold something first, then the ones that are gone: a
@@ -45,7 +45,7 @@ func (e *Engine) handleChange(c watch.Change) {
 			missing = append(missing, loc)
 			continue
 		}
-		e.handleSeen(loc, s, old, e.started)
+		e.handleSeen(loc, s, old, e.decides())
 	}
 	e.flush()
 	for _, loc := range missing {
@@ -104,7 +104,7 @@ func (e *Engine) gone(loc string) {
 	// hold the message's only copy: look at it first.
 	for p, reason := range e.rejected {
 		if strings.HasPrefix(reason, duplicateReason(loc)) {
-			e.handlePlace(place{loc: p}, e.started, false)
+			e.handlePlace(place{loc: p}, e.decides(), false)
 		}
 	}
 	if rec, ok, err := e.db.File(e.opts.Account, loc); err == nil && ok {
@@ -452,19 +452,19 @@ func (e *Engine) vanished(rec store.FileRecord) {
 // file that is gone is deleted. It makes the start-up safe against a crash
 // at any point: whatever was indexed but not queued is found here again.
 func (e *Engine) decideAll() {
-	var recs []store.FileRecord
-	for rec, err := range e.db.Files(e.opts.Account) {
+	after := ""
+	for {
+		recs, err := e.db.FilesAfter(e.opts.Account, after, 1000)
 		if err != nil {
 			e.log.Error("cannot read the file index", "err", err)
 			return
 		}
-		recs = append(recs, rec)
-		if len(recs) == 1000 {
-			e.decideRecords(recs)
-			recs = recs[:0]
+		e.decideRecords(recs)
+		if len(recs) < 1000 {
+			return
 		}
+		after = recs[len(recs)-1].Path
 	}
-	e.decideRecords(recs)
 }
 
 func (e *Engine) decideRecords(recs []store.FileRecord) {

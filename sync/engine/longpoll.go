@@ -60,7 +60,7 @@ type waitResult struct {
 // has caught up and is not otherwise polling, reconciling or paused.
 func (e *Engine) canWait() bool {
 	now := e.opts.Now()
-	return e.lp.running == nil && e.started && e.caughtUp && e.indexed && !e.needCheck && !e.storeMissing &&
+	return e.lp.running == nil && e.putting == nil && e.started && e.caughtUp && e.indexed && !e.needCheck && !e.storeMissing &&
 		!now.Before(e.lp.offUntil) && !now.Before(e.pollRetry.until) && !e.probeDue()
 }
 
@@ -151,6 +151,11 @@ func (e *Engine) finishWait(ctx context.Context, r waitResult) {
 	}
 	if r.page.Waited <= 0 {
 		e.lp.offUntil = now.Add(longPollRetry)
+	}
+	if e.putting != nil {
+		// Nothing is applied while a batch is in flight (the device's own
+		// put ends its waiting poll): a new one starts after the put.
+		return
 	}
 	cursor, err := e.db.Cursor(e.opts.Account)
 	if err != nil || cursor != w.q.AfterID || e.needCheck || !e.started {

@@ -111,7 +111,7 @@ func (e *Engine) applyPage(ctx context.Context, q account.JournalQuery, page *ac
 	sort.Slice(entries, func(i, j int) bool { return entries[i].ID < entries[j].ID })
 
 	if len(entries) > 0 && e.store.Stale() {
-		e.scan("", e.started) // what the client changed a moment ago wins
+		e.scan("", e.decides()) // what the client changed a moment ago wins
 	}
 	// Decide every row first, then write all the files of the page in one
 	// batch (a few syncs instead of two per file), then commit.

@@ -12,10 +12,29 @@ import (
 	"github.com/chatsync/chatsync/sync/account"
 )
 
-// push sends the oldest outbox entries that are not held back as one
-// batch. sent reports that a batch went out (more may be waiting); when
-// nothing could be sent, pushAt says when to look again.
-func (e *Engine) push(ctx context.Context) (sent bool, err error) {
+// A batch is put by a goroutine of its own, so the loop prepares the next
+// one (reads, seals, queues) while the server stores this one. One batch is
+// in flight at a time, and nothing is polled or applied meanwhile: the
+// journal's rule "a later id wins" is only safe to apply once this
+// device's batch has its ids (see the package doc).
+
+// putting is the batch whose put is in flight.
+type putting struct {
+	batch   store.Batch
+	entries []account.PutEntry
+	done    chan putResult
+}
+
+type putResult struct {
+	results []account.PutResult
+	err     error
+}
+
+// push starts sending the oldest outbox entries that are not held back as
+// one batch. started reports that a put is in flight (or that the outbox
+// needs a look first); when nothing could be sent, pushAt says when to
+// look again.
+func (e *Engine) push(ctx context.Context) (started bool, err error) {
 	acct := e.opts.Account
 	batch, err := e.db.NextBatch(acct, e.batchMax, e.opts.BatchBytes)
 	if errors.Is(err, store.ErrBatchInFlight) {
@@ -37,9 +56,54 @@ func (e *Engine) push(ctx context.Context) (sent bool, err error) {
 	if err := e.failpoint("before-put"); err != nil {
 		return false, err
 	}
-	results, err := e.opts.Remote.PutJournalEntries(ctx, e.device, entries)
+	p := &putting{batch: batch, entries: entries, done: make(chan putResult, 1)}
+	e.putting = p
+	remote, device := e.opts.Remote, e.device
+	go func() {
+		results, err := remote.PutJournalEntries(ctx, device, entries)
+		p.done <- putResult{results, err}
+	}()
+	return true, nil
+}
+
+// putDone is the channel the put in flight reports on (nil: none).
+func (e *Engine) putDone() <-chan putResult {
+	if e.putting == nil {
+		return nil
+	}
+	return e.putting.done
+}
+
+// endPut waits for the put in flight, if any, at shutdown: its batch stays
+// recorded as in flight and is reconciled at the next start.
+func (e *Engine) endPut() {
+	if e.putting != nil {
+		<-e.putting.done
+		e.putting = nil
+	}
+}
+
+// finishPush records the outcome of the put in flight, as pushStep
+// records its start: a failure backs the push off.
+func (e *Engine) finishPush(ctx context.Context, r putResult) {
+	sent, err := e.pushed(ctx, r)
+	if ctx.Err() != nil {
+		return
+	}
+	e.afterPush(sent, err)
+}
+
+// pushed records the server's reply to the put in flight.
+func (e *Engine) pushed(ctx context.Context, r putResult) (sent bool, err error) {
+	acct := e.opts.Account
+	p := e.putting
+	e.putting = nil
+	if ctx.Err() != nil {
+		return false, ctx.Err() // in flight: reconciled at the next start
+	}
+	batch, entries, results := p.batch, p.entries, r.results
 	now := e.opts.Now()
-	if err != nil {
+	if err := r.err; err != nil {
 		e.update(func(s *Status) { s.pushFailed(now, err) })
 		if !definitelyNotStored(err) {
 			// The server may have stored some or all rows: find out
