@@ -33,7 +33,7 @@ type Clone struct {
 // one, else the installation's.
 func (db *DB) AccountDevice(acct string) (string, error) {
 	id := db.deviceID
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		if a := readAccount(tx, acct); a.exists() {
 			if v := a.state.Get(keyAccountDevice); len(v) > 0 {
 				id = string(v)
@@ -54,7 +54,7 @@ func (db *DB) NewAccountDevice(acct string, c Clone, rewind int64) (string, erro
 		return "", err
 	}
 	id = "urn:uuid:" + id
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		a, err := writeAccount(tx, acct)
 		if err != nil {
 			return err
@@ -102,7 +102,7 @@ func (db *DB) FormerDevices(acct string) ([]string, error) {
 // account's device id have been checked for ones it did not write; ok is
 // false until SetOwnCheck was first called (and after ResetAccount).
 func (db *DB) OwnCheck(acct string) (id int64, ok bool, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		if a := readAccount(tx, acct); a.exists() {
 			ok = a.state.Get(keyOwnCheck) != nil
 			id = getI64(a.state, keyOwnCheck)
@@ -114,7 +114,7 @@ func (db *DB) OwnCheck(acct string) (id int64, ok bool, err error) {
 
 // SetOwnCheck records how far the rows under this device's id were checked.
 func (db *DB) SetOwnCheck(acct string, id int64) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bolt.Tx) error {
 		a, err := writeAccount(tx, acct)
 		if err != nil {
 			return err
@@ -130,7 +130,7 @@ func (db *DB) Pushed(acct string, ids []int64) (map[int64]bool, error) {
 	for _, id := range ids {
 		want[id] = false
 	}
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		if !a.exists() {
 			return nil

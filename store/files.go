@@ -41,7 +41,7 @@ func (f FileRecord) validate() error {
 func (db *DB) File(acct, path string) (FileRecord, bool, error) {
 	var f FileRecord
 	var ok bool
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		var rec fileRecord
 		var err error
 		ok, err = getRec(readAccount(tx, acct).files, []byte(path), &rec)
@@ -57,7 +57,7 @@ func (db *DB) File(acct, path string) (FileRecord, bool, error) {
 func (db *DB) FileByMsgID(acct, msgid string) (FileRecord, bool, error) {
 	var f FileRecord
 	var ok bool
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		if a.filemsg == nil {
 			return nil
@@ -91,7 +91,7 @@ func (db *DB) PutFiles(acct string, files ...FileRecord) error {
 			return err
 		}
 	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		a, err := writeAccount(tx, acct)
 		if err != nil {
 			return err
@@ -112,7 +112,7 @@ func (db *DB) PutFiles(acct string, files ...FileRecord) error {
 // DeleteFiles removes index entries (missing paths are ignored) in one
 // transaction.
 func (db *DB) DeleteFiles(acct string, paths ...string) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		if !a.exists() {
 			return nil
@@ -150,7 +150,7 @@ func (db *DB) Files(acct string) iter.Seq2[FileRecord, error] {
 // in path order after the path after ("" for the first).
 func (db *DB) FilesAfter(acct, after string, n int) ([]FileRecord, error) {
 	var out []FileRecord
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		b := readAccount(tx, acct).files
 		if b == nil {
 			return nil

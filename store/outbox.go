@@ -174,7 +174,7 @@ func (db *DB) EnqueueMany(acct string, ps []Push) ([]Entry, error) {
 	}
 	now := db.now()
 	out := make([]Entry, len(ps))
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		a, err := writeAccount(tx, acct)
 		if err != nil {
 			return err
@@ -268,7 +268,7 @@ func inflightSeqs(a *account) (map[uint64]bool, error) {
 func (db *DB) Pending(acct, msgid string) (Entry, bool, error) {
 	var e Entry
 	var ok bool
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		seq, found := pendingSeq(a, msgid)
 		if !found {
@@ -299,7 +299,7 @@ func (db *DB) NextBatch(acct string, maxCount, maxBytes int) (Batch, error) {
 		return Batch{}, fmt.Errorf("next batch: bad bounds count=%d bytes=%d", maxCount, maxBytes)
 	}
 	var b Batch
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		if !a.exists() {
 			return nil
@@ -369,7 +369,7 @@ func decodeEntry(v []byte) (entryRecord, error) {
 // server's request time limit (or the batch's Started plus a margin) first.
 func (db *DB) InFlight(acct string) (*Batch, bool, error) {
 	var b *Batch
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		r, err := readInFlight(a)
 		if r == nil || err != nil {
@@ -406,7 +406,7 @@ func (db *DB) InFlight(acct string) (*Batch, bool, error) {
 // A result whose token is not in the batch fails the whole call with
 // ErrUnknownToken and commits nothing. Cost: O(batch).
 func (db *DB) CompleteBatch(acct string, results []Result) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		r, err := readInFlight(a)
 		if err != nil {
@@ -551,7 +551,7 @@ func (db *DB) FailBatch(acct string, cause error) error {
 	if cause != nil {
 		reason = cause.Error()
 	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		r, err := readInFlight(a)
 		if err != nil {
@@ -579,7 +579,7 @@ func (db *DB) FailBatch(acct string, cause error) error {
 // and then follows the batches' results.
 func (db *DB) Held(acct string) ([]Entry, error) {
 	var out []Entry
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		if !a.exists() {
 			return nil
@@ -605,7 +605,7 @@ func (db *DB) Held(acct string) ([]Entry, error) {
 // token, if CompleteBatch recorded one (and no ResetAccount forgot it since).
 func (db *DB) JournalIDOf(acct, token string) (int64, bool, error) {
 	var id int64
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		if a.sent != nil {
 			if v := a.sent.Get([]byte(token)); len(v) == 8 {
@@ -629,7 +629,7 @@ type Stats struct {
 // Stats returns acct's status numbers in O(1).
 func (db *DB) Stats(acct string) (Stats, error) {
 	var s Stats
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		if !a.exists() {
 			return nil

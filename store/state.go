@@ -396,7 +396,7 @@ func touch(b []byte) byte {
 // was called for it, or the engine wrote anything for it.
 func (db *DB) KnowsAccount(acct string) (bool, error) {
 	known := false
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		known = readAccount(tx, acct).exists()
 		return nil
 	})
@@ -407,7 +407,7 @@ func (db *DB) KnowsAccount(acct string) (bool, error) {
 // KnowsAccount says yes from then on. The daemon calls it before an
 // account's engine first touches its message store.
 func (db *DB) AddAccount(acct string) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bolt.Tx) error {
 		_, err := writeAccount(tx, acct)
 		return err
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"sync"
 )
 
 // FileName is the name of the bbolt file inside the state directory.
@@ -70,10 +71,25 @@ type Options struct {
 // for concurrent use. Every method runs in its own transaction; none keeps a
 // transaction open after it returns.
 type DB struct {
+	// mu is held shared by every transaction and exclusively while the
+	// file is compacted and bolt replaced (Compact).
+	mu       sync.RWMutex
 	bolt     *bolt.DB
 	path     string
 	deviceID string
 	now      func() time.Time
+}
+
+func (db *DB) view(fn func(*bolt.Tx) error) error {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.bolt.View(fn)
+}
+
+func (db *DB) update(fn func(*bolt.Tx) error) error {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	return db.bolt.Update(fn)
 }
 
 // Open opens (creating if needed) the state in dir: the directory is created
@@ -143,7 +159,7 @@ func (db *DB) prepare() (err error) {
 			err = &DamagedError{Path: db.path, Reason: panicReason(r)}
 		}
 	}()
-	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+	if err := db.update(func(tx *bolt.Tx) error {
 		if err := migrate(tx, migrations); err != nil {
 			return err
 		}
@@ -196,7 +212,11 @@ func checkLayout(tx *bolt.Tx) (string, error) {
 }
 
 // Close closes the file and releases the lock.
-func (db *DB) Close() error { return db.bolt.Close() }
+func (db *DB) Close() error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.bolt.Close()
+}
 
 // Path returns the path of the bbolt file.
 func (db *DB) Path() string { return db.path }
@@ -317,7 +337,7 @@ func bindAccount(ab *bolt.Bucket) *account {
 // Accounts returns the addresses of all accounts that have state.
 func (db *DB) Accounts() ([]string, error) {
 	var out []string
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketV1).Bucket(bucketAccounts).ForEachBucket(func(k []byte) error {
 			out = append(out, string(k))
 			return nil

@@ -14,7 +14,7 @@ var keyStoreID = []byte("store_id")
 // none is).
 func (db *DB) StoreID(acct string) (string, error) {
 	var id string
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		if a := readAccount(tx, acct); a.exists() {
 			id = string(a.state.Get(keyStoreID))
 		}
@@ -25,7 +25,7 @@ func (db *DB) StoreID(acct string) (string, error) {
 
 // SetStoreID records the identity of the account's store.
 func (db *DB) SetStoreID(acct, id string) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bolt.Tx) error {
 		a, err := writeAccount(tx, acct)
 		if err != nil {
 			return err

@@ -39,7 +39,7 @@ func putUnapplied(a *account, rows []Unapplied) error {
 // UnappliedRows returns the rows kept for a later try, in journal order.
 func (db *DB) UnappliedRows(acct string) ([]Unapplied, error) {
 	var out []Unapplied
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		if a.unapplied == nil {
 			return nil
@@ -68,7 +68,7 @@ func (db *DB) RetriedUnapplied(acct string, applied []Applied, waiting []Unappli
 	if err := validApplied(applied); err != nil {
 		return err
 	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		a, err := writeAccount(tx, acct)
 		if err != nil {
 			return err

@@ -107,7 +107,7 @@ func (db *DB) Candidate(acct string) (Anchor, bool, error) {
 // reports whether it is there.
 func (db *DB) stateJSON(acct string, key []byte, v any) (bool, error) {
 	var ok bool
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		if !a.exists() {
 			return nil
@@ -136,7 +136,7 @@ func (db *DB) Anchor(acct string) (Anchor, bool, error) {
 
 // SetAnchor records the row the engine will look for next time.
 func (db *DB) SetAnchor(acct string, an Anchor) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bolt.Tx) error {
 		a, err := writeAccount(tx, acct)
 		if err != nil {
 			return err
@@ -149,7 +149,7 @@ func (db *DB) SetAnchor(acct string, an Anchor) error {
 // continues with after_id = Cursor.
 func (db *DB) Cursor(acct string) (int64, error) {
 	var c int64
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		c = getI64(readAccount(tx, acct).state, keyCursor)
 		return nil
 	})
@@ -160,7 +160,7 @@ func (db *DB) Cursor(acct string) (int64, error) {
 func (db *DB) Version(acct, msgid string) (Version, bool, error) {
 	var v Version
 	var ok bool
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		var rec versionRecord
 		var err error
 		ok, err = getRec(readAccount(tx, acct).versions, []byte(msgid), &rec)
@@ -202,7 +202,7 @@ func (db *DB) ApplyPage(acct string, p Page) error {
 	if err := validApplied(p.Applied); err != nil {
 		return err
 	}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		a, err := writeAccount(tx, acct)
 		if err != nil {
 			return err
@@ -284,7 +284,7 @@ func applyVersions(a *account, applied []Applied) error {
 // and enqueues it with EnqueueMany. A crash in between is harmless: a walk
 // after restart yields only what was not enqueued yet.
 func (db *DB) ResetAccount(acct string) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		a, err := writeAccount(tx, acct)
 		if err != nil {
 			return err
@@ -407,7 +407,7 @@ func scanPrefix[T any](db *DB, acct string, prefix []byte, bucket func(*account)
 		for {
 			var page []T
 			n := 0
-			err := db.bolt.View(func(tx *bolt.Tx) error {
+			err := db.view(func(tx *bolt.Tx) error {
 				a := readAccount(tx, acct)
 				b := bucket(a)
 				if b == nil {
@@ -469,7 +469,7 @@ type Known struct {
 // of msgids (a msgid it knows nothing of maps to the zero Known).
 func (db *DB) Known(acct string, msgids []string) (map[string]Known, error) {
 	out := make(map[string]Known, len(msgids))
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		a := readAccount(tx, acct)
 		for _, id := range msgids {
 			if _, done := out[id]; done || !a.exists() {

@@ -272,6 +272,9 @@ type Engine struct {
 	putting *putting
 	// deciding is set while what to push at start is decided.
 	deciding *deciding
+	// pushedSinceCompact counts entries pushed since the state file was
+	// last looked at for compaction.
+	pushedSinceCompact int
 	// store is the account's message store.
 	store messageStore
 }
@@ -685,6 +688,10 @@ func (e *Engine) pushStep(ctx context.Context) (more bool) {
 		// Nothing to send: whatever failed before is resolved.
 		e.pushAt = time.Time{}
 		e.succeeded(&e.pushRetry, "push")
+		if e.pushedSinceCompact >= compactAfter {
+			e.pushedSinceCompact = 0
+			e.compactState()
+		}
 		return false
 	}
 	now := e.opts.Now()
@@ -700,6 +707,27 @@ func (e *Engine) pushStep(ctx context.Context) (more bool) {
 		return false
 	}
 	return e.putting == nil // a batch in flight to reconcile first
+}
+
+// compactAfter is how many entries pushed since the last look make the
+// engine look, once the outbox is empty, whether the state file is worth
+// compacting: their envelopes left free pages behind.
+const compactAfter = 5000
+
+// compactState gives the state file's free pages back to the file system
+// when most of it is free (store.DB.Compact).
+func (e *Engine) compactState() {
+	if !e.db.Wasteful() {
+		return
+	}
+	before, after, err := e.db.Compact()
+	if err != nil {
+		e.log.Warn("cannot compact the state file; it keeps its size", "err", err)
+		return
+	}
+	if before > 0 {
+		e.log.Info("compacted the state file after the outbox drained", "bytes_before", before, "bytes_after", after)
+	}
 }
 
 // afterPush counts a push's outcome: a failure backs pushing off.

@@ -183,6 +183,7 @@ func (e *Engine) pushed(ctx context.Context, r putResult) (sent bool, err error)
 		s.Pushed += int64(stored)
 	})
 	e.batchPushed(stored, len(entries))
+	e.pushedSinceCompact += stored
 	if stored > 0 {
 		e.emit(Event{Kind: "pushed", Count: stored})
 	}
