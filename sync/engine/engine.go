@@ -48,6 +48,7 @@ import (
 	"github.com/chatsync/chatsync/crypto/seal"
 	"github.com/chatsync/chatsync/store"
 	"github.com/chatsync/chatsync/sync/account"
+	"github.com/chatsync/chatsync/sync/apitype"
 	"github.com/chatsync/chatsync/sync/watch"
 )
 
@@ -178,16 +179,9 @@ func (o *Options) defaults() {
 	}
 }
 
-// Event is something that happened, for the event stream and the log.
-type Event struct {
-	Time    time.Time `json:"time"`
-	Account string    `json:"account"`
-	// Kind is one of "pushed", "received", "rejected", "error", "reset".
-	Kind    string `json:"kind"`
-	Count   int    `json:"count,omitempty"`
-	Path    string `json:"path,omitempty"`
-	Message string `json:"message,omitempty"`
-}
+// Event is something that happened, for the event stream and the log
+// (Kind is one of apitype's Event kinds).
+type Event = apitype.Event
 
 // Engine replicates one account. Make it with New, start it with Run.
 type Engine struct {
@@ -328,7 +322,7 @@ func New(opts Options) (*Engine, error) {
 	if e.store, err = newStore(&e.opts, e.log, e.hasIndexedFiles); err != nil {
 		return nil, err
 	}
-	e.status = Status{Account: opts.Account, State: StateStarting, Skipped: map[string]int{}, DeviceID: device}
+	e.status = Status{AccountStatus: apitype.AccountStatus{Account: opts.Account, State: StateStarting, Skipped: map[string]int{}, DeviceID: device}}
 	if cloned {
 		e.status.Clone = cloneNotice(clone)
 	}

@@ -14,94 +14,20 @@ import (
 	"github.com/chatsync/chatsync/sync/apitype"
 )
 
-// States of an engine, as Status reports them.
+// States of an engine, as Status reports them (apitype.AccountStatus).
 const (
-	StateStarting = "starting" // indexing the store and catching up with the journal
-	StateIdle     = "idle"     // caught up; waiting for changes or the next poll
-	StateBackoff  = "backoff"  // sending or receiving failed; waiting to retry (the other goes on)
-	StatePaused   = "paused"   // the message store directory is missing
-	StateStopped  = "stopped"
+	StateStarting = apitype.StateStarting
+	StateIdle     = apitype.StateIdle
+	StateBackoff  = apitype.StateBackoff
+	StatePaused   = apitype.StatePaused
+	StateStopped  = apitype.StateStopped
 )
 
-// Status is a snapshot of an engine for `chatsync status`.
+// Status is a snapshot of an engine for `chatsync status`: the socket's
+// account status, defined once in apitype, and what the engine keeps to
+// fill it.
 type Status struct {
-	Account string `json:"account"`
-	State   string `json:"state"`
-	// Error is the current problem, if any, in words that say what to do.
-	Error string `json:"error,omitempty"`
-	// LocalError is set while local changes cannot be recorded in the
-	// state database (a full or read-only disk); they are retried.
-	LocalError string `json:"local_error,omitempty"`
-
-	Cursor       int64     `json:"cursor"`
-	OutboxDepth  int       `json:"outbox_depth"`
-	OldestUnsent time.Time `json:"oldest_unsent,omitzero"`
-
-	LastPush      time.Time `json:"last_push,omitzero"`
-	LastPushError string    `json:"last_push_error,omitempty"`
-	LastPoll      time.Time `json:"last_poll,omitzero"`
-	LastPollError string    `json:"last_poll_error,omitempty"`
-	// LastScan is when the last full look at the store ended (the
-	// start-up index, `chatsync sync`, the hourly safety rescan).
-	LastScan time.Time `json:"last_scan,omitzero"`
-	// Listening is set while the server holds a poll for this account
-	// (chatsync-server's long poll): what other devices write arrives as
-	// they write it, and LastPoll is when the held poll started.
-	Listening bool `json:"listening,omitempty"`
-	// BackoffUntil is when the next attempt is made after Failures
-	// failures in a row: the earlier of the push's and the poll's, which
-	// back off independently (PushBackoffUntil, PollBackoffUntil).
-	BackoffUntil     time.Time `json:"backoff_until,omitzero"`
-	Failures         int       `json:"failures,omitempty"`
-	PushBackoffUntil time.Time `json:"push_backoff_until,omitzero"`
-	PushFailures     int       `json:"push_failures,omitempty"`
-	PollBackoffUntil time.Time `json:"poll_backoff_until,omitzero"`
-	PollFailures     int       `json:"poll_failures,omitempty"`
-	// Held lists the outbox entries the server refused by themselves;
-	// each waits with its own backoff while the entries behind it are sent.
-	Held []Held `json:"held,omitempty"`
-
-	// Pushed and Received count journal entries since the engine started.
-	Pushed   int64 `json:"pushed"`
-	Received int64 `json:"received"`
-	// Skipped counts journal entries that could not be applied, by reason
-	// (wrong key, tampered, foreign account, bad entry).
-	Skipped map[string]int `json:"skipped,omitempty"`
-	// Unapplied counts the journal entries kept because they could not be
-	// applied for a reason that can go away (UnappliedReasons); they are
-	// tried again at start, after a rescan and on a sync. MissingKeys
-	// names the keys they were sealed under that this device lacks, and
-	// UnappliedHint says what to do.
-	Unapplied        int            `json:"unapplied,omitempty"`
-	UnappliedReasons map[string]int `json:"unapplied_reasons,omitempty"`
-	MissingKeys      []string       `json:"missing_keys,omitempty"`
-	UnappliedHint    string         `json:"unapplied_hint,omitempty"`
-	// Rejected lists the files of the message store that are not
-	// replicated, with the reason, until they are fixed.
-	Rejected []Rejected `json:"rejected,omitempty"`
-	// Waiting counts files that do not parse yet and are given a moment
-	// to be completed by their writer before they are reported.
-	Waiting int `json:"waiting,omitempty"`
-	// ResetAt is when the server's journal was last seen going backwards.
-	ResetAt time.Time `json:"reset_at,omitzero"`
-	// DeviceID is the id this account writes under; Clone says why it is
-	// not the installation's (another device used the same id).
-	DeviceID string `json:"device_id"`
-	Clone    string `json:"clone,omitempty"`
-
-	// LastPollErrorKind and LastPushErrorKind are the account.Kind of
-	// LastPollError and LastPushError ("auth", "server", ...), empty when
-	// the failure was not the server's answer.
-	LastPollErrorKind string `json:"last_poll_error_kind,omitempty"`
-	LastPushErrorKind string `json:"last_push_error_kind,omitempty"`
-	// NeedsFix is the error, while sending or receiving fails in a way
-	// waiting will not fix (see needsFix).
-	NeedsFix string `json:"needs_fix,omitempty"`
-	// FailingSince is when sending or receiving began to fail without a
-	// success since.
-	FailingSince time.Time `json:"failing_since,omitzero"`
-	// CatchUp is the progress of the last catch-up with the journal.
-	CatchUp *apitype.CatchUp `json:"catch_up,omitempty"`
+	apitype.AccountStatus
 
 	syncRequested bool
 	// pollFix, pushFix and pollSince, pushSince are NeedsFix and
@@ -117,20 +43,12 @@ type heldEntry struct {
 	holds int
 }
 
-// Held is an outbox entry the server refused: the message, how often it
-// was refused, when it is sent again, and why.
-type Held struct {
-	MsgID    string    `json:"msgid"`
-	Attempts int       `json:"attempts"`
-	RetryAt  time.Time `json:"retry_at"`
-	Reason   string    `json:"reason"`
-}
-
-// Rejected is a message file that is not replicated.
-type Rejected struct {
-	Path   string `json:"path"`
-	Reason string `json:"reason"`
-}
+// Held is an outbox entry the server refused; Rejected a message file
+// that is not replicated.
+type (
+	Held     = apitype.Held
+	Rejected = apitype.Rejected
+)
 
 // Status returns a snapshot of the engine's state.
 func (e *Engine) Status() Status {

@@ -20,6 +20,7 @@ import (
 	"github.com/chatsync/chatsync/crypto/seal"
 	"github.com/chatsync/chatsync/store"
 	"github.com/chatsync/chatsync/sync/account"
+	"github.com/chatsync/chatsync/sync/apitype"
 	"github.com/chatsync/chatsync/sync/engine"
 )
 
@@ -254,7 +255,7 @@ func (d *Daemon) Status() []AccountStatus {
 			continue
 		}
 		if r.eng == nil {
-			out = append(out, AccountStatus{Status: engine.Status{Account: a.Address, State: "error", Error: r.err.Error()}, StartError: r.err.Error(), Started: r.started})
+			out = append(out, AccountStatus{Status: engine.Status{AccountStatus: apitype.AccountStatus{Account: a.Address, State: apitype.StateError, Error: r.err.Error()}}, StartError: r.err.Error(), Started: r.started})
 			continue
 		}
 		out = append(out, AccountStatus{Status: r.eng.Status(), Started: r.started})

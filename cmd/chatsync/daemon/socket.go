@@ -107,28 +107,10 @@ func (b backend) Status() apitype.Status {
 }
 
 func accountStatus(a AccountStatus) apitype.AccountStatus {
-	s := a.Status
-	out := apitype.AccountStatus{
-		Account: s.Account, State: s.State, Error: s.Error, StartError: a.StartError, Started: a.Started,
-		Cursor: s.Cursor, OutboxDepth: s.OutboxDepth, OldestUnsent: s.OldestUnsent,
-		LastPush: s.LastPush, LastPushError: s.LastPushError, LastPoll: s.LastPoll, LastPollError: s.LastPollError, LastScan: s.LastScan, Listening: s.Listening,
-		BackoffUntil: s.BackoffUntil, Failures: s.Failures, Pushed: s.Pushed, Received: s.Received,
-		PushBackoffUntil: s.PushBackoffUntil, PushFailures: s.PushFailures,
-		PollBackoffUntil: s.PollBackoffUntil, PollFailures: s.PollFailures,
-		Skipped: s.Skipped, Waiting: s.Waiting, ResetAt: s.ResetAt, LocalError: s.LocalError,
-		Unapplied: s.Unapplied, UnappliedReasons: s.UnappliedReasons, MissingKeys: s.MissingKeys, UnappliedHint: s.UnappliedHint,
-		Clone:             s.Clone,
-		LastPollErrorKind: s.LastPollErrorKind, LastPushErrorKind: s.LastPushErrorKind,
-		NeedsFix: s.NeedsFix, FailingSince: s.FailingSince, CatchUp: s.CatchUp,
-	}
-	if s.Clone != "" {
-		out.DeviceID = s.DeviceID
-	}
-	for _, h := range s.Held {
-		out.Held = append(out.Held, apitype.Held{MsgID: h.MsgID, Attempts: h.Attempts, RetryAt: h.RetryAt, Reason: h.Reason})
-	}
-	for _, r := range s.Rejected {
-		out.Rejected = append(out.Rejected, apitype.Rejected{Path: r.Path, Reason: r.Reason})
+	out := a.Status.AccountStatus
+	out.StartError, out.Started = a.StartError, a.Started
+	if out.Clone == "" {
+		out.DeviceID = "" // the installation's, shown once for the daemon
 	}
 	return out
 }
