@@ -39,13 +39,22 @@ func (e *Engine) checkClones(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	mark, ok, err := e.db.OwnCheck(acct)
-	if err != nil || !ok {
-		// The first check starts from here: rows before it were taken as
-		// this device's when they were read.
-		if err == nil {
-			err = e.db.SetOwnCheck(acct, st.Highwater)
-		}
+	if err != nil {
 		return false, err
+	}
+	if !ok {
+		// The first check starts after what this device has read: rows
+		// before it were taken as this device's when they were read. Not
+		// after its own newest row: another device under its id may have
+		// written since the cursor, and its polls never showed those rows.
+		cursor, err := e.db.Cursor(acct)
+		if err != nil {
+			return false, err
+		}
+		mark = cursor
+		if err := e.db.SetOwnCheck(acct, mark); err != nil {
+			return false, err
+		}
 	}
 	page, limit, err := e.getPage(ctx, account.JournalQuery{AfterID: mark})
 	if err != nil {
