@@ -262,6 +262,9 @@ type Engine struct {
 	// lp is the poll that waits for the server to have something
 	// (longpoll.go).
 	lp longPoll
+	// turns counts the loop's turns, for the tests that make sure it
+	// sleeps while it waits.
+	turns atomic.Int64
 	// putting is the batch whose put is in flight (push.go).
 	putting *putting
 	// deciding is set while what to push at start is decided.
@@ -398,6 +401,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		e.turns.Add(1)
 		if e.lp.running != nil && e.probeDue() {
 			e.endWait() // a plain poll, then the probe
 			e.nextPoll = time.Time{}
@@ -840,11 +844,15 @@ func (e *Engine) nextWake() time.Duration {
 	case e.needCheck:
 		next = earlier(next, e.reconcileAt)
 	default:
-		if e.lp.running != nil {
+		switch {
+		case e.lp.running != nil:
 			// The waiting poll wakes the loop when it ends; the probe
 			// ends it.
 			next = earlier(next, e.lastProbe.Add(e.opts.ProbeInterval))
-		} else if !e.storeMissing {
+		case e.putting != nil || e.deciding != nil:
+			// No poll while a batch is in flight or what to push is
+			// decided: the put's reply wakes the loop.
+		case !e.storeMissing:
 			poll := e.pollRetry.until
 			if e.started && e.nextPoll.After(poll) {
 				poll = e.nextPoll

@@ -100,3 +100,50 @@ func TestStopEndsTheWaitingPoll(t *testing.T) {
 	a.stop() // fails the test if Run does not return
 	waitFor(t, 20*time.Second, "the server to let go of A's poll", func() bool { return backend.Waiting() == 0 })
 }
+
+func TestLoopSleepsWhileAPutIsInFlightAndWhileAPollWaits(t *testing.T) {
+	srv, _, a, _ := twoDevices(t)
+	// The test's brisk poll intervals (a poll is due while the put is in
+	// flight), the probe out of the way.
+	a.tweak = func(o *Options) { o.ProbeInterval = time.Hour }
+	held := make(chan struct{})
+	release := make(chan struct{})
+	var once atomic.Bool
+	srv.setIntercept(func(w http.ResponseWriter, r *http.Request, account, action string) bool {
+		if action == "put_journal_entries" && once.CompareAndSwap(false, true) {
+			close(held)
+			<-release // the put stays in flight until the test has counted
+		}
+		return false
+	})
+	a.start()
+	backend := srv.backend.Load()
+	waitFor(t, 20*time.Second, "A's poll held", func() bool { return backend.Waiting() == 1 })
+	turns := a.eng.turns.Load()
+	// Nothing happens for a while: the loop sleeps.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := a.eng.turns.Load() - turns; n > 5 {
+		t.Errorf("the loop turned %d times while its poll waited and nothing happened", n)
+	}
+	a.write("c/m1.json", msg("m1", "c@example.com", "x"))
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no put within 20 s")
+	}
+	a.eng.SyncNow() // a plain poll is due: the loop must still sleep while the put is in flight
+	turns = a.eng.turns.Load()
+	deadline = time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n := a.eng.turns.Load() - turns
+	close(release)
+	if n > 5 {
+		t.Errorf("the loop turned %d times while a put was in flight", n)
+	}
+	waitFor(t, 20*time.Second, "m1 on the server", func() bool { return len(srv.rows()) == 1 })
+}
