@@ -461,8 +461,10 @@ type Known struct {
 	HasVersion bool
 	File       FileRecord // the file that holds it, if HasFile
 	HasFile    bool
-	// Pending is set while a local version of it is in the outbox.
-	Pending bool
+	// Pending is set while a local version of it is in the outbox, the
+	// newest of which is PendingEntry.
+	Pending      bool
+	PendingEntry Entry
 }
 
 // Known returns, in one read transaction, what the state holds of each
@@ -498,7 +500,14 @@ func (db *DB) Known(acct string, msgids []string) (map[string]Known, error) {
 					k.File, k.HasFile = fr.file(string(p)), true
 				}
 			}
-			_, k.Pending = pendingSeq(a, id)
+			if seq, ok := pendingSeq(a, id); ok {
+				var rec entryRecord
+				found, err := getRec(a.outbox, u64(seq), &rec)
+				if err != nil {
+					return err
+				}
+				k.Pending, k.PendingEntry = found, rec.entry(seq)
+			}
 			out[id] = k
 		}
 		return nil

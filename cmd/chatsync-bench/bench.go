@@ -38,12 +38,6 @@ type config struct {
 	Log      io.Writer // progress
 }
 
-// The engine's defaults, which the floor copies.
-const (
-	batchCount = 500
-	batchBytes = 4 << 20
-)
-
 type bench struct {
 	cfg     config
 	tmp     string

@@ -29,9 +29,6 @@ import (
 	"github.com/chatsync/chatsync/sync/engine"
 )
 
-// maxIncomingBytes is the engine's bound on a message from another device
-// (sync/engine's maxIncomingBytes, unexported there).
-const maxIncomingBytes = 16 << 20
 
 // floorDB opens a bbolt file with its defaults (every commit fsynced), as
 // the daemon's state is.
@@ -180,7 +177,7 @@ func fairPush(ctx context.Context, c *account.Client, kr *seal.Keyring, dbPath, 
 			pb.entries, pb.msgids, size = append(pb.entries, *carry), append(pb.msgids, carryID), len(carry.Data)
 			carry = nil
 		}
-		for len(pb.entries) < batchCount && next < len(rels) {
+		for len(pb.entries) < engine.DefaultBatchCount && next < len(rels) {
 			data, err := os.ReadFile(filepath.Join(root, rels[next]))
 			if err != nil {
 				return nil, err
@@ -197,7 +194,7 @@ func fairPush(ctx context.Context, c *account.Client, kr *seal.Keyring, dbPath, 
 			en := account.PutEntry{ID: "t" + strconv.Itoa(next), Data: env}
 			next++
 			envs = append(envs, env)
-			if len(pb.entries) > 0 && size+len(env) > batchBytes {
+			if len(pb.entries) > 0 && size+len(env) > engine.DefaultBatchBytes {
 				carry, carryID = &en, m.MsgID
 				break
 			}
@@ -239,7 +236,7 @@ func floorPut(ctx context.Context, c *account.Client, uuid string, envs []string
 	for i := 0; i < len(envs); {
 		var batch []account.PutEntry
 		size := 0
-		for ; i < len(envs) && len(batch) < batchCount && (len(batch) == 0 || size+len(envs[i]) <= batchBytes); i++ {
+		for ; i < len(envs) && len(batch) < engine.DefaultBatchCount && (len(batch) == 0 || size+len(envs[i]) <= engine.DefaultBatchBytes); i++ {
 			batch = append(batch, account.PutEntry{ID: fmt.Sprintf("t%d", i), Data: envs[i]})
 			size += len(envs[i])
 		}
@@ -309,7 +306,7 @@ func fairPull(ctx context.Context, c *account.Client, kr *seal.Keyring, dbPath, 
 			if err != nil {
 				return nil, fmt.Errorf("row %d: %w", row.ID, err)
 			}
-			m, err := msgdir.Parse(en.Message, maxIncomingBytes)
+			m, err := msgdir.Parse(en.Message, engine.MaxIncomingBytes)
 			if err != nil || m.MsgID != en.MsgID {
 				return nil, fmt.Errorf("row %d: the message inside is not valid (%v)", row.ID, err)
 			}

@@ -69,6 +69,19 @@ var _ Remote = (*account.Client)(nil)
 // holds 28. Chat text is a few hundred bytes a row.
 const DefaultMaxMessageBytes = 512 << 10
 
+// MaxIncomingBytes bounds a message that arrives from another device; the
+// sender's max_message_bytes may be larger than this device's, up to the
+// most the config allows, so this is generous.
+const MaxIncomingBytes = 16 << 20
+
+// DefaultBatchCount and DefaultBatchBytes bound one put_journal_entries
+// call: 500 entries and 4 MiB, far below PHP's post_max_size (8M by
+// default) and what one request of the real server inserts in a second.
+const (
+	DefaultBatchCount = 500
+	DefaultBatchBytes = 4 << 20
+)
+
 // Options configure an Engine. Zero values pick the defaults.
 type Options struct {
 	Account string // the SIP address, as in the config
@@ -166,10 +179,10 @@ func (o *Options) defaults() {
 		o.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if o.BatchCount <= 0 {
-		o.BatchCount = 500
+		o.BatchCount = DefaultBatchCount
 	}
 	if o.BatchBytes <= 0 {
-		o.BatchBytes = 4 << 20
+		o.BatchBytes = DefaultBatchBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -256,7 +269,10 @@ type Engine struct {
 	// newAtStart holds the files the start-up index found for the first
 	// time; decideAll treats them as new copies (see decide).
 	newAtStart map[string]bool
-	batch      localBatch
+	// goneAtStart holds the indexed files the start-up index did not
+	// find: decideAll queues their deletes.
+	goneAtStart map[string]bool
+	batch       localBatch
 	// prog is what the log says of the talk with the server (status.go).
 	prog progress
 	// lp is the poll that waits for the server to have something
@@ -309,18 +325,19 @@ func New(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: read the device id: %w", err)
 	}
 	e := &Engine{
-		opts:       opts,
-		db:         opts.DB,
-		device:     device,
-		formerIDs:  former,
-		log:        opts.Logger.With("account", opts.Account),
-		kick:       make(chan struct{}, 1),
-		recheck:    map[string]time.Time{},
-		rejected:   map[string]string{},
-		newAtStart: map[string]bool{},
-		held:       map[string]heldEntry{},
-		needCheck:  true,
-		batchMax:   opts.BatchCount,
+		opts:        opts,
+		db:          opts.DB,
+		device:      device,
+		formerIDs:   former,
+		log:         opts.Logger.With("account", opts.Account),
+		kick:        make(chan struct{}, 1),
+		recheck:     map[string]time.Time{},
+		rejected:    map[string]string{},
+		newAtStart:  map[string]bool{},
+		goneAtStart: map[string]bool{},
+		held:        map[string]heldEntry{},
+		needCheck:   true,
+		batchMax:    opts.BatchCount,
 	}
 	if e.store, err = newStore(&e.opts, e.log, e.hasIndexedFiles); err != nil {
 		return nil, err
@@ -607,7 +624,7 @@ func (e *Engine) pollStep(ctx context.Context) (more bool) {
 			e.log.Warn("cannot catch up with the journal; sending this device's changes meanwhile", "failures", e.pollRetry.failures)
 			e.decideAll()
 			e.started = true
-			e.newAtStart = nil
+			e.newAtStart, e.goneAtStart = nil, map[string]bool{}
 		}
 		return false
 	}
@@ -624,7 +641,7 @@ func (e *Engine) finishCatchUp() error {
 		return err
 	}
 	e.started, e.caughtUp, e.afterReset = true, true, false
-	e.newAtStart = nil
+	e.newAtStart, e.goneAtStart = nil, map[string]bool{}
 	e.caughtUpNow()
 	if err := e.retryUnapplied(); err != nil {
 		return err

@@ -193,10 +193,12 @@ func (e *Engine) scan(dir string, decide bool) bool {
 		}
 		if decide {
 			e.vanished(*cur)
+			continue
 		}
 		// Before the catch-up the index entry stays: decideAll sees the
 		// message missing and queues the delete then, so a crash in
 		// between loses nothing.
+		e.goneAtStart[rec.Path] = true
 	}
 	for loc := range e.rejected {
 		if strings.HasPrefix(loc, prefix) && !rejectedSeen[loc] {
@@ -307,7 +309,7 @@ func (e *Engine) found(loc string, s seen, old *store.FileRecord, decide bool) {
 		}
 		return
 	}
-	e.decide(rec, msg.Canonical, isNew)
+	e.decide(rec, msg.Canonical, isNew, nil)
 	if old != nil && old.MsgID != msg.MsgID {
 		// The location now holds another message: the one it held is gone.
 		e.flush()
@@ -330,24 +332,26 @@ func underAny(p string, prefixes []string) bool {
 // decide queues the file's content unless this device already holds that
 // version, or the journal says the message was deleted and this file is a
 // late copy of it.
-func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool) {
-	acct := e.opts.Account
-	pend, hasPending, err := e.db.Pending(acct, rec.MsgID)
-	if err != nil {
-		e.log.Error("cannot read the outbox", "err", err)
-		return
+func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool, known *store.Known) {
+	if known == nil {
+		k, err := e.db.Known(e.opts.Account, []string{rec.MsgID})
+		if err != nil {
+			e.log.Error("cannot read what this device holds", "err", err)
+			return
+		}
+		known = new(k[rec.MsgID])
 	}
-	held, hasHeld, err := e.db.Version(acct, rec.MsgID)
-	if err != nil {
-		e.log.Error("cannot read held versions", "err", err)
-		return
-	}
+	pend, hasPending := known.PendingEntry, known.Pending
+	held, hasHeld := known.Version, known.HasVersion
 	switch {
 	case hasPending && pend.Op == store.OpPut && pend.Hash == rec.Hash,
 		!hasPending && hasHeld && !held.Deleted && held.Hash == rec.Hash:
 		// Already queued, or already the version in the journal (for
-		// instance the file chatsync itself just wrote): index only.
-		e.index(rec)
+		// instance the file chatsync itself just wrote): index only,
+		// unless rec is the index's own unchanged entry (decideRecords).
+		if canonical != nil {
+			e.index(rec)
+		}
 		return
 	case !hasPending && hasHeld && held.Deleted && (isNew || !e.opts.ReplicateDeletes):
 		if !e.opts.ReplicateDeletes {
@@ -469,13 +473,31 @@ func (e *Engine) decideAll() {
 
 func (e *Engine) decideRecords(recs []store.FileRecord) {
 	defer e.flush()
+	ids := make([]string, len(recs))
+	for i, rec := range recs {
+		ids[i] = rec.MsgID
+	}
+	known, err := e.db.Known(e.opts.Account, ids) // one read for the chunk
+	if err != nil {
+		e.log.Error("cannot read what this device holds", "err", err)
+		return
+	}
 	for _, rec := range recs {
+		k := known[rec.MsgID]
+		if k.HasVersion && !k.Version.Deleted && k.Version.Hash == rec.Hash && !k.Pending &&
+			!e.goneAtStart[rec.Path] && !e.watchFailed.Load() {
+			// The version held is what the index says the file holds, and
+			// the start-up index found it so: a message the catch-up
+			// wrote or recognised, or one unchanged since the last run. A
+			// change since is the watcher's to report.
+			continue
+		}
 		s := e.store.Look(place{loc: rec.Path}, &rec, false)
 		switch s.kind {
 		case seenGone:
 			e.vanished(rec)
 		case seenUnchanged:
-			e.decide(rec, nil, e.newAtStart[rec.Path])
+			e.decide(rec, nil, e.newAtStart[rec.Path], &k)
 		case seenRefused:
 			if !s.unsafe {
 				e.reject(rec.Path, s.reason)

@@ -17,10 +17,6 @@ import (
 	"github.com/chatsync/chatsync/sync/account"
 )
 
-// maxIncomingBytes bounds a message that arrives from another device; the
-// sender's max_message_bytes may be larger than ours, so this is generous.
-const maxIncomingBytes = 16 << 20
-
 // poll reads the next page of other devices' entries after the cursor and
 // applies it. more reports that the page may have been cut by the server,
 // so more may be waiting; the journal is read when a page is not.
@@ -618,7 +614,7 @@ func (e *Engine) plan(pg *pagePlan, o openedRow) {
 		a.Keep = hasFile
 		pg.add(a, nil)
 	case seal.OpPut:
-		msg, err := msgdir.Parse(en.Message, maxIncomingBytes)
+		msg, err := msgdir.Parse(en.Message, MaxIncomingBytes)
 		if err != nil || msg.MsgID != en.MsgID {
 			e.skip(row.ID, fmt.Errorf("%w: the message inside is not valid", seal.ErrBadEntry))
 			return

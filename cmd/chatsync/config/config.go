@@ -23,14 +23,16 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/chatsync/chatsync/sync/engine"
 )
 
 // Defaults for the optional account keys.
 const (
 	DefaultPollInterval    = 30 * time.Second
-	DefaultMaxMessageBytes = 512 << 10 // engine.DefaultMaxMessageBytes: what the real server can carry
+	DefaultMaxMessageBytes = engine.DefaultMaxMessageBytes // what the real server can carry
 	MinPollInterval        = time.Second
-	MaxMaxMessageBytes     = 16 << 20
+	MaxMaxMessageBytes     = engine.MaxIncomingBytes // what every device takes from another
 )
 
 // Config is a validated configuration.
