@@ -29,7 +29,6 @@ import (
 	"github.com/chatsync/chatsync/sync/engine"
 )
 
-
 // floorDB opens a bbolt file with its defaults (every commit fsynced), as
 // the daemon's state is.
 func floorDB(path string) (*bolt.DB, error) {

@@ -285,6 +285,9 @@ type Engine struct {
 	putting *putting
 	// deciding is set while what to push at start is decided.
 	deciding *deciding
+	// pumping is set while the start-up index of a first backlog pushes
+	// what it queues (pump).
+	pumping context.Context
 	// pushedSinceCompact counts entries pushed since the state file was
 	// last looked at for compaction.
 	pushedSinceCompact int
@@ -428,7 +431,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			pending = nil
 			e.handleChange(c)
 		}
-		e.localWork()
+		e.localWork(ctx)
 		busy := e.networkWork(ctx)
 		if e.deciding != nil && e.decideStep() {
 			busy = true
@@ -494,7 +497,7 @@ func merge(a *watch.Change, b watch.Change) *watch.Change {
 
 // localWork does the start-up index scan once and the re-checks of files
 // that were still being written.
-func (e *Engine) localWork() {
+func (e *Engine) localWork(ctx context.Context) {
 	if !e.rootPresent() {
 		return
 	}
@@ -506,7 +509,18 @@ func (e *Engine) localWork() {
 		// catch-up poll (decideAll), once the journal's versions are known.
 		// A store that cannot be read yet (a database locked for
 		// longer than the busy bound) is indexed at the next try.
-		if e.indexed = e.scan("", false); !e.indexed {
+		//
+		// A first backlog where the journal holds nothing of other
+		// devices has nothing to be recognised against: it is decided as
+		// it is indexed, each file read once, and pushed while the rest
+		// is read (firstBacklog).
+		first := e.firstBacklog(ctx)
+		if first {
+			e.pumping = ctx
+		}
+		e.indexed = e.scan("", first)
+		e.pumping = nil
+		if !e.indexed {
 			e.rootPresent() // pauses on what the scan found, if it says
 			return
 		}

@@ -160,7 +160,11 @@ func (e *Engine) scan(dir string, decide bool) bool {
 		if _, refused := e.rejected[p.loc]; refused {
 			rejectedSeen[p.loc] = true
 		}
-		if len(e.batch.files)+len(e.batch.pushes) >= flushEvery {
+		switch n := len(e.batch.files) + len(e.batch.pushes); {
+		case e.pumping != nil && n >= e.opts.BatchCount:
+			e.flush() // a batch's worth, put while the next is read
+			e.pump()
+		case n >= flushEvery:
 			e.flush() // one huge transaction is slower than many mid-sized ones
 		}
 	}, func(loc, reason string, isDir bool) {

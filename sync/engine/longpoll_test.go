@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -146,4 +147,83 @@ func TestLoopSleepsWhileAPutIsInFlightAndWhileAPollWaits(t *testing.T) {
 		t.Errorf("the loop turned %d times while a put was in flight", n)
 	}
 	waitFor(t, 20*time.Second, "m1 on the server", func() bool { return len(srv.rows()) == 1 })
+}
+
+// backlog writes n message files into d's store, as a history that exists
+// before chatsync is installed.
+func backlog(t *testing.T, d *device, n int) {
+	t.Helper()
+	for i := range n {
+		d.write(fmt.Sprintf("c%d/m%05d.json", i%7, i), msg(fmt.Sprintf("b%05d", i), fmt.Sprintf("c%d@example.com", i%7), "from before"))
+	}
+}
+
+func TestFirstBacklogIsPutWhileItIsIndexedHoldingAtMostTwoBatches(t *testing.T) {
+	srv, kr, a, b := twoDevices(t)
+	const n, batch = 2600, 200
+	backlog(t, a, n)
+	var firstPutIndexed atomic.Int32 // 0 no put yet, 1 the index was done, 2 it was not
+	var deepest atomic.Int64
+	a.tweak = func(o *Options) {
+		o.BatchCount = batch
+		o.Failpoint = func(name string) error {
+			if name != "before-put" {
+				return nil
+			}
+			// Called by the engine's own goroutine: its state may be read.
+			if a.eng.indexed {
+				firstPutIndexed.CompareAndSwap(0, 1)
+			} else {
+				firstPutIndexed.CompareAndSwap(0, 2)
+			}
+			if st, err := a.eng.db.Stats(testAccount); err == nil && int64(st.OutboxDepth) > deepest.Load() {
+				deepest.Store(int64(st.OutboxDepth))
+			}
+			return nil
+		}
+	}
+	a.start()
+	waitFor(t, 60*time.Second, "the backlog on the server", func() bool { return len(srv.rows()) == n && a.status().OutboxDepth == 0 })
+	if got := firstPutIndexed.Load(); got != 2 {
+		t.Errorf("the first put left after the start-up index (%d); want it during the index", got)
+	}
+	if d := deepest.Load(); d > 2*batch {
+		t.Errorf("the outbox held %d entries at a put; want at most two batches (%d)", d, 2*batch)
+	}
+	count := serverMsgIDs(t, srv, kr)
+	for i := range n {
+		if id := fmt.Sprintf("b%05d", i); count[id] != 1 {
+			t.Fatalf("the journal holds %d rows of %s, want 1", count[id], id)
+		}
+	}
+	b.start()
+	waitFor(t, 60*time.Second, "the backlog on B", func() bool { return len(b.messages()) == n })
+}
+
+func TestBacklogBesideAnotherDevicesRowsIsIndexedBeforeAnyPut(t *testing.T) {
+	srv, _, a, b := twoDevices(t)
+	b.start()
+	b.write("c0/theirs.json", msg("theirs", "c0@example.com", "from B"))
+	waitFor(t, 20*time.Second, "B's row on the server", func() bool { return len(srv.rows()) == 1 })
+	backlog(t, a, 600)
+	var firstPutIndexed atomic.Int32
+	a.tweak = func(o *Options) {
+		o.BatchCount = 100
+		o.Failpoint = func(name string) error {
+			if name == "before-put" {
+				if a.eng.indexed {
+					firstPutIndexed.CompareAndSwap(0, 1)
+				} else {
+					firstPutIndexed.CompareAndSwap(0, 2)
+				}
+			}
+			return nil
+		}
+	}
+	a.start()
+	waitFor(t, 60*time.Second, "A's backlog on the server", func() bool { return len(srv.rows()) == 601 && a.status().OutboxDepth == 0 })
+	if got := firstPutIndexed.Load(); got != 1 {
+		t.Errorf("first put during the index (%d); with another device's rows in the journal, the index and the catch-up come first", got)
+	}
+	waitFor(t, 20*time.Second, "B's message on A", func() bool { return len(a.messages()) == 601 })
 }

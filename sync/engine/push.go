@@ -347,3 +347,64 @@ func (e *Engine) reconcile(ctx context.Context) (done bool, err error) {
 	})
 	return true, nil
 }
+
+// firstBacklog reports whether the start-up index may decide what to push
+// as it finds it: this device has indexed nothing of this store yet, has
+// no batch in flight, and the journal holds no row of another device (one
+// plain poll from 0 says so). Then no other device's copy is there to be
+// recognised, and reading every file a second time after the catch-up
+// would only cost time. A row another device puts meanwhile is applied by
+// the catch-up that follows, as ever; a copy of a message SIP delivered to
+// both may then be journaled twice, which changes nothing.
+func (e *Engine) firstBacklog(ctx context.Context) bool {
+	if e.hasIndexedFiles() || e.afterReset {
+		return false
+	}
+	if _, inFlight, err := e.db.InFlight(e.opts.Account); err != nil || inFlight {
+		return false
+	}
+	if c, err := e.db.Cursor(e.opts.Account); err != nil || c != 0 {
+		return false
+	}
+	page, err := e.opts.Remote.GetJournalEntries(ctx, account.JournalQuery{ExceptUUID: e.device})
+	if err != nil || len(page.Entries) > 0 {
+		return false // the usual order: index, catch up, decide
+	}
+	e.needCheck = false // nothing in flight
+	return true
+}
+
+// pump keeps one put in flight while the start-up index of a first
+// backlog queues it, so the server stores a batch while the next is read
+// and sealed; the index waits while the outbox holds the batch in flight
+// and a full one behind it. It stops pushing on a failure, which backs
+// pushing off as ever: the index then queues the rest.
+func (e *Engine) pump() {
+	ctx := e.pumping
+	acct := e.opts.Account
+	for ctx.Err() == nil {
+		st, err := e.db.Stats(acct)
+		if err != nil {
+			return
+		}
+		if e.putting != nil {
+			if st.OutboxDepth < 2*e.opts.BatchCount {
+				select {
+				case r := <-e.putting.done:
+					e.finishPush(ctx, r)
+					continue
+				default:
+					return // room for more: read on
+				}
+			}
+			e.finishPush(ctx, <-e.putting.done) // the next batch is ready: wait for this one
+			continue
+		}
+		if st.OutboxDepth < e.opts.BatchCount || e.needCheck || e.opts.Now().Before(e.pushRetry.until) {
+			return
+		}
+		if e.pushStep(ctx); e.putting == nil {
+			return
+		}
+	}
+}
