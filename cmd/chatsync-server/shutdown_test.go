@@ -1,40 +1,23 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/icholy/digest"
 
+	"github.com/chatsync/chatsync/internal/syncbuf"
 	"github.com/chatsync/chatsync/sync/accountserver"
 )
 
-// syncBuffer is a log destination the test reads after the server wrote
-// to it from its goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination written by goroutines while the test reads it.
+type syncBuffer = syncbuf.Buffer
 
 // TestShutdownAnswersAHeldLongPoll runs serve, the binary's serve and
 // shutdown sequence, with a get_journal_entries held by wait=60 and

@@ -15,12 +15,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chatsync/chatsync/crypto/seal"
+	"github.com/chatsync/chatsync/internal/syncbuf"
 	"github.com/chatsync/chatsync/store"
 	"github.com/chatsync/chatsync/sync/account"
 	"github.com/chatsync/chatsync/sync/accountserver"
@@ -363,22 +363,8 @@ func TestEntriesSealedForAnotherAccountAreSkippedAndCounted(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination written by goroutines while the test reads it.
+type syncBuffer = syncbuf.Buffer
 
 // mountTmpfs mounts a tmpfs of size bytes on dir, or skips the test.
 func mountTmpfs(t *testing.T, dir string, size string) {

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chatsync/chatsync/cmd/chatsync/config"
 	"github.com/chatsync/chatsync/crypto/seal"
+	"github.com/chatsync/chatsync/internal/syncbuf"
 	"github.com/chatsync/chatsync/store/msgdir"
 	"github.com/chatsync/chatsync/sync/accountserver"
 	"github.com/chatsync/chatsync/sync/apitype"
@@ -93,23 +92,8 @@ func (a testAccount) write(t *testing.T, rel, msgid, body string) {
 	}
 }
 
-// syncBuffer is a log destination that is safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination written by goroutines while the test reads it.
+type syncBuffer = syncbuf.Buffer
 
 // shortTempDir is a temporary directory with a path short enough for a
 // unix socket.
