@@ -149,7 +149,7 @@ func fairPush(ctx context.Context, c *account.Client, kr *seal.Keyring, dbPath, 
 				<-done
 			}
 		}()
-		go func() {
+		go func(puts <-chan *pushBatch) {
 			var first error
 			for pb := range puts {
 				if first == nil {
@@ -159,7 +159,7 @@ func fairPush(ctx context.Context, c *account.Client, kr *seal.Keyring, dbPath, 
 				}
 			}
 			done <- first
-		}()
+		}(puts)
 	}
 
 	var envs []string

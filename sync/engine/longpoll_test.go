@@ -48,6 +48,7 @@ func TestMessageArrivesThroughTheWaitingPollWithNoIntervalPoll(t *testing.T) {
 	// No poll is due for an hour: only the waiting poll can bring m1.
 	a.write("c/m1.json", msg("m1", "c@example.com", "instant"))
 	waitFor(t, 20*time.Second, "m1 on B", func() bool { return len(b.messages()) == 1 })
+	waitFor(t, 20*time.Second, "B waiting again after m1", func() bool { return backend.Waiting() == 2 })
 	if waits.Load() < 3 {
 		t.Errorf("%d waiting polls; want at least 3 (one per device, and B's again after m1)", waits.Load())
 	}
