@@ -136,56 +136,36 @@ func (db *DB) DeleteFiles(acct string, paths ...string) error {
 // call any DB method; entries changed during the walk may or may not be
 // seen.
 func (db *DB) Files(acct string) iter.Seq2[FileRecord, error] {
-	return scan(db, acct, func(a *account) *bolt.Bucket { return a.files },
-		func(_ *account, k, v []byte) (FileRecord, bool, error) {
-			var rec fileRecord
-			if err := decodeRec(v, &rec); err != nil {
-				return FileRecord{}, false, fmt.Errorf("file %q: %w", k, err)
-			}
-			return rec.file(string(k)), true, nil
-		})
+	return scan(db, acct, filesBucket, decodeFile)
 }
 
 // FilesAfter returns, in one read transaction, at most n index entries
 // in path order after the path after ("" for the first).
 func (db *DB) FilesAfter(acct, after string, n int) ([]FileRecord, error) {
-	var out []FileRecord
-	err := db.view(func(tx *bolt.Tx) error {
-		b := readAccount(tx, acct).files
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		k, v := c.First()
-		if after != "" {
-			if k, v = c.Seek([]byte(after)); k != nil && string(k) == after {
-				k, v = c.Next()
-			}
-		}
-		for ; k != nil && len(out) < n; k, v = c.Next() {
-			var rec fileRecord
-			if err := decodeRec(v, &rec); err != nil {
-				return fmt.Errorf("file %q: %w", k, err)
-			}
-			out = append(out, rec.file(string(k)))
-		}
-		return nil
-	})
-	return out, err
+	var from []byte
+	if after != "" {
+		from = []byte(after)
+	}
+	page, _, _, err := readPage(db, acct, nil, from, n, filesBucket, decodeFile)
+	return page, err
 }
 
 // FilesUnder yields the index entries of the files below dir (a
 // slash-separated path relative to the store), like Files but reading only
 // that part of the index.
 func (db *DB) FilesUnder(acct, dir string) iter.Seq2[FileRecord, error] {
-	return scanPrefix(db, acct, []byte(strings.TrimSuffix(dir, "/")+"/"), func(a *account) *bolt.Bucket { return a.files },
-		func(_ *account, k, v []byte) (FileRecord, bool, error) {
-			var rec fileRecord
-			if err := decodeRec(v, &rec); err != nil {
-				return FileRecord{}, false, fmt.Errorf("file %q: %w", k, err)
-			}
-			return rec.file(string(k)), true, nil
-		})
+	return scanPrefix(db, acct, []byte(strings.TrimSuffix(dir, "/")+"/"), filesBucket, decodeFile)
+}
+
+func filesBucket(a *account) *bolt.Bucket { return a.files }
+
+// decodeFile decodes the index entry of the path k.
+func decodeFile(_ *account, k, v []byte) (FileRecord, bool, error) {
+	var rec fileRecord
+	if err := decodeRec(v, &rec); err != nil {
+		return FileRecord{}, false, fmt.Errorf("file %q: %w", k, err)
+	}
+	return rec.file(string(k)), true, nil
 }
 
 // indexFile records f. If f.MsgID is indexed at another path, that entry is

@@ -405,38 +405,7 @@ func scanPrefix[T any](db *DB, acct string, prefix []byte, bucket func(*account)
 	return func(yield func(T, error) bool) {
 		var after []byte
 		for {
-			var page []T
-			n := 0
-			err := db.view(func(tx *bolt.Tx) error {
-				a := readAccount(tx, acct)
-				b := bucket(a)
-				if b == nil {
-					return nil
-				}
-				c := b.Cursor()
-				k, v := c.First()
-				if prefix != nil {
-					k, v = c.Seek(prefix)
-				}
-				if after != nil {
-					k, v = c.Seek(after)
-					if bytes.Equal(k, after) {
-						k, v = c.Next()
-					}
-				}
-				for ; k != nil && n < pageSize && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-					n++
-					after = bytes.Clone(k)
-					t, keep, err := decode(a, k, v)
-					if err != nil {
-						return err
-					}
-					if keep {
-						page = append(page, t)
-					}
-				}
-				return nil
-			})
+			page, last, n, err := readPage(db, acct, prefix, after, pageSize, bucket, decode)
 			if err != nil {
 				var zero T
 				yield(zero, err)
@@ -450,8 +419,47 @@ func scanPrefix[T any](db *DB, acct string, prefix []byte, bucket func(*account)
 			if n < pageSize {
 				return
 			}
+			after = last
 		}
 	}
+}
+
+// readPage reads, in one transaction, up to n keys of bucket that start
+// with prefix and come after the key after (nil: from the first), and
+// returns what decode keeps of them, the last key read and how many were
+// read.
+func readPage[T any](db *DB, acct string, prefix, after []byte, n int, bucket func(*account) *bolt.Bucket, decode func(a *account, k, v []byte) (T, bool, error)) (page []T, last []byte, read int, err error) {
+	err = db.view(func(tx *bolt.Tx) error {
+		a := readAccount(tx, acct)
+		b := bucket(a)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		k, v := c.First()
+		if prefix != nil {
+			k, v = c.Seek(prefix)
+		}
+		if after != nil {
+			k, v = c.Seek(after)
+			if bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && read < n && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			read++
+			last = bytes.Clone(k)
+			t, keep, err := decode(a, k, v)
+			if err != nil {
+				return err
+			}
+			if keep {
+				page = append(page, t)
+			}
+		}
+		return nil
+	})
+	return page, last, read, err
 }
 
 // Known is what the state holds of one message: what planning an incoming

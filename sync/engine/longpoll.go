@@ -83,19 +83,19 @@ func (e *Engine) startWait(ctx context.Context) {
 		q.Limit = limit
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	w := &waitingPoll{q: q, limit: limit, started: e.opts.Now(), cancel: cancel, done: make(chan waitResult, 1)}
+	started := e.opts.Now()
 	// The server holds the poll: it had nothing for this device when the
 	// poll started, and sends what comes as it comes. That is a poll
 	// that worked, as of its start.
-	w.q.OnHeld = func() {
+	q.OnHeld = func() {
 		e.update(func(s *Status) {
-			if w.started.After(s.LastPoll) {
-				s.pollWorked(w.started)
+			if started.After(s.LastPoll) {
+				s.pollWorked(started)
 			}
 			s.Listening = true
 		})
 	}
-	q = w.q
+	w := &waitingPoll{q: q, limit: limit, started: started, cancel: cancel, done: make(chan waitResult, 1)}
 	e.lp.running = w
 	remote := e.opts.Remote
 	go func() {
@@ -145,11 +145,11 @@ func (e *Engine) finishWait(ctx context.Context, r waitResult) {
 		return
 	}
 	e.lp.failures = 0
-	if r.page.Waited <= 0 && e.lp.offUntil.IsZero() {
-		e.log.Info("the server answers polls at once (it does not know wait=); polling at intervals",
-			"poll_interval", e.opts.PollInterval, "active_poll_interval", e.opts.ActivePollInterval)
-	}
 	if r.page.Waited <= 0 {
+		if e.lp.offUntil.IsZero() {
+			e.log.Info("the server answers polls at once (it does not know wait=); polling at intervals",
+				"poll_interval", e.opts.PollInterval, "active_poll_interval", e.opts.ActivePollInterval)
+		}
 		e.lp.offUntil = now.Add(longPollRetry)
 	}
 	if e.putting != nil {
