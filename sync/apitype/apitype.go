@@ -139,7 +139,37 @@ type AccountStatus struct {
 	// start, and after the journal went backwards); Done is set once it
 	// read the journal to its end.
 	CatchUp *CatchUp `json:"catch_up,omitempty"`
+
+	// LastGoodPoll is when the journal was last read without an error.
+	LastGoodPoll time.Time `json:"last_good_poll,omitzero"`
+	// PollIntervalSeconds is the account's idle poll interval.
+	PollIntervalSeconds float64 `json:"poll_interval_seconds,omitempty"`
+	// Stalled says, in words that say what to do, why the account counts
+	// as stalled (Problem, `chatsync status` exit 3): the last good poll
+	// is older than 5 poll intervals, the oldest unsent entry older than
+	// StallAfter, or another device has not applied this device's
+	// messages for more than LagAfter. "" while none holds.
+	Stalled string `json:"stalled,omitempty"`
+	// Lagging is the other device furthest behind, if any is.
+	Lagging *Lag `json:"lagging,omitempty"`
+	// BytesSent and BytesReceived count the bytes of the requests sent to
+	// the server and of its replies, since the daemon started.
+	BytesSent     int64 `json:"bytes_sent"`
+	BytesReceived int64 `json:"bytes_received"`
 }
+
+// Lag is another device that has not applied some of this device's
+// messages: Behind of them, the oldest written at Since.
+type Lag struct {
+	DeviceID string    `json:"device_id"`
+	Name     string    `json:"name,omitempty"`
+	Behind   int       `json:"behind"`
+	Since    time.Time `json:"since"`
+}
+
+// LagAfter is how long another device may stay behind this one before
+// the account counts as stalled.
+const LagAfter = 24 * time.Hour
 
 // CatchUp is the progress of reading the journal to its end.
 type CatchUp struct {
@@ -174,7 +204,7 @@ const StallAfter = 10 * time.Minute
 
 // Problem says, in one line, why the account is not running as it
 // should: it cannot start, is paused or stopped, fails in a way waiting
-// will not fix (NeedsFix), has failed for StallAfter, or keeps entries it
+// will not fix (NeedsFix), has failed for StallAfter, is Stalled, or keeps entries it
 // cannot open for want of a key (MissingKeys). It is "" for an
 // account that runs, catching up or idle, or that is retrying a failure
 // that is recent.
@@ -190,6 +220,8 @@ func (s AccountStatus) Problem(now time.Time) string {
 		return "needs a fix: " + s.NeedsFix
 	case !s.FailingSince.IsZero() && now.Sub(s.FailingSince) >= StallAfter:
 		return "stalled: failing since " + s.FailingSince.Format(time.RFC3339) + ": " + s.Error
+	case s.Stalled != "":
+		return "stalled: " + s.Stalled
 	case len(s.MissingKeys) > 0:
 		// The history here is incomplete until the key is imported.
 		return "needs a key: " + s.UnappliedHint
@@ -256,6 +288,8 @@ const (
 	EventReset          = "reset"           // the server's journal went backwards
 	EventConfigReloaded = "config_reloaded" // the daemon took a new config; Message says what changed
 	EventConfigError    = "config_error"    // an edit of the config was refused; Message lists the problems
+	EventStalled        = "stalled"         // the account became stalled; Message says why (AccountStatus.Stalled)
+	EventRecovered      = "recovered"       // a stalled account runs again
 )
 
 // Event is one line of the GET /v1/events stream (NDJSON).
