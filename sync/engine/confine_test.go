@@ -72,7 +72,9 @@ func TestAMessageReachedThroughALinkedDirectoryIsNeverReadOrPushed(t *testing.T)
 	link("c", outC)
 	link("d", outD)
 	b.write(fileOf(t, b, "m2"), msg("m2", "d@example.com", "two, edited on B"))
-	waitFor(t, 20*time.Second, "B's edit on the server", func() bool { return b.status().OutboxDepth == 0 && len(srv.rows()) == 4 }, func() string { return fmt.Sprintf("%d rows on the server, want m1, m2, the barrier and the edit", len(srv.rows())) })
+	waitFor(t, 20*time.Second, "B's edit on the server", func() bool { return b.status().OutboxDepth == 0 && len(srv.rows()) == 4 }, func() string {
+		return fmt.Sprintf("%d rows on the server, want m1, m2, the barrier and the edit", len(srv.rows()))
+	})
 	a.start()
 	waitFor(t, 20*time.Second, "A to keep B's edit for later", func() bool {
 		st := a.status()
