@@ -58,6 +58,11 @@ type Op string
 const (
 	OpPut    Op = "put"    // create or replace the message
 	OpDelete Op = "delete" // remove the message
+	// OpReport carries a device report (its Message is the report object,
+	// its MsgID empty): what the writing device is and how far it has
+	// applied the journal. It is not a message; chatsync before 0.3 skips
+	// it as an unknown op.
+	OpReport Op = "report"
 )
 
 // Entry is the plaintext of one journal entry.
@@ -67,7 +72,11 @@ type Entry struct {
 	Account string          // the account address the entry belongs to
 	Device  string          // the writing device, "urn:uuid:<uuid>"
 	Time    time.Time       // when the writing device recorded the change
-	Message json.RawMessage // the message object for OpPut; nil for OpDelete
+	Message json.RawMessage // the message object for OpPut, the report for OpReport; nil for OpDelete
+	// Applied is the journal id up to which the writing device had
+	// applied the journal when it sealed the entry (0: not said). Other
+	// devices learn from it how far behind it is without a report.
+	Applied int64
 }
 
 // wireEntry is the JSON form of Entry inside the box.
@@ -79,6 +88,7 @@ type wireEntry struct {
 	Device  string          `json:"device"`
 	Time    string          `json:"time"`
 	Message json.RawMessage `json:"message,omitempty"`
+	Applied int64           `json:"applied,omitempty"`
 }
 
 // Seal encrypts e with the newest key and returns the envelope
@@ -117,6 +127,7 @@ func encodeEntry(e Entry) ([]byte, error) {
 		Device:  e.Device,
 		Time:    e.Time.UTC().Format(timeLayout),
 		Message: e.Message,
+		Applied: e.Applied,
 	}
 	if e.Op == OpDelete {
 		w.Message = nil
@@ -175,10 +186,11 @@ func sealBox(bk *boxKey, content []byte) (string, error) {
 //   - for cs2, the box holds one complete raw DEFLATE stream and nothing
 //     after it (ErrBadFormat) that inflates to at most MaxPlaintextSize
 //     bytes (ErrTooLarge); inflating stops at that limit;
-//   - the plaintext is a version 1 entry: valid JSON, "v" is 1, op is put or
-//     delete, msgid non-empty and at most MaxMsgIDLen bytes, account
-//     non-empty, device "urn:uuid:<uuid>", time RFC 3339, and message a JSON
-//     object for put and absent for delete (ErrBadEntry);
+//   - the plaintext is a version 1 entry: valid JSON, "v" is 1, op is put,
+//     delete or report, msgid non-empty (empty for a report) and at most
+//     MaxMsgIDLen bytes, account non-empty, device "urn:uuid:<uuid>", time
+//     RFC 3339, applied not negative, and message a JSON object for put and
+//     report and absent for delete (ErrBadEntry);
 //   - the entry's account equals account under SameAccount
 //     (*ForeignAccountError, ErrForeignAccount).
 //
@@ -286,11 +298,12 @@ func parseEntry(plain []byte) (Entry, error) {
 		Device:  w.Device,
 		Time:    t,
 		Message: w.Message,
+		Applied: w.Applied,
 	}
 	if err := validate(&e); err != nil {
 		return Entry{}, err
 	}
-	if e.Op == OpPut {
+	if e.Op != OpDelete {
 		// Unmarshal copies RawMessage, but keep the entry independent of
 		// the plaintext buffer that Open clears.
 		e.Message = bytes.Clone(e.Message)
@@ -314,13 +327,24 @@ func validate(e *Entry) error {
 			return fmt.Errorf("%w: delete carries a message", ErrBadEntry)
 		}
 		e.Message = nil
+	case OpReport:
+		m := bytes.TrimLeft(e.Message, " \t\r\n")
+		if len(m) == 0 || m[0] != '{' || !json.Valid(m) {
+			return fmt.Errorf("%w: report is not a JSON object", ErrBadEntry)
+		}
+		if e.MsgID != "" {
+			return fmt.Errorf("%w: report carries a msgid", ErrBadEntry)
+		}
 	default:
 		if len(e.Op) > 16 || !isPrintableASCII(string(e.Op)) {
 			return fmt.Errorf("%w: unknown op", ErrBadEntry)
 		}
-		return fmt.Errorf("%w: unknown op %q, want %q or %q", ErrBadEntry, e.Op, OpPut, OpDelete)
+		return fmt.Errorf("%w: unknown op %q, want %q, %q or %q", ErrBadEntry, e.Op, OpPut, OpDelete, OpReport)
 	}
-	if e.MsgID == "" {
+	if e.Applied < 0 {
+		return fmt.Errorf("%w: negative applied", ErrBadEntry)
+	}
+	if e.MsgID == "" && e.Op != OpReport {
 		return fmt.Errorf("%w: empty msgid", ErrBadEntry)
 	}
 	if len(e.MsgID) > MaxMsgIDLen {

@@ -66,6 +66,10 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	del.Op, del.Message = OpDelete, nil
 	local := testEntry()
 	local.Time = time.Date(2026, 1, 2, 4, 4, 5, 7, time.FixedZone("CET", 3600))
+	applied := testEntry()
+	applied.Applied = 4711
+	report := testEntry()
+	report.Op, report.MsgID, report.Message = OpReport, "", json.RawMessage(`{"name":"laptop","applied":4711}`)
 	for _, tc := range []struct {
 		name string
 		e    Entry
@@ -73,6 +77,8 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		{"put", testEntry()},
 		{"delete", del},
 		{"non-UTC time", local},
+		{"put with applied", applied},
+		{"report", report},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := mustSeal(t, kr, tc.e)
@@ -88,6 +94,9 @@ func TestSealOpenRoundTrip(t *testing.T) {
 			}
 			if !bytes.Equal(got.Message, tc.e.Message) {
 				t.Errorf("message: got %s, want %s", got.Message, tc.e.Message)
+			}
+			if got.Applied != tc.e.Applied {
+				t.Errorf("applied: got %d, want %d", got.Applied, tc.e.Applied)
 			}
 		})
 	}
@@ -329,6 +338,9 @@ func TestSealRefusesInvalidEntries(t *testing.T) {
 		{"put with string message", func(e *Entry) { e.Message = json.RawMessage(`"hi"`) }},
 		{"put with invalid JSON", func(e *Entry) { e.Message = json.RawMessage(`{"a":`) }},
 		{"delete with message", func(e *Entry) { e.Op = OpDelete }},
+		{"report with msgid", func(e *Entry) { e.Op = OpReport }},
+		{"report without object", func(e *Entry) { e.Op, e.MsgID, e.Message = OpReport, "", json.RawMessage(`[1]`) }},
+		{"negative applied", func(e *Entry) { e.Applied = -1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := testEntry()
