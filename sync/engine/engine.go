@@ -141,6 +141,11 @@ type Options struct {
 	// server does not, and always sends up to 5000 rows.
 	PageBytes int
 
+	// DeviceName and Version are what this device's reports say it is
+	// (defaults: the host name, "dev").
+	DeviceName string
+	Version    string
+
 	Logger *slog.Logger
 	// OnEvent, if set, is called (from the engine's goroutine; it must not
 	// block) for every event worth showing to a user.
