@@ -19,6 +19,14 @@ const (
 	cs1DeleteFixture = "cs1.d3d67f90.mkn6CRN+Ygk2ZNKZq7GkoLc9Nq1k2moxGbcC9B2Qq0rkQoTZew0sGVCfbhwTENnXVd7dbttgzy3Jx2i8cOksPfYlWQCA/6FOKboh696y1++2/zNqrtlftO8EqE9dt5ntYp55H2oEWaVCOGCBpoY70XtxBxaV5ZWzmEe1e3fj75kYW8GFCw4OrZJgbASKQYnmCH3VUg7KUIOAjkyAjXTm0Uya1dKHYuqOwu8Iu8FVIz5mGClV6fvk+uhtpwZ4o6zaUCLABvIniLmzcBVPiLhoYjOLYLarv2Tph7VCzRBdEkyB"
 )
 
+// cs2PutFixture and cs2DeleteFixture were made by Seal while it wrote cs2
+// (commit 3999ef0), in the same way. Every cs2 row already in a journal
+// must keep opening whatever format Seal writes.
+const (
+	cs2PutFixture    = "cs2.d3d67f90.0iqV6ZGVov7YdNCJ5rgdCvl4waQqz0qW3mbGMHcqPyYBByTcfLIMHbcvq5x/CY9ZLs66NqOCTFbwa0jiOAe8dbUOrn4IAyW6tszZWovSEbK6/YycoxghupO69f7s4QDV4Uhve2h//TQkm9ennNauGQq6KAYnMrRXYoVBNErncb2N9wtKEZXlZEtydCaVloKc2RtpNLwMnxX/RYqQFQvKs00ndQHfzokMKvxTdG0Ht5R608Ly7GN2gEXr1jB7Qkbj2ECXMT+Sf+KyMgghnLdDuaeR4jG64DgOJ0JqJVo2vyK7XRJj5oEWeUoBhtbhjko/YULXYDLNhMo="
+	cs2DeleteFixture = "cs2.d3d67f90.sFCCb2JDpENe6hvS80pizFj9FlrViw5SdIp7WEH+mQHidGe37N74AXDK2X/haVX/tb6sw8n0eZ3dI1tGNs14q20IXE+OZ3kmf/qRhDPHGpWIUdWAkuR2MgU8nXWpa337WoZQGgWt/0qLfXRCb26kXjVgBkGgPJzE86fi4s3XqH+NkKM/apzVz/h4h42IzDWQnPIXzgs8ue2JEdP6tp5zuj/BZCZqKOYvIbl9ZLz7vctCWh4S2OR4+8TLeQ8="
+)
+
 // sealV1 is the cs1 code path of Seal as it was: the entry JSON sealed
 // uncompressed under the cs1 header and its key. Seal no longer writes cs1;
 // the tests use this to compare the formats and to open fresh cs1
@@ -134,6 +142,30 @@ func TestCS1FixturesStillOpen(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, v2) {
 				t.Errorf("cs1 opens to %+v\ncs2 opens to %+v", got, v2)
+			}
+		})
+	}
+}
+
+func TestCS2FixturesStillOpen(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	del := testEntry()
+	del.Op, del.Message = OpDelete, nil
+	for _, tc := range []struct {
+		name string
+		env  string
+		want Entry
+	}{
+		{"put", cs2PutFixture, testEntry()},
+		{"delete", cs2DeleteFixture, del},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := kr.Open(tc.env, testAccount)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v\nwant %+v", got, tc.want)
 			}
 		})
 	}
