@@ -13,14 +13,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 
@@ -49,6 +53,12 @@ type Daemon struct {
 	Socket      string
 	SocketGroup string // optional group that may also use the socket (mode 0660)
 	LogLevel    slog.Level
+	// MetricsListen is the loopback host:port on which the daemon serves
+	// Prometheus metrics at /metrics; "" serves none. Only a loopback
+	// address is accepted: the counters and timestamps say when the user
+	// chats, which must not leave the machine unless the user puts a
+	// reverse proxy (with its own authentication) in front.
+	MetricsListen string
 }
 
 // Account holds one [[account]] block. Secrets are read from their files
@@ -70,6 +80,10 @@ type Account struct {
 	PollInterval     time.Duration
 	ReplicateDeletes bool
 	MaxMessageBytes  int64
+	// DeviceName is what this device calls itself in its reports to the
+	// account's other devices (`chatsync devices`): device_name, or the
+	// host name.
+	DeviceName string
 	// Line is where the block starts, for messages about the account.
 	Line int
 }
@@ -360,7 +374,7 @@ func (p *parser) daemon(raw map[string]any) Daemon {
 		return d
 	}
 	t := &table{p: p, vals: vals, header: "daemon", name: "daemon"}
-	t.unknown("state_dir", "socket", "socket_group", "log_level")
+	t.unknown(daemonKeys...)
 	if s, ok := t.path("state_dir"); ok {
 		d.StateDir = s
 	}
@@ -376,7 +390,83 @@ func (p *parser) daemon(raw map[string]any) Daemon {
 			p.errorf(t.line("log_level"), "daemon.log_level", "%q is not a log level: use debug, info, warn or error", s)
 		}
 	}
+	if s, ok := t.str("metrics_listen"); ok {
+		if msg := checkMetricsListen(s); msg != "" {
+			t.errorf("metrics_listen", "%s", msg)
+		} else {
+			d.MetricsListen = s
+		}
+	}
 	return d
+}
+
+var daemonKeys = []string{"state_dir", "socket", "socket_group", "log_level", "metrics_listen"}
+
+// checkMetricsListen returns "" when s is empty or a loopback host:port
+// (127.0.0.0/8, ::1 or localhost), and otherwise why it is refused.
+func checkMetricsListen(s string) string {
+	if s == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port: write it like \"127.0.0.1:9464\" (or leave it empty for no metrics)", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("%q: the port %q is not a number from 0 to 65535", s, port)
+	}
+	if strings.EqualFold(host, "localhost") {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return ""
+	}
+	return fmt.Sprintf("%q is not a loopback address: metrics reveal when you chat, so they must stay on this machine: use 127.0.0.1:PORT, [::1]:PORT or localhost:PORT, and a reverse proxy (with authentication) to expose them", s)
+}
+
+// maxDeviceName bounds device_name, in characters: it is shown in one
+// line of `chatsync devices` on every other device.
+const maxDeviceName = 64
+
+// checkDeviceName returns "" when s is a name of 1 to maxDeviceName
+// printable characters, and otherwise why it is refused.
+func checkDeviceName(s string) string {
+	switch n := utf8.RuneCountInString(s); {
+	case s == "":
+		return "must not be empty: leave it out to use the host name"
+	case !utf8.ValidString(s):
+		return "is not valid UTF-8"
+	case n > maxDeviceName:
+		return fmt.Sprintf("is %d characters long: the most is %d", n, maxDeviceName)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return fmt.Sprintf("%q holds a character that cannot be printed (%U): use letters, digits, spaces and punctuation", s, r)
+		}
+	}
+	return ""
+}
+
+// defaultDeviceName is the host name, cut to maxDeviceName characters
+// and with anything unprintable dropped; "" when the system does not say
+// (the engine then uses its own default).
+func defaultDeviceName() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range h {
+		if n == maxDeviceName {
+			break
+		}
+		if unicode.IsPrint(r) && r != utf8.RuneError {
+			b.WriteRune(r)
+			n++
+		}
+	}
+	return b.String()
 }
 
 func oneOf(s string, options ...string) bool {
@@ -391,6 +481,7 @@ func oneOf(s string, options ...string) bool {
 var accountKeys = []string{
 	"address", "settings_url", "password", "password_file", "web_password", "web_password_file",
 	"store", "store_format", "key_file", "ca_file", "poll_interval", "replicate_deletes", "max_message_bytes",
+	"device_name",
 }
 
 // The store formats (SPEC §6b).
@@ -419,6 +510,7 @@ func (p *parser) accounts(raw map[string]any) []Account {
 		return nil
 	}
 	var out []Account
+	hostName := defaultDeviceName()
 	for i, vals := range blocks {
 		t := &table{p: p, vals: vals, header: "account", index: i, name: fmt.Sprintf("account[%d]", i+1)}
 		line := p.lines.header("account", i)
@@ -485,6 +577,14 @@ func (p *parser) accounts(raw map[string]any) []Account {
 		a.PollInterval = t.duration("poll_interval", DefaultPollInterval, MinPollInterval)
 		a.ReplicateDeletes = t.boolean("replicate_deletes", true)
 		a.MaxMessageBytes = t.integer("max_message_bytes", DefaultMaxMessageBytes, 256, MaxMaxMessageBytes)
+		a.DeviceName = hostName
+		if s, ok := t.str("device_name"); ok {
+			if msg := checkDeviceName(s); msg != "" {
+				t.errorf("device_name", "%s", msg)
+			} else {
+				a.DeviceName = s
+			}
+		}
 		out = append(out, a)
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,9 +58,12 @@ func TestExampleConfigIsValidAndComplete(t *testing.T) {
 		a.PollInterval != 30*time.Second || !a.ReplicateDeletes || a.MaxMessageBytes != DefaultMaxMessageBytes {
 		t.Errorf("account = %+v", a)
 	}
+	if host, _ := os.Hostname(); a.DeviceName != host || cfg.Daemon.MetricsListen != "" {
+		t.Errorf("device_name = %q (host name %q), metrics_listen = %q: want the host name and no metrics", a.DeviceName, host, cfg.Daemon.MetricsListen)
+	}
 	// Every key the parser knows appears in the example, set or commented.
 	data, _ := os.ReadFile(filepath.Join("..", "..", "..", "config.example.toml"))
-	for _, k := range append(append([]string{}, accountKeys...), "state_dir", "socket", "socket_group", "log_level") {
+	for _, k := range append(append([]string{}, accountKeys...), daemonKeys...) {
 		if !strings.Contains(string(data), k+" =") {
 			t.Errorf("config.example.toml does not document %s", k)
 		}
@@ -266,5 +270,97 @@ key_file = "/tmp/k"
 	}
 	if !found {
 		t.Errorf("problems = %v, want password_file on line 4 refused as not a regular file", problems)
+	}
+}
+
+// minimalAccount is an [[account]] block whose keys take 5 lines, for
+// tests that add one key after it (on line 7 when the block starts on
+// line 1).
+const minimalAccount = `[[account]]
+address = "alice@example.com"
+settings_url = "https://example.com/settings.phtml"
+password = "pw"
+store = "/tmp/s"
+key_file = "/tmp/k"
+`
+
+// errorsOf returns the problems that are not warnings.
+func errorsOf(problems []Problem) []Problem {
+	var out []Problem
+	for _, p := range problems {
+		if !p.Warning {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func TestDeviceNameDefaultsToTheHostNameAndTakesAGivenOne(t *testing.T) {
+	home(t)
+	host, err := os.Hostname()
+	if err != nil {
+		t.Skip("no host name here:", err)
+	}
+	cfg, problems := Parse("/x/config.toml", []byte(minimalAccount+"[[account]]\naddress = \"bob@example.com\"\nsettings_url = \"https://example.com/settings.phtml\"\npassword = \"pw\"\nstore = \"/tmp/s2\"\nkey_file = \"/tmp/k\"\ndevice_name = \"Bob's phone ☎\"\n"))
+	for _, p := range problems {
+		if !p.Warning {
+			t.Fatalf("problem: %v", p)
+		}
+	}
+	if got := cfg.Accounts[0].DeviceName; got != host {
+		t.Errorf("device_name left out = %q, want the host name %q", got, host)
+	}
+	if got := cfg.Accounts[1].DeviceName; got != "Bob's phone ☎" {
+		t.Errorf("device_name = %q, want the one given", got)
+	}
+}
+
+func TestDeviceNameOfMoreThan64CharactersOrUnprintableIsRefusedWithItsLine(t *testing.T) {
+	home(t)
+	for _, tc := range []struct {
+		name, want string
+	}{
+		{strings.Repeat("x", 65), "is 65 characters long: the most is 64"},
+		{strings.Repeat("é", 65), "is 65 characters long: the most is 64"},
+		{"lap\ttop", "cannot be printed"},
+		{"", "must not be empty"},
+	} {
+		text := minimalAccount + "device_name = " + strconv.Quote(tc.name) + "\n"
+		_, problems := Parse("/x/config.toml", []byte(text))
+		errs := errorsOf(problems)
+		if len(errs) != 1 || errs[0].Key != "account[1].device_name" || errs[0].Line != 7 || !strings.Contains(errs[0].Message, tc.want) {
+			t.Errorf("device_name %q: problems %v, want one on line 7 saying %q", tc.name, errs, tc.want)
+		}
+	}
+	cfg, problems := Parse("/x/config.toml", []byte(minimalAccount+"device_name = \""+strings.Repeat("é", 64)+"\"\n"))
+	if problems = errorsOf(problems); len(problems) != 0 || cfg.Accounts[0].DeviceName != strings.Repeat("é", 64) {
+		t.Errorf("a name of 64 characters: problems %v", problems)
+	}
+}
+
+func TestMetricsListenTakesOnlyALoopbackAddress(t *testing.T) {
+	home(t)
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:9464": true, "127.1.2.3:9464": true, "[::1]:9464": true, "localhost:9464": true, "LocalHost:0": true, "": true,
+		"0.0.0.0:9464": false, ":9464": false, "[::]:9464": false, "192.168.1.2:9464": false, "example.com:9464": false,
+		"127.0.0.1": false, "127.0.0.1:http": false, "127.0.0.1:70000": false, "[::ffff:10.0.0.1]:9464": false,
+	} {
+		text := "[daemon]\nlog_level = \"info\"\nmetrics_listen = " + strconv.Quote(addr) + "\n" + minimalAccount
+		cfg, problems := Parse("/x/config.toml", []byte(text))
+		problems = errorsOf(problems) // the key file does not exist: a warning
+		if ok {
+			if len(problems) != 0 || cfg.Daemon.MetricsListen != addr {
+				t.Errorf("metrics_listen %q: problems %v, metrics_listen %q; want it taken", addr, problems, cfg.Daemon.MetricsListen)
+			}
+			continue
+		}
+		if len(problems) != 1 || problems[0].Key != "daemon.metrics_listen" || problems[0].Line != 3 {
+			t.Errorf("metrics_listen %q: problems %v, want one on line 3", addr, problems)
+			continue
+		}
+		if strings.Contains(addr, ":94") && !strings.Contains(problems[0].Message, "metrics reveal when you chat, so they must stay on this machine") ||
+			strings.Contains(addr, ":94") && !strings.Contains(problems[0].Message, "reverse proxy") {
+			t.Errorf("metrics_listen %q: %q does not say why nor what to do instead", addr, problems[0].Message)
+		}
 	}
 }
