@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/icholy/digest"
@@ -100,6 +101,7 @@ type Client struct {
 	userAgent   string
 	hc          *http.Client
 	now         func() time.Time
+	traffic     traffic
 }
 
 // New checks cfg and returns a client. It sends nothing.
@@ -200,7 +202,9 @@ func New(cfg Config) (*Client, error) {
 		// challenge is cached yet, so the first batch is not uploaded twice.
 		Probe: true,
 		// icholy drains a 401's body with no bound before retrying; cap it.
-		Transport: boundedAuthBody{baseRT},
+		// Beneath both, the meter sees every attempt on the wire: probes,
+		// challenges and retries included (Traffic).
+		Transport: boundedAuthBody{meter{rt: baseRT, t: &c.traffic}},
 	}
 	c.hc = &http.Client{
 		Transport:     dt,
@@ -545,5 +549,60 @@ func (c *Client) call(ctx context.Context, r request, requireSuccess bool) ([]by
 }
 
 // Traffic returns the bytes of the requests this client sent and of the
-// replies it read, since it was made.
-func (c *Client) Traffic() (sent, received int64) { return 0, 0 }
+// replies it read, since it was made: what the daemon reports as
+// bytes_sent and bytes_received, for an estimate of what syncing costs on
+// a metered link.
+//
+// Every HTTP attempt that got an answer counts, the digest layer's
+// body-less probes, 401 challenges and retries as well as redirects
+// followed: each costs traffic. Sent is, per attempt, the request target
+// of the request line (path and query: a GET action's parameters travel
+// there) plus the body (a POST's form). Received is the reply body bytes
+// read, as they were read: a body closed half-read counts the part read.
+// Headers, TLS and TCP overhead are not counted, nor is an attempt that
+// failed without an answer (its bytes may or may not have left).
+func (c *Client) Traffic() (sent, received int64) {
+	return c.traffic.sent.Load(), c.traffic.received.Load()
+}
+
+// traffic is the counts of Traffic.
+type traffic struct{ sent, received atomic.Int64 }
+
+// meter is the transport that counts Traffic, beneath the digest layer
+// so that it sees each attempt on the wire.
+type meter struct {
+	rt http.RoundTripper
+	t  *traffic
+}
+
+func (m meter) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := m.rt.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	// The client's bodies are forms in memory, so ContentLength is their
+	// exact size (0 for GETs and for the digest layer's probes).
+	m.t.sent.Add(int64(len(req.URL.RequestURI())) + max(req.ContentLength, 0))
+	if resp.Body != nil {
+		resp.Body = &meteredBody{ReadCloser: resp.Body, n: &m.t.received}
+	}
+	return resp, nil
+}
+
+func (m meter) CloseIdleConnections() {
+	if ci, ok := m.rt.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// meteredBody counts the bytes read from a reply body into n.
+type meteredBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *meteredBody) Read(p []byte) (int, error) {
+	k, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(k))
+	return k, err
+}
