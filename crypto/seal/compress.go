@@ -8,7 +8,7 @@ import (
 	"sync"
 )
 
-// deflateLevel is the compress/flate level of cs2 plaintexts.
+// deflateLevel is the compress/flate level of cs2 and cs3 plaintexts.
 //
 // Measured with BenchmarkDeflateLevel on chat text: entries of Blink
 // messages with one to three sentences (about 810 bytes of entry JSON),
@@ -83,14 +83,16 @@ func deflate(plain []byte) []byte {
 }
 
 // inflate decompresses z, a raw DEFLATE stream that must end exactly at the
-// end of z. Its result is at most limit bytes: it stops and returns
+// end of z (cs2) or, if padded, be followed by nothing but zero bytes
+// (cs3). Its result is at most limit bytes: it stops and returns
 // ErrTooLarge as soon as the data inflates beyond that, so no input can
 // make it allocate more than limit+1 bytes of output buffers before it
-// gives up (or twice the result's size for a result that fits). Any other
-// malformed input, data after the end of the stream included, returns an
-// error wrapping errCorrupt; it never panics. Both errors match
+// gives up (or twice the result's size for a result that fits); the
+// padding is never inflated, so it cannot raise that. Any other malformed
+// input, data after the end of the stream that is not allowed included,
+// returns an error wrapping errCorrupt; it never panics. Both errors match
 // ErrBadFormat.
-func inflate(z []byte, limit int) ([]byte, error) {
+func inflate(z []byte, limit int, padded bool) ([]byte, error) {
 	src := bytes.NewReader(z) // an io.ByteReader, so flate reads no further than it needs
 	var fr io.ReadCloser
 	if v := inflaters.Get(); v != nil {
@@ -149,10 +151,13 @@ func inflate(z []byte, limit int) ([]byte, error) {
 		clear(cur)
 		return nil, fmt.Errorf("%w: compressed plaintext inflates beyond %d bytes", ErrTooLarge, limit)
 	}
-	if src.Len() != 0 {
+	if rest := z[len(z)-src.Len():]; len(rest) != 0 && (!padded || !allZero(rest)) {
 		discard()
 		clear(cur)
-		return nil, fmt.Errorf("%w: %d bytes follow its end", errCorrupt, src.Len())
+		if padded {
+			return nil, fmt.Errorf("%w: %d bytes follow its end, not all zero", errCorrupt, len(rest))
+		}
+		return nil, fmt.Errorf("%w: %d bytes follow its end", errCorrupt, len(rest))
 	}
 	if len(chunks) == 0 {
 		return cur, nil
@@ -165,4 +170,14 @@ func inflate(z []byte, limit int) ([]byte, error) {
 	discard()
 	clear(cur)
 	return plain, nil
+}
+
+// allZero reports whether b holds only zero bytes: cs3 padding.
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -49,6 +49,30 @@ func sealV1(t testing.TB, kr *Keyring, e Entry) string {
 	return env
 }
 
+// sealV2 is the cs2 code path of Seal as it was: the entry JSON compressed
+// and sealed unpadded under the cs2 header and its key. Seal no longer
+// writes cs2; the tests use this to measure what padding costs and to open
+// fresh cs2 envelopes.
+func (k *Keyring) sealV2(e Entry) (string, error) {
+	plain, err := encodeEntry(e)
+	if err != nil {
+		return "", err
+	}
+	defer clear(plain)
+	z := deflate(plain)
+	defer clear(z)
+	return sealBox(&k.keys[len(k.keys)-1].v2, z)
+}
+
+func sealV2(t testing.TB, kr *Keyring, e Entry) string {
+	t.Helper()
+	env, err := kr.sealV2(e)
+	if err != nil {
+		t.Fatalf("sealV2: %v", err)
+	}
+	return env
+}
+
 // sealRawV1 seals plain uncompressed as cs1 with kr's newest key.
 func sealRawV1(t testing.TB, kr *Keyring, plain string) string {
 	t.Helper()
@@ -69,6 +93,21 @@ func sealDeflated(t testing.TB, kr *Keyring, z []byte) string {
 	}
 	return env
 }
+
+// sealPadded seals content as the box content of a cs3 envelope, as it
+// is: an authentic envelope whose compressed data and padding may be
+// anything.
+func sealPadded(t testing.TB, kr *Keyring, content []byte) string {
+	t.Helper()
+	env, err := sealBox(&kr.keys[len(kr.keys)-1].v3, content)
+	if err != nil {
+		t.Fatalf("sealBox: %v", err)
+	}
+	return env
+}
+
+// zeroPadded returns z followed by n zero bytes.
+func zeroPadded(z []byte, n int) []byte { return append(bytes.Clone(z), make([]byte, n)...) }
 
 func deflateString(s string) []byte { return deflate([]byte(s)) }
 
@@ -135,13 +174,14 @@ func TestCS1FixturesStillOpen(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v\nwant %+v", got, tc.want)
 			}
-			// And it opens to exactly what its cs2 form opens to.
-			v2, err := kr.Open(mustSeal(t, kr, tc.want), testAccount)
+			// And it opens to exactly what its form that Seal writes
+			// now opens to.
+			v3, err := kr.Open(mustSeal(t, kr, tc.want), testAccount)
 			if err != nil {
-				t.Fatalf("Open cs2: %v", err)
+				t.Fatalf("Open cs3: %v", err)
 			}
-			if !reflect.DeepEqual(got, v2) {
-				t.Errorf("cs1 opens to %+v\ncs2 opens to %+v", got, v2)
+			if !reflect.DeepEqual(got, v3) {
+				t.Errorf("cs1 opens to %+v\ncs3 opens to %+v", got, v3)
 			}
 		})
 	}
@@ -171,21 +211,26 @@ func TestCS2FixturesStillOpen(t *testing.T) {
 	}
 }
 
-func TestCS2RoundTripsOrdinaryChat(t *testing.T) {
+// TestEveryFormatRoundTripsOrdinaryChat seals ordinary chat as Seal does
+// now (cs3) and as it did before (cs1, cs2): every envelope opens to the
+// entry.
+func TestEveryFormatRoundTripsOrdinaryChat(t *testing.T) {
 	kr := mustKeyring(t, testKey(3))
 	for i, e := range ordinaryChat(50, 7) {
 		env := mustSeal(t, kr, e)
-		if !strings.HasPrefix(env, "cs2.") {
-			t.Fatalf("Seal made %.13s, want cs2", env)
-		}
-		got, err := kr.Open(env, testAccount)
-		if err != nil {
-			t.Fatalf("entry %d: Open: %v", i, err)
+		if !strings.HasPrefix(env, "cs3.") {
+			t.Fatalf("Seal made %.13s, want cs3", env)
 		}
 		want := e
 		want.Time = e.Time.UTC()
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("entry %d: got %+v\nwant %+v", i, got, want)
+		for _, env := range []string{env, sealV2(t, kr, e), sealV1(t, kr, e)} {
+			got, err := kr.Open(env, testAccount)
+			if err != nil {
+				t.Fatalf("entry %d, %.3s: Open: %v", i, env, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("entry %d, %.3s: got %+v\nwant %+v", i, env, got, want)
+			}
 		}
 	}
 }
@@ -216,27 +261,34 @@ func TestOpenRefusesZipBombWithoutInflatingIt(t *testing.T) {
 }
 
 func TestInflateLimitIsInclusive(t *testing.T) {
-	got, err := inflate(zipBombStream(17), 17<<20)
-	if err != nil || len(got) != 17<<20 {
-		t.Fatalf("inflate to exactly the limit: %d bytes, %v", len(got), err)
-	}
-	if _, err := inflate(zipBombStream(18), 17<<20); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("inflate one MiB over the limit: got %v, want ErrTooLarge", err)
+	for _, padding := range []int{0, 64 << 10} {
+		padded := padding > 0
+		got, err := inflate(zeroPadded(zipBombStream(17), padding), 17<<20, padded)
+		if err != nil || len(got) != 17<<20 {
+			t.Fatalf("inflate to exactly the limit, %d bytes of padding: %d bytes, %v", padding, len(got), err)
+		}
+		if _, err := inflate(zeroPadded(zipBombStream(18), padding), 17<<20, padded); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("inflate one MiB over the limit, %d bytes of padding: got %v, want ErrTooLarge", padding, err)
+		}
 	}
 	if MaxPlaintextSize != 17<<20 {
 		t.Fatalf("MaxPlaintextSize is %d; update this test", MaxPlaintextSize)
 	}
-	// At the limit, Open goes on to the entry checks.
+	// At the limit, Open goes on to the entry checks, and padding does
+	// not count towards it.
 	kr := mustKeyring(t, testKey(1))
 	if _, err := kr.Open(sealDeflated(t, kr, zipBombStream(17)), testAccount); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("Open of 17 MiB of zeros: got %v, want ErrBadEntry", err)
 	}
+	if _, err := kr.Open(sealPadded(t, kr, zeroPadded(zipBombStream(17), 1<<20)), testAccount); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("Open of 17 MiB of zeros padded with 1 MiB: got %v, want ErrBadEntry", err)
+	}
 }
 
-// FuzzOpenDeflate reaches the cs2 decompression behind authentication: it
-// seals arbitrary bytes as the compressed content of a cs2 box. Whatever
-// they are, Open must not panic, must fail with one category, and must
-// never fail with ErrAuth or ErrUnknownKey.
+// FuzzOpenDeflate reaches the cs2 and cs3 decompression behind
+// authentication: it seals arbitrary bytes as the compressed content of a
+// cs2 and of a cs3 box. Whatever they are, Open must not panic, must fail
+// with one category, and must never fail with ErrAuth or ErrUnknownKey.
 func FuzzOpenDeflate(f *testing.F) {
 	kr := mustKeyring(f, testKey(1))
 	good, err := encodeEntry(testEntry())
@@ -249,21 +301,25 @@ func FuzzOpenDeflate(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0x07})                         // reserved block type
 	f.Add([]byte{0x01, 0x00, 0x00, 0xff, 0xff}) // empty stored block
+	f.Add(zeroPadded(deflate(good), 100))
+	f.Add(append(zeroPadded(deflate(good), 100), 1))
 	f.Fuzz(func(t *testing.T, z []byte) {
-		env, err := sealBox(&kr.keys[0].v2, z)
-		if err != nil {
-			return
-		}
-		e, err := kr.Open(env, testAccount)
-		if err != nil {
-			checkOneCategory(t, err)
-			if errors.Is(err, ErrAuth) || errors.Is(err, ErrUnknownKey) {
-				t.Fatalf("authentic envelope failed with %v", err)
+		for _, bk := range []*boxKey{&kr.keys[0].v2, &kr.keys[0].v3} {
+			env, err := sealBox(bk, z)
+			if err != nil {
+				return
 			}
-			return
-		}
-		if _, err := kr.Seal(e); err != nil {
-			t.Fatalf("opened entry does not seal again: %v", err)
+			e, err := kr.Open(env, testAccount)
+			if err != nil {
+				checkOneCategory(t, err)
+				if errors.Is(err, ErrAuth) || errors.Is(err, ErrUnknownKey) {
+					t.Fatalf("authentic envelope failed with %v", err)
+				}
+				continue
+			}
+			if _, err := kr.Seal(e); err != nil {
+				t.Fatalf("opened entry does not seal again: %v", err)
+			}
 		}
 	})
 }

@@ -20,8 +20,14 @@ const (
 	formatV1 = "cs1"
 
 	// formatV2 is the envelope prefix of format version 2: the box holds
-	// the entry JSON compressed with raw DEFLATE. Seal writes it.
+	// the entry JSON compressed with raw DEFLATE. Open still reads it;
+	// Seal no longer writes it.
 	formatV2 = "cs2"
+
+	// formatV3 is the envelope prefix of format version 3: the box holds
+	// the raw DEFLATE stream of cs2 followed by zero bytes that pad the
+	// payload to a bucket size (see payloadBucket). Seal writes it.
+	formatV3 = "cs3"
 
 	// MaxEnvelopeSize is the largest envelope, in bytes, that Open accepts
 	// and Seal produces. Open checks it before decoding anything. It
@@ -30,11 +36,11 @@ const (
 	MaxEnvelopeSize = 4 << 20
 
 	// MaxPlaintextSize is the largest entry JSON, in bytes, that Seal
-	// accepts and that a cs2 plaintext may inflate to in Open; Open stops
-	// inflating, and refuses the envelope, as soon as it is exceeded, so a
-	// small envelope cannot make it allocate more (a "zip bomb"). It is the
-	// largest message the daemon accepts from another device (16 MiB of
-	// JSON, the sync engine's maxIncomingBytes and the largest
+	// accepts and that a cs2 or cs3 plaintext may inflate to in Open; Open
+	// stops inflating, and refuses the envelope, as soon as it is exceeded,
+	// so a small envelope cannot make it allocate more (a "zip bomb"). It
+	// is the largest message the daemon accepts from another device (16
+	// MiB of JSON, the sync engine's maxIncomingBytes and the largest
 	// max_message_bytes) plus 1 MiB for the entry fields around it. Such a
 	// message seals only if it compresses into MaxEnvelopeSize. A cs1
 	// plaintext is bounded by MaxEnvelopeSize already.
@@ -49,6 +55,23 @@ const (
 	entryV1    = 1
 	timeLayout = "2006-01-02T15:04:05.000000000Z07:00" // RFC 3339 with nanoseconds
 	urnUUID    = "urn:uuid:"
+
+	// headerLenV3 is the length of a cs3 header, "cs3.<keyid>.".
+	headerLenV3 = len(formatV3) + 1 + keyIDLen + 1
+
+	// smallBucketStep and smallBucketsEnd are the payload buckets of
+	// ordinary messages: multiples of 256 up to 4096, so that padding
+	// costs them less than 256 bytes. Above that the buckets are powers of
+	// two: rows that large are rare, few sizes hide them better, and the
+	// padding still costs less than the row itself.
+	smallBucketStep = 256
+	smallBucketsEnd = 4096
+
+	// maxPayloadV3 is the largest cs3 payload, the last bucket: the
+	// longest multiple of 4 that fits into MaxEnvelopeSize after the
+	// header. A multiple of 4 decodes to a whole number of 3-byte groups,
+	// so a bucket-sized payload has no "=" padding.
+	maxPayloadV3 = (MaxEnvelopeSize - headerLenV3) &^ 3
 )
 
 // Op is the operation an entry carries.
@@ -93,11 +116,14 @@ type wireEntry struct {
 
 // Seal encrypts e with the newest key and returns the envelope
 //
-//	cs2.<keyid>.<base64(nonce || secretbox(deflate(json)))>
+//	cs3.<keyid>.<base64(nonce || secretbox(deflate(json) || zero bytes))>
 //
-// using a fresh random nonce. It returns an error matching ErrBadEntry if e
-// is not valid (see Open for the rules) and ErrTooLarge if the entry JSON
-// would exceed MaxPlaintextSize or the envelope MaxEnvelopeSize.
+// using a fresh random nonce. The zero bytes make the base64 payload
+// exactly the smallest bucket that holds it (see payloadBucket), so that
+// the server sees one of a few row sizes instead of each entry's size. It
+// returns an error matching ErrBadEntry if e is not valid (see Open for
+// the rules) and ErrTooLarge if the entry JSON would exceed
+// MaxPlaintextSize or the envelope MaxEnvelopeSize.
 func (k *Keyring) Seal(e Entry) (string, error) {
 	if k == nil || len(k.keys) == 0 {
 		return "", errors.New("seal: empty keyring; load one with LoadKeyring")
@@ -145,8 +171,8 @@ func encodeEntry(e Entry) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// sealRaw seals plaintext bytes as they are, compressed, as a cs2
-// envelope. Tests use it to make authentic envelopes with invalid
+// sealRaw seals plaintext bytes as they are, compressed and padded, as a
+// cs3 envelope. Tests use it to make authentic envelopes with invalid
 // contents.
 func (k *Keyring) sealRaw(plain []byte) (string, error) {
 	if len(plain) > MaxPlaintextSize {
@@ -154,7 +180,47 @@ func (k *Keyring) sealRaw(plain []byte) (string, error) {
 	}
 	z := deflate(plain)
 	defer clear(z)
-	return sealBox(&k.keys[len(k.keys)-1].v2, z)
+	content, err := padContent(z)
+	if err != nil {
+		return "", err
+	}
+	defer clear(content)
+	return sealBox(&k.keys[len(k.keys)-1].v3, content)
+}
+
+// payloadBucket returns the cs3 payload length for a box that needs n
+// bytes of base64: the smallest bucket of at least n bytes. The buckets
+// are 256, 512, ... 4096, then 8192, 16384, ... as far as MaxEnvelopeSize
+// allows, then maxPayloadV3 itself. ok is false if n exceeds maxPayloadV3.
+// Every bucket is a multiple of 4, so its box is 3/4 of it and a whole
+// number of base64 groups.
+func payloadBucket(n int) (bucket int, ok bool) {
+	switch {
+	case n > maxPayloadV3:
+		return 0, false
+	case n <= smallBucketsEnd:
+		return max(smallBucketStep, (n+smallBucketStep-1)/smallBucketStep*smallBucketStep), true
+	}
+	b := 2 * smallBucketsEnd
+	for b < n {
+		b *= 2
+	}
+	return min(b, maxPayloadV3), true
+}
+
+// padContent returns z followed by as many zero bytes as make the payload
+// of its box the bucket that holds it: the content of a cs3 box. It
+// returns ErrTooLarge if no bucket does, that is if even the unpadded
+// envelope would exceed MaxEnvelopeSize.
+func padContent(z []byte) ([]byte, error) {
+	need := base64.StdEncoding.EncodedLen(nonceSize + len(z) + secretbox.Overhead)
+	bucket, ok := payloadBucket(need)
+	if !ok {
+		return nil, fmt.Errorf("%w: entry would seal to %d bytes, limit %d", ErrTooLarge, headerLenV3+need, MaxEnvelopeSize)
+	}
+	content := make([]byte, bucket/4*3-nonceSize-secretbox.Overhead)
+	copy(content, z)
+	return content, nil
 }
 
 // sealBox seals content, the box's plaintext, under bk.
@@ -176,7 +242,7 @@ func sealBox(bk *boxKey, content []byte) (string, error) {
 // Open decrypts and checks an envelope made by Seal, in this order:
 //
 //   - size at most MaxEnvelopeSize (ErrTooLarge), before any decoding;
-//   - prefix "cs1." or "cs2." (another "cs<digits>." is
+//   - prefix "cs1.", "cs2." or "cs3." (another "cs<digits>." is
 //     ErrUnsupportedVersion, anything else ErrBadFormat) and an
 //     8-hex-digit key id (ErrBadFormat);
 //   - the key id is in the keyring (*UnknownKeyError, ErrUnknownKey);
@@ -184,8 +250,11 @@ func sealBox(bk *boxKey, content []byte) (string, error) {
 //     holding at least a nonce and an authenticator (ErrTruncated);
 //   - the box authenticates under the key derived for this header (ErrAuth);
 //   - for cs2, the box holds one complete raw DEFLATE stream and nothing
-//     after it (ErrBadFormat) that inflates to at most MaxPlaintextSize
-//     bytes (ErrTooLarge); inflating stops at that limit;
+//     after it, for cs3 such a stream and then only zero bytes
+//     (ErrBadFormat), and the stream inflates to at most MaxPlaintextSize
+//     bytes (ErrTooLarge); inflating stops at that limit. Open does not
+//     check that a cs3 payload is a bucket size: the buckets can change
+//     without a new format;
 //   - the plaintext is a version 1 entry: valid JSON, "v" is 1, op is put,
 //     delete or report, msgid non-empty (empty for a report) and at most
 //     MaxMsgIDLen bytes, account non-empty, device "urn:uuid:<uuid>", time
@@ -195,27 +264,27 @@ func sealBox(bk *boxKey, content []byte) (string, error) {
 //     (*ForeignAccountError, ErrForeignAccount).
 //
 // Every error matches exactly one of ErrBadFormat, ErrUnknownKey, ErrAuth,
-// ErrBadEntry and ErrForeignAccount. A cs1 and a cs2 envelope of the same
-// entry open to the same Entry.
+// ErrBadEntry and ErrForeignAccount. A cs1, a cs2 and a cs3 envelope of the
+// same entry open to the same Entry.
 func (k *Keyring) Open(envelope string, account string) (Entry, error) {
 	if len(envelope) > MaxEnvelopeSize {
 		return Entry{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(envelope), MaxEnvelopeSize)
 	}
 	version, rest, ok := strings.Cut(envelope, ".")
 	if !ok {
-		return Entry{}, fmt.Errorf("%w: no \"cs2.\" or \"cs1.\" prefix", ErrBadFormat)
+		return Entry{}, fmt.Errorf("%w: no \"cs3.\", \"cs2.\" or \"cs1.\" prefix", ErrBadFormat)
 	}
-	compressed := false
 	switch version {
-	case formatV1:
-	case formatV2:
-		compressed = true
+	case formatV1, formatV2, formatV3:
 	default:
 		if !isFormatName(version) {
-			return Entry{}, fmt.Errorf("%w: no \"cs2.\" or \"cs1.\" prefix", ErrBadFormat)
+			return Entry{}, fmt.Errorf("%w: no \"cs3.\", \"cs2.\" or \"cs1.\" prefix", ErrBadFormat)
 		}
-		return Entry{}, fmt.Errorf("%w %q (this chatsync reads %q and %q; upgrade it if another device is newer)", ErrUnsupportedVersion, version, formatV1, formatV2)
+		return Entry{}, fmt.Errorf("%w %q (this chatsync reads %q, %q and %q; upgrade it if another device is newer)", ErrUnsupportedVersion, version, formatV1, formatV2, formatV3)
 	}
+	// cs2 and cs3 differ only in what may follow the DEFLATE stream.
+	compressed := version != formatV1
+	padded := version == formatV3
 	id, payload, ok := strings.Cut(rest, ".")
 	if !ok || !isKeyID(id) {
 		return Entry{}, fmt.Errorf("%w: key id must be %d lowercase hex digits", ErrBadFormat, keyIDLen)
@@ -227,10 +296,7 @@ func (k *Keyring) Open(envelope string, account string) (Entry, error) {
 	if rk == nil {
 		return Entry{}, &UnknownKeyError{KeyID: id}
 	}
-	bk := &rk.v1
-	if compressed {
-		bk = &rk.v2
-	}
+	bk := rk.boxKey(version)
 	if len(payload)%4 != 0 {
 		return Entry{}, fmt.Errorf("%w: payload length %d is not a multiple of 4", ErrTruncated, len(payload))
 	}
@@ -254,7 +320,7 @@ func (k *Keyring) Open(envelope string, account string) (Entry, error) {
 	}
 	if compressed {
 		z := plain
-		plain, err = inflate(z, MaxPlaintextSize)
+		plain, err = inflate(z, MaxPlaintextSize, padded)
 		clear(z)
 		if err != nil {
 			return Entry{}, err
@@ -376,7 +442,7 @@ func isKeyID(s string) bool {
 }
 
 // isFormatName reports whether s looks like a format prefix, "cs" and 1 to 4
-// digits, so that a future "cs3" envelope is reported as a newer version.
+// digits, so that a future "cs4" envelope is reported as a newer version.
 func isFormatName(s string) bool {
 	if len(s) < 3 || len(s) > 6 || s[:2] != "cs" {
 		return false

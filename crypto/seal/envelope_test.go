@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -107,14 +108,20 @@ func TestSealOpenRoundTrip(t *testing.T) {
 func TestEnvelopeHasDocumentedFormat(t *testing.T) {
 	k := testKey(1)
 	env := mustSeal(t, mustKeyring(t, k), testEntry())
-	prefix := "cs2." + k.ID() + "."
+	prefix := "cs3." + k.ID() + "."
 	if !strings.HasPrefix(env, prefix) {
 		t.Fatalf("envelope %.20q... does not start with %q", env, prefix)
 	}
 	if strings.ContainsAny(env, "\r\n ") {
 		t.Errorf("envelope contains white space")
 	}
-	box, err := base64.StdEncoding.DecodeString(env[len(prefix):])
+	payload := env[len(prefix):]
+	// The buckets: 256, 512, ... 4096, then powers of two.
+	isBucket := func(n int) bool { return n > 0 && (n <= 4096 && n%256 == 0 || n > 4096 && n&(n-1) == 0) }
+	if !isBucket(len(payload)) || strings.Contains(payload, "=") {
+		t.Errorf("payload of %d bytes is not a bucket size without \"=\"", len(payload))
+	}
+	box, err := base64.StdEncoding.DecodeString(payload)
 	if err != nil {
 		t.Fatalf("payload is not std base64: %v", err)
 	}
@@ -124,14 +131,32 @@ func TestEnvelopeHasDocumentedFormat(t *testing.T) {
 	}
 	var nonce [24]byte
 	copy(nonce[:], box)
-	z, ok := secretbox.Open(nil, box[24:], &nonce, (*[32]byte)(ek))
+	content, ok := secretbox.Open(nil, box[24:], &nonce, (*[32]byte)(ek))
 	if !ok {
 		t.Fatal("box does not open under HKDF(key, info = label || header)")
 	}
-	plain, err := io.ReadAll(flate.NewReader(bytes.NewReader(z)))
+	// A bytes.Reader is an io.ByteReader: flate reads no byte after the
+	// end of the stream, and what it leaves is the padding.
+	r := bytes.NewReader(content)
+	plain, err := io.ReadAll(flate.NewReader(r))
 	if err != nil {
 		t.Fatalf("box does not hold raw DEFLATE: %v", err)
 	}
+	padding := content[len(content)-r.Len():]
+	if len(bytes.Trim(padding, "\x00")) != 0 {
+		t.Errorf("padding after the stream is not all zero bytes: %x", padding)
+	}
+	// The bucket is the smallest that holds the unpadded box: the bucket
+	// below would not hold it (a bucket of B bytes of base64 holds 3B/4
+	// bytes of box).
+	below := len(payload) - 256
+	if len(payload) > 4096 {
+		below = len(payload) / 2
+	}
+	if unpadded := 24 + len(content) - len(padding) + 16; below/4*3 >= unpadded {
+		t.Errorf("payload of %d bytes for a box of %d bytes before padding: the bucket of %d holds it", len(payload), unpadded, below)
+	}
+	t.Logf("payload %d bytes: %d of DEFLATE, %d of padding", len(payload), len(content)-len(padding), len(padding))
 	var want bytes.Buffer
 	enc := json.NewEncoder(&want)
 	enc.SetEscapeHTML(false)
@@ -148,7 +173,7 @@ func TestSealUsesFreshNonces(t *testing.T) {
 	if a == b {
 		t.Fatal("two seals of the same entry are identical")
 	}
-	header := len("cs2." + testKey(1).ID() + ".")
+	header := len("cs3." + testKey(1).ID() + ".")
 	na, nb := mustDecode(t, a[header:]), mustDecode(t, b[header:])
 	if bytes.Equal(na[:nonceSize], nb[:nonceSize]) {
 		t.Fatal("two seals share a nonce")
@@ -198,10 +223,13 @@ func TestOpenFailuresAreDistinct(t *testing.T) {
 	kr := mustKeyring(t, k1)
 	both := mustKeyring(t, k1, k2)
 	good := mustSeal(t, kr, testEntry())
-	header := "cs2." + k1.ID() + "."
+	header := "cs3." + k1.ID() + "."
 	payload := good[len(header):]
 	v1 := sealV1(t, kr, testEntry())
 	v1Payload := v1[len("cs1."+k1.ID()+"."):]
+	v2 := sealV2(t, kr, testEntry())
+	v2Payload := v2[len("cs2."+k1.ID()+"."):]
+	stream := deflateString(`{"v":1}`)
 
 	flip := func(s string, i int) string {
 		b, _ := base64.StdEncoding.DecodeString(s)
@@ -220,18 +248,25 @@ func TestOpenFailuresAreDistinct(t *testing.T) {
 		contains string
 	}{
 		{"wrong key (id unknown to keyring)", mustKeyring(t, k2), good, testAccount, ErrUnknownKey, ErrUnknownKey, k1.ID()},
-		{"unknown key id", kr, "cs2.00000000." + payload, testAccount, ErrUnknownKey, ErrUnknownKey, "import that key"},
+		{"unknown key id", kr, "cs3.00000000." + payload, testAccount, ErrUnknownKey, ErrUnknownKey, "import that key"},
+		{"unknown key id cs2", kr, "cs2.00000000." + v2Payload, testAccount, ErrUnknownKey, ErrUnknownKey, "import that key"},
 		{"unknown key id cs1", kr, "cs1.00000000." + v1Payload, testAccount, ErrUnknownKey, ErrUnknownKey, "import that key"},
-		{"wrong key under a known id", both, "cs2." + k2.ID() + "." + payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"wrong key under a known id", both, "cs3." + k2.ID() + "." + payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"wrong key under a known id cs2", both, "cs2." + k2.ID() + "." + v2Payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
 		{"wrong key under a known id cs1", both, "cs1." + k2.ID() + "." + v1Payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
 		{"tampered ciphertext byte", kr, header + flip(payload, nonceSize+20), testAccount, ErrAuth, ErrAuth, ""},
 		{"tampered authenticator byte", kr, header + flip(payload, nonceSize), testAccount, ErrAuth, ErrAuth, ""},
 		{"tampered nonce byte", kr, header + flip(payload, 3), testAccount, ErrAuth, ErrAuth, ""},
-		{"cs2 box relabelled cs1", kr, "cs1." + k1.ID() + "." + payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"cs3 box relabelled cs2", kr, "cs2." + k1.ID() + "." + payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"cs2 box relabelled cs3", kr, "cs3." + k1.ID() + "." + v2Payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"cs2 box relabelled cs1", kr, "cs1." + k1.ID() + "." + v2Payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
 		{"cs1 box relabelled cs2", kr, "cs2." + k1.ID() + "." + v1Payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
+		{"cs1 box relabelled cs3", kr, "cs3." + k1.ID() + "." + v1Payload, testAccount, ErrAuth, ErrAuth, "authenticate"},
 		{"tampered cs1 ciphertext byte", kr, "cs1." + k1.ID() + "." + flip(v1Payload, nonceSize+20), testAccount, ErrAuth, ErrAuth, ""},
-		{"unknown version", kr, "cs3." + k1.ID() + "." + payload, testAccount, ErrUnsupportedVersion, ErrBadFormat, `"cs3"`},
-		{"tampered header key id case", kr, "cs2." + strings.ToUpper(k1.ID()) + "." + payload, testAccount, ErrBadFormat, ErrBadFormat, "key id"},
+		{"tampered cs2 ciphertext byte", kr, "cs2." + k1.ID() + "." + flip(v2Payload, nonceSize+20), testAccount, ErrAuth, ErrAuth, ""},
+		{"tampered padding byte", kr, header + flip(payload, len(mustDecode(t, payload))-1), testAccount, ErrAuth, ErrAuth, ""},
+		{"unknown version", kr, "cs4." + k1.ID() + "." + payload, testAccount, ErrUnsupportedVersion, ErrBadFormat, `"cs4" (this chatsync reads "cs1", "cs2" and "cs3"`},
+		{"tampered header key id case", kr, "cs3." + strings.ToUpper(k1.ID()) + "." + payload, testAccount, ErrBadFormat, ErrBadFormat, "key id"},
 		{"no prefix", kr, payload, testAccount, ErrBadFormat, ErrBadFormat, "prefix"},
 		{"empty", kr, "", testAccount, ErrBadFormat, ErrBadFormat, ""},
 		{"truncated to the nonce", kr, header + payload[:32], testAccount, ErrTruncated, ErrBadFormat, "at least 40"},
@@ -253,7 +288,9 @@ func TestOpenFailuresAreDistinct(t *testing.T) {
 		{"bad device", kr, sealRawWith(t, kr, `{"v":1,"op":"delete","msgid":"m","account":"a@b","device":"phone","time":"2026-01-02T03:04:05Z"}`), "a@b", ErrBadEntry, ErrBadEntry, "device"},
 		{"bad time", kr, sealRawWith(t, kr, `{"v":1,"op":"delete","msgid":"m","account":"a@b","device":"`+testDevice+`","time":"yesterday"}`), "a@b", ErrBadEntry, ErrBadEntry, "time"},
 		{"wrong field type", kr, sealRawWith(t, kr, `{"v":"1"}`), testAccount, ErrBadEntry, ErrBadEntry, `"v"`},
-		{"oversize", kr, "cs2." + k1.ID() + "." + strings.Repeat("A", MaxEnvelopeSize), testAccount, ErrTooLarge, ErrBadFormat, "limit"},
+		{"oversize", kr, "cs3." + k1.ID() + "." + strings.Repeat("A", MaxEnvelopeSize), testAccount, ErrTooLarge, ErrBadFormat, "limit"},
+		{"oversize cs2", kr, "cs2." + k1.ID() + "." + strings.Repeat("A", MaxEnvelopeSize), testAccount, ErrTooLarge, ErrBadFormat, "limit"},
+		{"padded beyond the envelope limit", kr, sealUnchecked(t, &kr.keys[0].v3, zeroPadded(deflateString(`{"v":1}`), maxPayloadV3/4*3)), testAccount, ErrTooLarge, ErrBadFormat, "limit 4194304"},
 		{"oversize cs1", kr, "cs1." + k1.ID() + "." + strings.Repeat("A", MaxEnvelopeSize), testAccount, ErrTooLarge, ErrBadFormat, "limit"},
 		{"oversize, bad header", kr, strings.Repeat("A", MaxEnvelopeSize+1), testAccount, ErrTooLarge, ErrBadFormat, "limit"},
 		{"zip bomb", kr, zipBomb(t, kr), testAccount, ErrTooLarge, ErrBadFormat, "inflates beyond 17825792 bytes"},
@@ -263,6 +300,14 @@ func TestOpenFailuresAreDistinct(t *testing.T) {
 		{"reserved deflate block type", kr, sealDeflated(t, kr, []byte{0x07, 0x00}), testAccount, errCorrupt, ErrBadFormat, "corrupt input before offset 1"},
 		{"empty cs2 box", kr, sealDeflated(t, kr, nil), testAccount, errCorrupt, ErrBadFormat, "ends early"},
 		{"empty deflate stream", kr, sealDeflated(t, kr, deflateString("")), testAccount, ErrBadEntry, ErrBadEntry, "not JSON"},
+		{"cs3 stream then a non-zero byte", kr, sealPadded(t, kr, append(bytes.Clone(stream), 1)), testAccount, errCorrupt, ErrBadFormat, "1 bytes follow its end, not all zero"},
+		{"cs3 padding then a non-zero byte", kr, sealPadded(t, kr, append(zeroPadded(stream, 200), 0x80)), testAccount, errCorrupt, ErrBadFormat, "201 bytes follow its end, not all zero"},
+		{"cs3 padding with a non-zero byte inside", kr, sealPadded(t, kr, zeroPadded(append(zeroPadded(stream, 10), ' '), 10)), testAccount, errCorrupt, ErrBadFormat, "not all zero"},
+		{"cs3 padding of a second stream", kr, sealPadded(t, kr, append(bytes.Clone(stream), stream...)), testAccount, errCorrupt, ErrBadFormat, "not all zero"},
+		{"cs3 zip bomb", kr, sealPadded(t, kr, zeroPadded(zipBombStream(64), 1000)), testAccount, ErrTooLarge, ErrBadFormat, "inflates beyond 17825792 bytes"},
+		{"cs3 stream cut short", kr, sealPadded(t, kr, zeroPadded(stream[:4], 100)), testAccount, errCorrupt, ErrBadFormat, ""},
+		{"cs3 only padding", kr, sealPadded(t, kr, make([]byte, 152)), testAccount, errCorrupt, ErrBadFormat, "corrupt"},
+		{"empty cs3 box", kr, sealPadded(t, kr, nil), testAccount, errCorrupt, ErrBadFormat, "ends early"},
 		{"bad inner JSON cs1", kr, sealRawV1(t, kr, `{"v":1,"op":"put",`), testAccount, ErrBadEntry, ErrBadEntry, "not JSON"},
 	}
 	for _, tc := range tests {
@@ -279,6 +324,102 @@ func TestOpenFailuresAreDistinct(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tc.contains)
 			}
 		})
+	}
+}
+
+// sealUnchecked seals content under bk without the size check of sealBox,
+// to make authentic envelopes larger than any Seal makes.
+func sealUnchecked(t testing.TB, bk *boxKey, content []byte) string {
+	t.Helper()
+	var nonce [nonceSize]byte
+	box := secretbox.Seal(nonce[:], content, &nonce, &bk.key)
+	return bk.header + base64.StdEncoding.EncodeToString(box)
+}
+
+// TestOpenReadsCS3WithAnyAmountOfPadding: Open checks that padding is zero
+// bytes, not that the payload is a bucket, so the buckets can change
+// without a new format.
+func TestOpenReadsCS3WithAnyAmountOfPadding(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	plain, err := encodeEntry(testEntry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 1, 7, 1000, 1 << 20} {
+		env := sealPadded(t, kr, zeroPadded(deflate(plain), n))
+		got, err := kr.Open(env, testAccount)
+		if err != nil {
+			t.Fatalf("%d bytes of padding: Open: %v", n, err)
+		}
+		if !reflect.DeepEqual(got, testEntry()) {
+			t.Errorf("%d bytes of padding: got %+v, want %+v", n, got, testEntry())
+		}
+	}
+}
+
+func TestPayloadBucketEdges(t *testing.T) {
+	if maxPayloadV3 != 4194288 {
+		t.Fatalf("maxPayloadV3 is %d, want 4194288: 4 MiB less the 13-byte header, rounded down to a multiple of 4", maxPayloadV3)
+	}
+	for _, tc := range []struct{ n, want int }{
+		{0, 256},
+		{1, 256},
+		{256, 256},
+		{257, 512},
+		{512, 512},
+		{513, 768},
+		{4095, 4096},
+		{4096, 4096},
+		{4097, 8192},
+		{8192, 8192},
+		{8193, 16384},
+		{1 << 20, 1 << 20},
+		{1<<20 + 1, 2 << 20},
+		{2 << 20, 2 << 20},
+		{2<<20 + 1, maxPayloadV3},
+		{maxPayloadV3, maxPayloadV3},
+	} {
+		got, ok := payloadBucket(tc.n)
+		if !ok || got != tc.want {
+			t.Errorf("payloadBucket(%d) = %d, %v; want %d, true", tc.n, got, ok, tc.want)
+		}
+	}
+	if got, ok := payloadBucket(maxPayloadV3 + 1); ok {
+		t.Errorf("payloadBucket(%d) = %d, true; want no bucket", maxPayloadV3+1, got)
+	}
+}
+
+// TestSealPadsToTheBucketExactly seals contents of the lengths at bucket
+// edges: the payload is the bucket, with no "=", and the envelope opens.
+func TestSealPadsToTheBucketExactly(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	const box = nonceSize + secretbox.Overhead
+	for _, tc := range []struct{ z, payload int }{
+		{0, 256},
+		{256/4*3 - box, 256},     // fills the first bucket exactly
+		{256/4*3 - box + 1, 512}, // one byte more
+		{4096/4*3 - box, 4096},
+		{4096/4*3 - box + 1, 8192},
+		{maxPayloadV3/4*3 - box, maxPayloadV3},
+	} {
+		content, err := padContent(make([]byte, tc.z))
+		if err != nil {
+			t.Fatalf("padContent(%d bytes): %v", tc.z, err)
+		}
+		env, err := sealBox(&kr.keys[0].v3, content)
+		if err != nil {
+			t.Fatalf("sealBox(%d bytes): %v", len(content), err)
+		}
+		payload := env[headerLenV3:]
+		if len(payload) != tc.payload || strings.Contains(payload, "=") {
+			t.Errorf("%d bytes of DEFLATE: payload of %d bytes (%q at its end), want %d with no \"=\"", tc.z, len(payload), payload[len(payload)-2:], tc.payload)
+		}
+		if len(env) > MaxEnvelopeSize {
+			t.Errorf("%d bytes of DEFLATE: envelope of %d bytes, over the limit", tc.z, len(env))
+		}
+	}
+	if _, err := padContent(make([]byte, maxPayloadV3/4*3-box+1)); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "would seal to 4194305 bytes, limit 4194304") {
+		t.Errorf("padContent one byte over the last bucket: got %v, want ErrTooLarge", err)
 	}
 }
 
@@ -382,16 +523,18 @@ func TestSealRefusesOversizeEntry(t *testing.T) {
 		t.Fatalf("Seal: got %v, want ErrTooLarge for the plaintext", err)
 	}
 	for _, tc := range []struct {
-		name string
-		body string
+		name    string
+		body    string
+		payload int
 	}{
 		// Below the limit seals and opens again: 3 MiB of base64 deflate
-		// to about 2.3 MiB, 3 MiB of envelope.
-		{"incompressible near the envelope limit", incompressible(3 << 20)},
+		// to about 2.3 MiB, 3 MiB of payload, which is padded to the
+		// last bucket.
+		{"incompressible near the envelope limit", incompressible(3 << 20), maxPayloadV3},
 		// The largest message another device may send (16 MiB of JSON,
 		// the sync engine's maxIncomingBytes) opens if it compressed
-		// into an envelope.
-		{"16 MiB message", strings.Repeat("x", 16<<20-len(`{"body":""}`))},
+		// into an envelope: about 16 KiB of DEFLATE, 22 KiB of base64.
+		{"16 MiB message", strings.Repeat("x", 16<<20-len(`{"body":""}`)), 32 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.Message = json.RawMessage(`{"body":"` + tc.body + `"}`)
@@ -401,6 +544,9 @@ func TestSealRefusesOversizeEntry(t *testing.T) {
 			}
 			if len(env) > MaxEnvelopeSize {
 				t.Fatalf("envelope is %d bytes, over the limit", len(env))
+			}
+			if n := len(env) - headerLenV3; n != tc.payload {
+				t.Fatalf("payload is %d bytes, want the bucket %d", n, tc.payload)
 			}
 			got, err := kr.Open(env, testAccount)
 			if err != nil {
@@ -429,7 +575,7 @@ func TestKeyringRotationNewestSealsAllOpen(t *testing.T) {
 	oldEnv := mustSeal(t, mustKeyring(t, oldK), testEntry())
 	kr := mustKeyring(t, oldK, newK)
 	env := mustSeal(t, kr, testEntry())
-	if want := "cs2." + newK.ID() + "."; !strings.HasPrefix(env, want) {
+	if want := "cs3." + newK.ID() + "."; !strings.HasPrefix(env, want) {
 		t.Errorf("rotated keyring sealed with %.13s, want %s", env, want)
 	}
 	for name, e := range map[string]string{"old": oldEnv, "new": env} {
@@ -475,9 +621,13 @@ func FuzzOpen(f *testing.F) {
 	f.Add(good[:len(good)/2])
 	f.Add(cs1PutFixture)
 	f.Add(cs1DeleteFixture)
+	f.Add(cs2PutFixture)
+	f.Add(cs2DeleteFixture)
 	f.Add("cs1." + testKey(1).ID() + ".")
 	f.Add("cs2." + testKey(1).ID() + ".")
+	f.Add("cs3." + testKey(1).ID() + ".")
 	f.Add("cs3.00000000.AAAA")
+	f.Add("cs4.00000000.AAAA")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, env string) {
 		e, err := kr.Open(env, testAccount)

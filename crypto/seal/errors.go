@@ -13,13 +13,14 @@ import (
 var (
 	// ErrBadFormat means the envelope is not a well-formed chatsync
 	// envelope: wrong prefix, bad key id, bad base64, too short or too
-	// large, or (behind a valid authenticator) a cs2 plaintext that is not
-	// valid DEFLATE data or inflates beyond MaxPlaintextSize.
+	// large, or (behind a valid authenticator) a cs2 or cs3 plaintext that
+	// is not valid DEFLATE data (for cs3: followed by only zero bytes) or
+	// inflates beyond MaxPlaintextSize.
 	ErrBadFormat = errors.New("seal: malformed envelope")
 
 	// ErrTooLarge means the envelope (or, for Seal, the sealed entry)
 	// exceeds MaxEnvelopeSize, or the plaintext exceeds MaxPlaintextSize
-	// (for Open: a cs2 plaintext inflates beyond it). It matches
+	// (for Open: a cs2 or cs3 plaintext inflates beyond it). It matches
 	// ErrBadFormat.
 	ErrTooLarge error = &subError{"seal: envelope too large", ErrBadFormat}
 
@@ -37,7 +38,8 @@ var (
 	ErrTruncated error = &subError{"seal: envelope truncated", ErrBadFormat}
 
 	// errCorrupt means an authentic cs2 box holds data that is not one
-	// complete DEFLATE stream; only a buggy or hostile holder of the key
+	// complete DEFLATE stream, or a cs3 box one that is not such a stream
+	// followed by zero bytes; only a buggy or hostile holder of the key
 	// can make one. It matches ErrBadFormat. It is not exported: callers
 	// only count it as a malformed envelope.
 	errCorrupt error = &subError{"seal: compressed plaintext is corrupt", ErrBadFormat}

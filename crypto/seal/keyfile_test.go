@@ -171,7 +171,7 @@ func TestAppendKeyRotates(t *testing.T) {
 		t.Fatalf("keys %v, want [old new]", got)
 	}
 	env := mustSeal(t, kr, testEntry())
-	if !strings.HasPrefix(env, "cs2."+newK.ID()+".") {
+	if !strings.HasPrefix(env, "cs3."+newK.ID()+".") {
 		t.Errorf("sealed with %.13s, want the new key %s", env, newK.ID())
 	}
 	if _, err := kr.Open(oldEnv, testAccount); err != nil {

@@ -22,7 +22,21 @@ type ringKey struct {
 	key Key
 	id  string
 	v1  boxKey // format cs1: opens only
-	v2  boxKey // format cs2: seals and opens
+	v2  boxKey // format cs2: opens only
+	v3  boxKey // format cs3: seals and opens
+}
+
+// boxKey returns rk's box key for the envelope format version, one that
+// Open reads. Each format has its own, derived for its header, so that a
+// box cannot be relabelled as another format.
+func (rk *ringKey) boxKey(version string) *boxKey {
+	switch version {
+	case formatV1:
+		return &rk.v1
+	case formatV2:
+		return &rk.v2
+	}
+	return &rk.v3
 }
 
 // boxKey is the secretbox key of one key for one envelope format.
@@ -53,7 +67,8 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 			return nil, fmt.Errorf("seal: keys %d and %d share the key id %s; remove one of them", j+1, i+1, id)
 		}
 		seen[id] = i
-		kr.keys = append(kr.keys, ringKey{key: k, id: id, v1: newBoxKey(&k, formatV1, id), v2: newBoxKey(&k, formatV2, id)})
+		kr.keys = append(kr.keys, ringKey{key: k, id: id,
+			v1: newBoxKey(&k, formatV1, id), v2: newBoxKey(&k, formatV2, id), v3: newBoxKey(&k, formatV3, id)})
 	}
 	return kr, nil
 }
