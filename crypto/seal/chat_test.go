@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,12 +117,7 @@ func ordinaryChat(n int, seed uint64) []Entry { return chatEntries(n, seed, 0) }
 // chatEntries returns n put entries of chat messages whose bodies have one
 // to three sentences, or as many as make minBody bytes if minBody > 0.
 func chatEntries(n int, seed uint64, minBody int) []Entry {
-	r := rand.New(rand.NewPCG(seed, 0x636861747379))
-	t := time.Date(2026, 3, 2, 8, 15, 0, 0, time.UTC)
-	cet := time.FixedZone("", 3600)
-	out := make([]Entry, n)
-	for i := range out {
-		t = t.Add(time.Duration(1+r.IntN(1800)) * time.Second)
+	return chatEntriesWith(n, seed, func(r *rand.Rand) string {
 		sentences := make([]string, 1+r.IntN(3))
 		for j := range sentences {
 			sentences[j] = chatSentence(r)
@@ -129,6 +125,54 @@ func chatEntries(n int, seed uint64, minBody int) []Entry {
 		for size := len(strings.Join(sentences, " ")); size < minBody; size += 1 + len(sentences[len(sentences)-1]) {
 			sentences = append(sentences, chatSentence(r))
 		}
+		return strings.Join(sentences, " ")
+	})
+}
+
+// shortReplies are the bodies of the shortest messages.
+var shortReplies = []string{"k", "?", "ok", "no", "hi", ":)", "yes", "ok!", "lol", "thx", "sure", "yes!", "great", "thanks", "see you"}
+
+// lengthVariedChat returns n put entries of chat messages whose bodies are
+// 1 to maxBody bytes long, spread evenly: chat sentences cut at a word
+// boundary, or a short reply for the shortest. Their rows are as varied in
+// size as chat gets, which is what padding must hide.
+func lengthVariedChat(n int, seed uint64, maxBody int) []Entry {
+	return chatEntriesWith(n, seed, func(r *rand.Rand) string {
+		size := 1 + r.IntN(maxBody)
+		var b strings.Builder
+		for b.Len() < size {
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(chatSentence(r))
+		}
+		body := b.String()
+		if len(body) > size {
+			body = body[:max(strings.LastIndexByte(body[:size+1], ' '), 0)]
+		}
+		if len(body) < 8 {
+			var fit []string
+			for _, s := range shortReplies {
+				if len(s) <= size {
+					fit = append(fit, s)
+				}
+			}
+			body = fit[r.IntN(len(fit))]
+		}
+		return body
+	})
+}
+
+// chatEntriesWith returns n put entries of chat messages with bodies made
+// by body.
+func chatEntriesWith(n int, seed uint64, body func(*rand.Rand) string) []Entry {
+	r := rand.New(rand.NewPCG(seed, 0x636861747379))
+	t := time.Date(2026, 3, 2, 8, 15, 0, 0, time.UTC)
+	cet := time.FixedZone("", 3600)
+	out := make([]Entry, n)
+	for i := range out {
+		t = t.Add(time.Duration(1+r.IntN(1800)) * time.Second)
+		text := body(r)
 		peer := chatPeers[r.IntN(len(chatPeers))]
 		m := blinkMessage{
 			MsgID:         chatUUID(r),
@@ -141,7 +185,7 @@ func chatEntries(n int, seed uint64, minBody int) []Entry {
 			CPIMFrom:      "sip:" + testAccount,
 			CPIMTo:        "sip:" + peer,
 			CPIMTimestamp: t.In(cet).Format("2006-01-02T15:04:05.000-07:00"),
-			Body:          strings.Join(sentences, " "),
+			Body:          text,
 			ContentType:   "text/plain",
 			Private:       "0",
 			Status:        "delivered",
@@ -184,6 +228,116 @@ func TestCS2RowsOfOrdinaryChatAreSmaller(t *testing.T) {
 	}
 	if worst > 0.70 {
 		t.Errorf("message %d: its cs2 row is %.1f%% of its cs1 row, want at least 30%% smaller:\n%s", worstAt, 100*worst, es[worstAt].Message)
+	}
+}
+
+// paddingCorpus is the chat that the padding tests seal: 1000 messages with
+// bodies of 1 to 600 bytes.
+func paddingCorpus() []Entry { return lengthVariedChat(1000, 1, 600) }
+
+// rowSizes seals es with seal and returns the length of every envelope.
+func rowSizes(t *testing.T, es []Entry, seal func(Entry) (string, error)) []int {
+	t.Helper()
+	sizes := make([]int, len(es))
+	for i, e := range es {
+		env, err := seal(e)
+		if err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		sizes[i] = len(env)
+	}
+	return sizes
+}
+
+// distinct returns the distinct values of sizes, in order, with how often
+// each occurs.
+func distinct(sizes []int) (values []int, count map[int]int) {
+	count = make(map[int]int)
+	for _, n := range sizes {
+		if count[n] == 0 {
+			values = append(values, n)
+		}
+		count[n]++
+	}
+	slices.Sort(values)
+	return values, count
+}
+
+func mean(sizes []int) float64 {
+	sum := 0
+	for _, n := range sizes {
+		sum += n
+	}
+	return float64(sum) / float64(len(sizes))
+}
+
+// TestPaddingLeavesAHandfulOfRowSizes is the point of cs3: the server sees
+// a row's length, and without padding nearly every message of another
+// length makes a row of another length. Padded, 1000 messages of 1 to 600
+// bytes of body make rows of a few sizes.
+func TestPaddingLeavesAHandfulOfRowSizes(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	es := paddingCorpus()
+	bodies := make(map[int]bool)
+	for _, e := range es {
+		var m blinkMessage
+		if err := json.Unmarshal(e.Message, &m); err != nil {
+			t.Fatal(err)
+		}
+		bodies[len(m.Body)] = true
+	}
+	if len(bodies) < 400 {
+		t.Fatalf("the corpus has %d distinct body lengths; it should spread over 1 to 600", len(bodies))
+	}
+	unpadded, _ := distinct(rowSizes(t, es, kr.sealV2))
+	padded, count := distinct(rowSizes(t, es, kr.Seal))
+	// Base64 lengths are multiples of 4: cs2 rows spread over a range of
+	// R bytes can have R/4 sizes at most.
+	t.Logf("%d messages of %d distinct body lengths: %d distinct cs2 row sizes (%d to %d bytes), %d distinct cs3 row sizes %v (rows of each: %v)",
+		len(es), len(bodies), len(unpadded), unpadded[0], unpadded[len(unpadded)-1], len(padded), padded, count)
+	if len(unpadded) <= 100 {
+		t.Errorf("unpadded (cs2) rows have only %d distinct sizes; the corpus is not varied enough to test padding", len(unpadded))
+	}
+	if len(padded) > 4 {
+		t.Errorf("padded (cs3) rows have %d distinct sizes %v, want at most 4", len(padded), padded)
+	}
+	for _, n := range padded {
+		if b, _ := payloadBucket(n - headerLenV3); b != n-headerLenV3 {
+			t.Errorf("a row of %d bytes has a payload of %d bytes, not a bucket", n, n-headerLenV3)
+		}
+	}
+}
+
+// TestPaddingCostForOrdinaryMessages measures what padding costs, for the
+// README: the mean row of the padding corpus before (cs2) and after (cs3),
+// and the row of one short message. It asserts only that padding costs
+// less than the row itself; `go test -v -run PaddingCost` prints the
+// figures.
+func TestPaddingCostForOrdinaryMessages(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	es := paddingCorpus()
+	v2, v3 := rowSizes(t, es, kr.sealV2), rowSizes(t, es, kr.Seal)
+	mean2, mean3 := mean(v2), mean(v3)
+	sizes, count := distinct(v3)
+	msgs := 0
+	for _, e := range es {
+		msgs += len(e.Message)
+	}
+	t.Logf("%d messages of %.0f bytes of JSON on average (bodies of 1 to 600 bytes): mean row %.0f bytes cs2, %.0f bytes cs3 (+%.1f%%); cs3 row sizes %v, rows of each %v",
+		len(es), float64(msgs)/float64(len(es)), mean2, mean3, 100*(mean3/mean2-1), sizes, count)
+
+	short := chatEntriesWith(1, 2, func(*rand.Rand) string { return "Running 10 minutes late, see you at the station." })[0]
+	s2, s3 := rowSizes(t, []Entry{short}, kr.sealV2)[0], rowSizes(t, []Entry{short}, kr.Seal)[0]
+	t.Logf("a short message (%d bytes of JSON, a 48-byte body): row %d bytes cs2, %d bytes cs3", len(short.Message), s2, s3)
+	// The corpus of BenchmarkRowSizeOrdinaryChat, bodies of one to
+	// three sentences, for the README's table.
+	oc := ordinaryChat(1000, 1)
+	oc2, oc3 := rowSizes(t, oc, kr.sealV2), rowSizes(t, oc, kr.Seal)
+	ocSizes, ocCount := distinct(oc3)
+	t.Logf("%d ordinary chat messages (BenchmarkRowSizeOrdinaryChat): mean row %.0f bytes cs2, %.0f bytes cs3 (+%.1f%%); cs3 row sizes %v, rows of each %v",
+		len(oc), mean(oc2), mean(oc3), 100*(mean(oc3)/mean(oc2)-1), ocSizes, ocCount)
+	if mean3 >= 2*mean2 {
+		t.Errorf("mean padded row %.0f bytes is at least twice the unpadded %.0f bytes", mean3, mean2)
 	}
 }
 
