@@ -48,8 +48,8 @@ func TestJournalRowsHoldNoBodyMsgidOrAddressInClear(t *testing.T) {
 			t.Errorf("journal row contains %q in clear: %s", clear, row.Data)
 		}
 	}
-	if !strings.HasPrefix(row.Data, "cs2.") {
-		t.Errorf("journal row %q is not a chatsync envelope of the current format (cs2)", row.Data)
+	if !strings.HasPrefix(row.Data, "cs3.") {
+		t.Errorf("journal row %q is not a chatsync envelope of the current format (cs3)", row.Data)
 	}
 }
 
