@@ -58,6 +58,12 @@ type Daemon struct {
 	started  time.Time
 	events   *eventHub
 	reload   *reloader
+	stalls   *stallWatch
+	metrics  *metricsServer
+	// traffic is what the clients of accounts that were restarted or
+	// removed by a reload had sent and received, by address, so that
+	// BytesSent and BytesReceived count from the daemon's start.
+	traffic map[string][2]int64
 }
 
 // accountRunner is one account of the config and, if it could start, its
@@ -103,7 +109,10 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the state in %s: %w", cfg.Daemon.StateDir, err)
 	}
-	return &Daemon{opts: opts, log: opts.Logger, db: db, accounts: map[string]*accountRunner{}, events: newEventHub(), reload: newReloader()}, nil
+	d := &Daemon{opts: opts, log: opts.Logger, db: db, accounts: map[string]*accountRunner{}, events: newEventHub(), reload: newReloader(),
+		stalls: newStallWatch(), traffic: map[string][2]int64{}}
+	d.metrics = newMetricsServer(d)
+	return d, nil
 }
 
 // DeviceID is this installation's id in the journal.
@@ -135,15 +144,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for i, a := range d.opts.Config.Accounts {
 		d.startAccount(ctx, a, claims[i])
 	}
+	// Metrics are not worth failing the start for: a port in use is
+	// logged and shown in status (metricsserver.go).
+	d.metrics.set(d.opts.Config.Daemon.MetricsListen)
 	d.log.Info("chatsync is running", "accounts", len(d.opts.Config.Accounts), "device", d.db.DeviceID(), "state_dir", d.opts.Config.Daemon.StateDir)
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)
 		d.reloadLoop(ctx)
 	}()
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		d.watchStalls(ctx, StallCheckInterval)
+	}()
 	<-ctx.Done()
 	<-reloaded // no reload starts an account from here on
+	<-watched
 	sock.stop()
+	d.metrics.stop()
 	d.mu.Lock()
 	runners := make([]*accountRunner, 0, len(d.accounts))
 	for _, r := range d.accounts {
@@ -223,6 +242,7 @@ func (d *Daemon) newEngine(a config.Account) (*engine.Engine, *account.Client, e
 		Account: a.Address, Store: a.Store, StoreFormat: a.StoreFormat, Keyring: kr, Remote: client, DB: d.db,
 		PollInterval: a.PollInterval, ReplicateDeletes: a.ReplicateDeletes, MaxMessageBytes: a.MaxMessageBytes,
 		Logger: d.log, OnEvent: d.events.publish, Failpoint: failpointFromEnv(),
+		DeviceName: a.DeviceName, Version: d.opts.Version,
 	}
 	tuneFromEnv(&opts)
 	if d.opts.Tune != nil {
@@ -244,8 +264,16 @@ type AccountStatus struct {
 	Started time.Time `json:"started,omitzero"`
 }
 
-// Status returns every account's status, in config order.
+// Status returns every account's status, in config order. Each look also
+// publishes the accounts that became stalled or recovered since the last
+// (stall.go).
 func (d *Daemon) Status() []AccountStatus {
+	out := d.status()
+	d.noticeStalls(out)
+	return out
+}
+
+func (d *Daemon) status() []AccountStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []AccountStatus
@@ -258,9 +286,26 @@ func (d *Daemon) Status() []AccountStatus {
 			out = append(out, AccountStatus{Status: engine.Status{AccountStatus: apitype.AccountStatus{Account: a.Address, State: apitype.StateError, Error: r.err.Error()}}, StartError: r.err.Error(), Started: r.started})
 			continue
 		}
-		out = append(out, AccountStatus{Status: r.eng.Status(), Started: r.started})
+		st := r.eng.Status()
+		sent, received := r.client.Traffic()
+		before := d.traffic[a.Address]
+		st.BytesSent, st.BytesReceived = before[0]+sent, before[1]+received
+		out = append(out, AccountStatus{Status: st, Started: r.started})
 	}
 	return out
+}
+
+// keepTraffic adds the bytes r's client sent and received to those of
+// its account, before r is replaced or removed by a reload.
+func (d *Daemon) keepTraffic(r *accountRunner) {
+	if r.client == nil {
+		return
+	}
+	sent, received := r.client.Traffic()
+	d.mu.Lock()
+	t := d.traffic[r.cfg.Address]
+	d.traffic[r.cfg.Address] = [2]int64{t[0] + sent, t[1] + received}
+	d.mu.Unlock()
 }
 
 // SyncNow asks every account (or the one named) to push and poll now.

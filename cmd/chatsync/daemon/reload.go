@@ -9,8 +9,8 @@ package daemon
 // until the file is fixed. A valid file is applied account by account:
 // accounts that did not change keep running untouched, removed ones stop
 // (after the batch in flight), added ones start, changed ones restart.
-// Settings of the [daemon] table other than log_level need a restart; that
-// is logged and shown in status.
+// Settings of the [daemon] table other than log_level and metrics_listen
+// need a restart; that is logged and shown in status.
 
 import (
 	"context"
@@ -225,6 +225,7 @@ func (d *Daemon) apply(ctx context.Context, why string) {
 		c := *cfg
 		c.Daemon = old.Daemon
 		c.Daemon.LogLevel = cfg.Daemon.LogLevel
+		c.Daemon.MetricsListen = cfg.Daemon.MetricsListen
 		running = &c
 	}
 
@@ -276,6 +277,15 @@ func (d *Daemon) apply(ctx context.Context, why string) {
 		wg.Go(r.stop)
 	}
 	wg.Wait()
+	for _, r := range runners {
+		d.keepTraffic(r)
+	}
+	// metrics_listen applies now: the listener moves (or closes, or
+	// opens); saving the config again retries one that failed.
+	if old.Daemon.MetricsListen != cfg.Daemon.MetricsListen {
+		d.log.Info("metrics_listen changed", "from", old.Daemon.MetricsListen, "to", cfg.Daemon.MetricsListen)
+	}
+	d.metrics.set(cfg.Daemon.MetricsListen)
 	for _, a := range start {
 		d.startAccount(ctx, a, d.claim(a))
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -21,8 +23,9 @@ import (
 )
 
 // TestShutdownLeavesNoGoroutineBehind runs a daemon with two accounts
-// (one that replicates, one whose key is missing) through start, sync and
-// stop, and checks that every goroutine it started is gone afterwards.
+// (one that replicates, one whose key is missing) and metrics through
+// start, sync, a scrape and stop, and checks that every goroutine it
+// started is gone afterwards.
 func TestShutdownLeavesNoGoroutineBehind(t *testing.T) {
 	srv, err := accountserver.New(accountserver.Options{DataDir: t.TempDir(), Accounts: []accountserver.Account{
 		{Address: "alice@example.com", Password: "pw"}, {Address: "bob@example.com", Password: "pw"},
@@ -43,7 +46,7 @@ func TestShutdownLeavesNoGoroutineBehind(t *testing.T) {
 	if _, err := seal.GenerateKeyFile(filepath.Join(dir, "alice.key")); err != nil {
 		t.Fatal(err)
 	}
-	text := fmt.Sprintf("[daemon]\nstate_dir = %q\nsocket = %q\n\n", filepath.Join(dir, "state"), filepath.Join(dir, "s.sock"))
+	text := fmt.Sprintf("[daemon]\nstate_dir = %q\nsocket = %q\nmetrics_listen = \"127.0.0.1:0\"\n\n", filepath.Join(dir, "state"), filepath.Join(dir, "s.sock"))
 	for _, name := range []string{"alice", "bob"} {
 		os.MkdirAll(filepath.Join(dir, name), 0o700)
 		text += fmt.Sprintf("[[account]]\naddress = %q\nsettings_url = %q\npassword_file = %q\nstore = %q\nkey_file = %q\npoll_interval = \"1s\"\n\n",
@@ -73,16 +76,31 @@ func TestShutdownLeavesNoGoroutineBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
+	// Sent, by the status: the server's row count would include the
+	// engine's reports.
 	for {
-		rows, _ := srv.Entries("alice@example.com")
-		if len(rows) == 1 {
+		st := d.Status()
+		if len(st) == 2 && st[0].Pushed >= 1 && st[0].OutboxDepth == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the message never reached the server")
+			t.Fatal("the message was never sent")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	for d.MetricsAddr() == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the metrics listener never opened")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := hc.Get("http://" + d.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 	cancel()
 	select {
 	case err := <-done:

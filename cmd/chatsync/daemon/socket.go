@@ -100,7 +100,11 @@ func (b backend) Status() apitype.Status {
 	}
 	cs := d.ConfigState()
 	st.ConfigPath, st.ConfigLoaded, st.ConfigError, st.RestartNeeded = cs.Path, cs.Loaded, cs.Error, cs.RestartNeeded
-	for _, p := range cs.Problems {
+	problems := cs.Problems
+	if p := d.metricsProblem(); p != nil {
+		problems = append(problems, *p)
+	}
+	for _, p := range problems {
 		st.ConfigProblems = append(st.ConfigProblems, apitype.ConfigProblem{Line: p.Line, Key: p.Key, Message: p.Message, Warning: p.Warning})
 	}
 	return st
