@@ -30,8 +30,11 @@
 //	        │   └── <msgid> : record     {journal_id, hash, deleted, own, device, time, key_id}
 //	        ├── files                    file index
 //	        │   └── <path> : record      {msgid, hash, size, mtime}
-//	        └── filemsg                  reverse file index
-//	            └── <msgid> : string     path
+//	        ├── filemsg                  reverse file index
+//	        │   └── <msgid> : string     path
+//	        ├── unapplied                rows kept to be applied later (unapplied.go)
+//	        └── peers                    the other chatsync devices of the account (peers.go)
+//	            └── <device id> : JSON   {rows, last_row, last_seen, sealed_keys, applied, applied_at, report, reported}
 //
 // Integers (keys and values) are 8 bytes big-endian, so outbox keys sort in
 // enqueue order; seqs come from the outbox bucket's NextSequence. The

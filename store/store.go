@@ -276,6 +276,7 @@ var (
 	bucketFiles     = []byte("files")
 	bucketFileMsg   = []byte("filemsg")
 	bucketUnapplied = []byte("unapplied")
+	bucketPeers     = []byte("peers")
 
 	keyCursor    = []byte("cursor")
 	keyHighwater = []byte("highwater")
@@ -284,13 +285,13 @@ var (
 	keyOutboxLen = []byte("outbox_len")
 	keyInFlight  = []byte("inflight")
 
-	accountBuckets = [][]byte{bucketState, bucketOutbox, bucketPending, bucketSent, bucketVersions, bucketFiles, bucketFileMsg, bucketUnapplied}
+	accountBuckets = [][]byte{bucketState, bucketOutbox, bucketPending, bucketSent, bucketVersions, bucketFiles, bucketFileMsg, bucketUnapplied, bucketPeers}
 )
 
 // account is the set of an account's buckets in one transaction. In a read
 // transaction for an account that was never written, every field is nil.
 type account struct {
-	state, outbox, pending, sent, versions, files, filemsg, unapplied *bolt.Bucket
+	state, outbox, pending, sent, versions, files, filemsg, unapplied, peers *bolt.Bucket
 }
 
 func (a *account) exists() bool { return a.state != nil }
@@ -331,6 +332,7 @@ func bindAccount(ab *bolt.Bucket) *account {
 		files:     ab.Bucket(bucketFiles),
 		filemsg:   ab.Bucket(bucketFileMsg),
 		unapplied: ab.Bucket(bucketUnapplied),
+		peers:     ab.Bucket(bucketPeers),
 	}
 }
 

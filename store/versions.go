@@ -193,6 +193,8 @@ type Page struct {
 	// Newest, if set, is the newest row of the page, which becomes the
 	// candidate (see Candidate) if it is newer than the one recorded.
 	Newest *Anchor
+	// Peers is what the page's rows said of the devices that wrote them.
+	Peers []Peer
 }
 
 // ApplyPage is ApplyRemote with the page's newest row, in the same
@@ -211,6 +213,9 @@ func (db *DB) ApplyPage(acct string, p Page) error {
 			return err
 		}
 		if err := putUnapplied(a, p.Keep); err != nil {
+			return err
+		}
+		if err := notePeers(a, p.Peers); err != nil {
 			return err
 		}
 		if p.Newest != nil {
@@ -319,13 +324,16 @@ func (db *DB) ResetAccount(acct string) error {
 		if _, err := ab.CreateBucket(bucketSent); err != nil {
 			return err
 		}
-		// Kept rows were rows of the old journal; the new one is read
-		// again from 0.
-		if err := ab.DeleteBucket(bucketUnapplied); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-			return err
-		}
-		if _, err := ab.CreateBucket(bucketUnapplied); err != nil {
-			return err
+		// Kept rows were rows of the old journal, and what the other
+		// devices applied were ids of it; the new one is read again
+		// from 0.
+		for _, name := range [][]byte{bucketUnapplied, bucketPeers} {
+			if err := ab.DeleteBucket(name); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+				return err
+			}
+			if _, err := ab.CreateBucket(name); err != nil {
+				return err
+			}
 		}
 		// A Put invalidates the cursor: re-seek after each one.
 		c := a.versions.Cursor()

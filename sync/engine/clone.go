@@ -15,8 +15,10 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/chatsync/chatsync/crypto/seal"
 	"github.com/chatsync/chatsync/store"
 	"github.com/chatsync/chatsync/sync/account"
 )
@@ -103,6 +105,12 @@ func (e *Engine) sealedHere(row account.JournalEntry) bool {
 	en, err := e.opts.Keyring.Open(row.Data, e.opts.Account)
 	if err != nil {
 		return false
+	}
+	if en.Op == seal.OpReport {
+		// A report of ours whose journal id was not recorded (its reply
+		// was lost): its time is one this device recorded.
+		last, _, err := e.db.SentReport(e.opts.Account)
+		return err == nil && slices.ContainsFunc(last.Times, en.Time.Equal)
 	}
 	held, ok, err := e.db.Version(e.opts.Account, en.MsgID)
 	return err == nil && ok && held.Own && held.Time.Equal(en.Time)

@@ -142,9 +142,13 @@ type Options struct {
 	PageBytes int
 
 	// DeviceName and Version are what this device's reports say it is
-	// (defaults: the host name, "dev").
+	// (default name: the host name).
 	DeviceName string
 	Version    string
+	// NoReports: this device sends no reports (devices.go); the others
+	// know of it only what its message rows say. Tests of journal ids
+	// use it.
+	NoReports bool
 
 	Logger *slog.Logger
 	// OnEvent, if set, is called (from the engine's goroutine; it must not
@@ -298,6 +302,11 @@ type Engine struct {
 	pushedSinceCompact int
 	// store is the account's message store.
 	store messageStore
+	// cursor is the journal id this device has applied up to, as the
+	// last poll left it: what the entries it seals say (Entry.Applied).
+	cursor int64
+	// rep is the state of this device's reports (devices.go).
+	rep reporter
 }
 
 // New checks opts and makes an Engine.
@@ -349,6 +358,12 @@ func New(opts Options) (*Engine, error) {
 	}
 	if e.store, err = newStore(&e.opts, e.log, e.hasIndexedFiles); err != nil {
 		return nil, err
+	}
+	if last, ok, err := opts.DB.SentReport(opts.Account); err == nil && ok {
+		e.rep.lastAt = last.At
+	}
+	if e.cursor, err = opts.DB.Cursor(opts.Account); err != nil {
+		return nil, fmt.Errorf("engine: read the cursor: %w", err)
 	}
 	e.status = Status{AccountStatus: apitype.AccountStatus{Account: opts.Account, State: StateStarting, Skipped: map[string]int{}, DeviceID: device}}
 	if cloned {
@@ -600,6 +615,9 @@ func (e *Engine) networkWork(ctx context.Context) bool {
 		return false
 	}
 	if e.pushStep(ctx) {
+		more = true
+	}
+	if e.reportStep(ctx) {
 		more = true
 	}
 	return more && ctx.Err() == nil

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -42,6 +43,9 @@ type server struct {
 	// intercept runs after the server authenticated a request (see
 	// accountserver.Options.Intercept).
 	intercept atomic.Pointer[func(w http.ResponseWriter, r *http.Request, account, action string) bool]
+	// keys are the keyrings of the devices made on this server: rows
+	// opens rows with them to leave out the devices' reports.
+	keys []*seal.Keyring
 }
 
 func newServer(t *testing.T) *server { return newServerWith(t, nil) }
@@ -116,13 +120,55 @@ func (s *server) setIntercept(f func(w http.ResponseWriter, r *http.Request, acc
 
 func (s *server) setClock(f func() time.Time) { s.now.Store(&f) }
 
+// rows returns the account's journal rows but the devices' reports: the
+// messages' rows, which most tests count.
 func (s *server) rows() []accountserver.Entry {
+	s.t.Helper()
+	var out []accountserver.Entry
+	for _, r := range s.allRows() {
+		if !s.isReport(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// allRows returns every row of the account's journal.
+func (s *server) allRows() []accountserver.Entry {
 	s.t.Helper()
 	rows, err := s.backend.Load().Entries(testAccount)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	return rows
+}
+
+// reports returns the devices' report entries in the journal, opened.
+func (s *server) reports() []seal.Entry {
+	var out []seal.Entry
+	for _, r := range s.allRows() {
+		if en, ok := s.open(r); ok && en.Op == seal.OpReport {
+			out = append(out, en)
+		}
+	}
+	return out
+}
+
+func (s *server) isReport(r accountserver.Entry) bool {
+	en, ok := s.open(r)
+	return ok && en.Op == seal.OpReport
+}
+
+func (s *server) open(r accountserver.Entry) (seal.Entry, bool) {
+	s.mu.Lock()
+	keys := s.keys
+	s.mu.Unlock()
+	for _, kr := range keys {
+		if en, err := kr.Open(r.Data, testAccount); err == nil {
+			return en, true
+		}
+	}
+	return seal.Entry{}, false
 }
 
 func (s *server) client(t *testing.T) *account.Client {
@@ -166,14 +212,22 @@ type device struct {
 	// mayClone is set where another device shares this one's id, so
 	// taking a new one is right (elsewhere it fails the test).
 	mayClone bool
-	cancel   context.CancelFunc
-	done     chan error
+	// noReports: the device sends no reports, for tests of journal ids
+	// and of counts of rows that cannot be opened.
+	noReports bool
+	cancel    context.CancelFunc
+	done      chan error
 }
 
 func newDevice(t *testing.T, name string, srv *server, kr *seal.Keyring) *device {
 	t.Helper()
 	dir := t.TempDir()
 	d := &device{t: t, name: name, store: filepath.Join(dir, "store"), state: filepath.Join(dir, "state"), srv: srv, kr: kr}
+	srv.mu.Lock()
+	if !slices.Contains(srv.keys, kr) {
+		srv.keys = append(srv.keys, kr)
+	}
+	srv.mu.Unlock()
 	if err := os.MkdirAll(d.store, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +255,7 @@ func (d *device) options() Options {
 	if os.Getenv("CHATSYNC_TEST_LOG") != "" { // to debug a test: every engine's log on stderr
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("device", d.name)
 	}
+	o.NoReports = d.noReports
 	if d.tweak != nil {
 		d.tweak(&o)
 	}

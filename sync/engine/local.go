@@ -381,7 +381,7 @@ func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool, know
 	at := e.sealTime(held, hasHeld)
 	env, err := e.opts.Keyring.Seal(seal.Entry{
 		Op: seal.OpPut, MsgID: rec.MsgID, Account: e.opts.Account, Device: e.device,
-		Time: at, Message: canonical,
+		Time: at, Message: canonical, Applied: e.cursor,
 	})
 	if err != nil {
 		e.reject(rec.Path, fmt.Sprintf("cannot encrypt: %v", err))
@@ -440,7 +440,7 @@ func (e *Engine) vanished(rec store.FileRecord) {
 	}
 	at := e.sealTime(held, hasHeld)
 	env, err := e.opts.Keyring.Seal(seal.Entry{
-		Op: seal.OpDelete, MsgID: rec.MsgID, Account: e.opts.Account, Device: e.device, Time: at,
+		Op: seal.OpDelete, MsgID: rec.MsgID, Account: e.opts.Account, Device: e.device, Time: at, Applied: e.cursor,
 	})
 	if err != nil {
 		e.log.Error("cannot encrypt a delete", "err", err)

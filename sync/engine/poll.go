@@ -43,6 +43,7 @@ func (e *Engine) pollQuery() (account.JournalQuery, error) {
 	if err != nil {
 		return account.JournalQuery{}, err
 	}
+	e.cursor = cursor
 	q := account.JournalQuery{ExceptUUID: e.device, AfterID: cursor}
 	if !e.caughtUp && e.afterReset {
 		// After a reset, this device's own rows that the journal still
@@ -133,17 +134,18 @@ func (e *Engine) applyPage(ctx context.Context, q account.JournalQuery, page *ac
 	if err := e.failpoint("before-apply-commit"); err != nil {
 		return false, err
 	}
-	rec := store.Page{Cursor: next, Applied: applied, Keep: pg.keep}
+	rec := store.Page{Cursor: next, Applied: applied, Keep: pg.keep, Peers: pg.pagePeers()}
 	if writeErr == nil && len(entries) > 0 {
 		// The newest row read is the one the next poll with new rows
 		// checks first, and the anchor at the next probe, once the probe
 		// has found the current one, and this one, still there.
 		rec.Newest = new(e.anchorOf(&entries[len(entries)-1]))
 	}
-	if len(applied) > 0 || next != cursor || rec.Newest != nil { // an empty poll writes nothing
+	if len(applied) > 0 || next != cursor || rec.Newest != nil || len(rec.Peers) > 0 { // an empty poll writes nothing
 		if err := e.db.ApplyPage(acct, rec); err != nil {
 			return false, fmt.Errorf("record applied entries: %w", err)
 		}
+		e.cursor = next
 	}
 	if len(pg.keep) > 0 {
 		e.publishUnapplied()
@@ -362,6 +364,9 @@ type pagePlan struct {
 	// known is what the state held of the page's messages when it was
 	// read (planPage).
 	known map[string]store.Known
+	// peers is what the page's rows say of the devices that wrote them,
+	// by device id in lower case.
+	peers map[string]*store.Peer
 	// keep are the rows that could not be applied for a reason that may
 	// go away: recorded with the page, tried again later.
 	keep []store.Unapplied
@@ -499,6 +504,9 @@ func (e *Engine) plan(pg *pagePlan, o openedRow) {
 	row, en, err := o.row, o.en, o.err
 	pg.row = row
 	acct := e.opts.Account
+	if e.notePeer(pg, row, en, err) {
+		return // a device report, not a message
+	}
 	if err != nil {
 		e.skip(row.ID, err)
 		pg.keepIfFixable(row, err)
@@ -985,7 +993,7 @@ func (e *Engine) requeue(vs iter.Seq2[store.Unpushed, error]) error {
 		}
 		at := e.sealTime(u.Version, true)
 		p := store.Push{MsgID: u.MsgID, Op: store.OpDelete, Hash: u.Hash, Time: at}
-		ent := seal.Entry{Op: seal.OpDelete, MsgID: u.MsgID, Account: acct, Device: e.device, Time: at}
+		ent := seal.Entry{Op: seal.OpDelete, MsgID: u.MsgID, Account: acct, Device: e.device, Time: at, Applied: e.cursor}
 		if !u.Deleted {
 			if u.Path == "" {
 				continue

@@ -315,6 +315,7 @@ func TestStoreReachedThroughASymlinkIsReplicated(t *testing.T) {
 // every message, and push nothing the new journal already has.
 func TestJournalResetIsFoundAfterNewIdsPassTheCursor(t *testing.T) {
 	srv, kr, a, b := twoDevices(t)
+	a.noReports, b.noReports = true, true // the test is of journal ids
 	a.start()
 	b.start()
 	for i := range 10 { // one message edited ten times: ids 1..10

@@ -38,6 +38,9 @@ func (e *Engine) retryUnapplied() error {
 	if err := e.db.RetriedUnapplied(acct, applied, pg.keep); err != nil {
 		return err
 	}
+	if err := e.db.NotePeers(acct, pg.pagePeers()); err != nil {
+		return err
+	}
 	if len(applied) > 0 {
 		e.log.Info("applied journal entries kept from before", "applied", len(applied), "still_waiting", len(pg.keep))
 		e.update(func(s *Status) { s.Received += int64(len(applied)) })
