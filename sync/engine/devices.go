@@ -253,6 +253,29 @@ func (e *Engine) notePeer(pg *pagePlan, row account.JournalEntry, en seal.Entry,
 	return true
 }
 
+// ownLag is store.OwnLag, remembered: it reads every version this device
+// holds, and what it counts changes only when the versions do — when this
+// device stores a row (the highwater rises) or applies one (the cursor
+// moves) — or when what is asked changes. A scrape of the metrics every
+// few seconds costs a look at the cache.
+func (e *Engine) ownLag(st store.Stats, of []store.LagOf) ([]store.Lag, error) {
+	key := fmt.Sprint(st.Highwater, st.Cursor, of)
+	e.lagMu.Lock()
+	if e.lagKey == key {
+		defer e.lagMu.Unlock()
+		return slices.Clone(e.lagCache), nil
+	}
+	e.lagMu.Unlock()
+	lags, err := e.db.OwnLag(e.opts.Account, of)
+	if err != nil {
+		return nil, err
+	}
+	e.lagMu.Lock()
+	e.lagKey, e.lagCache = key, slices.Clone(lags)
+	e.lagMu.Unlock()
+	return lags, nil
+}
+
 // pagePeers lists the page's peers for the state.
 func (pg *pagePlan) pagePeers() []store.Peer {
 	var out []store.Peer
@@ -341,7 +364,7 @@ func (e *Engine) Devices() (apitype.Devices, error) {
 			known = append(known, len(out.Devices)-1)
 		}
 	}
-	lags, err := e.db.OwnLag(acct, of)
+	lags, err := e.ownLag(st, of)
 	if err != nil {
 		return apitype.Devices{}, err
 	}

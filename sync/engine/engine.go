@@ -307,6 +307,15 @@ type Engine struct {
 	cursor int64
 	// rep is the state of this device's reports (devices.go).
 	rep reporter
+
+	// lag is the other device furthest behind, counted at lagAt
+	// (status.go), and lagCache the lags last counted, for lagKey
+	// (devices.go); any goroutine.
+	lagMu    sync.Mutex
+	lagAt    time.Time
+	lag      *apitype.Lag
+	lagKey   string
+	lagCache []store.Lag
 }
 
 // New checks opts and makes an Engine.

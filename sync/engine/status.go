@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -81,7 +82,109 @@ func (e *Engine) Status() Status {
 		s.OutboxDepth = st.OutboxDepth
 		s.OldestUnsent = st.OldestUnsent
 	}
+	s.PollIntervalSeconds = e.opts.PollInterval.Seconds()
+	s.Lagging = e.lagging()
+	s.Stalled = stalled(s.AccountStatus, e.opts.PollInterval, e.opts.Now())
 	return s
+}
+
+// stallPolls is how many poll intervals may pass without a good poll
+// before the account counts as stalled; a server that holds polls may
+// hold one for longPollWait, so it gets at least stallListening.
+const (
+	stallPolls     = 5
+	stallListening = 3 * time.Minute
+)
+
+// retiredAfter is how long a device may go unheard before it no longer
+// counts for the lag alarm: an old laptop given away is not a stall of
+// this one. `chatsync devices` still lists it.
+const retiredAfter = 30 * 24 * time.Hour
+
+// stalled says why s counts as stalled at now, or "": no good poll for
+// stallPolls intervals, an entry unsent for apitype.StallAfter, another
+// device behind for apitype.LagAfter.
+func stalled(s apitype.AccountStatus, interval time.Duration, now time.Time) string {
+	if s.State == StateStopped || s.State == StatePaused || s.StartError != "" {
+		return "" // said otherwise
+	}
+	limit := stallPolls * interval
+	if s.Listening {
+		limit = max(limit, stallListening)
+	}
+	since, what := s.LastGoodPoll, "the last good poll of the journal was"
+	if since.IsZero() {
+		since, what = s.Started, "no poll of the journal has worked since the start"
+	}
+	if !since.IsZero() && now.Sub(since) > limit {
+		msg := fmt.Sprintf("%s %s ago (more than %d× the %s poll interval)", what, now.Sub(since).Round(time.Second), stallPolls, interval)
+		if s.LastPollError != "" {
+			msg += ": " + s.LastPollError
+		} else {
+			msg += "; `chatsync sync --wait` tries at once, the log says more"
+		}
+		return msg
+	}
+	if s.OutboxDepth > 0 && !s.OldestUnsent.IsZero() && now.Sub(s.OldestUnsent) > apitype.StallAfter {
+		msg := fmt.Sprintf("the oldest of %d entries waiting to be sent was queued %s ago", s.OutboxDepth, now.Sub(s.OldestUnsent).Round(time.Second))
+		switch {
+		case s.LastPushError != "":
+			msg += ": " + s.LastPushError
+		case len(s.Held) > 0:
+			msg += fmt.Sprintf("; the server refused %d of them (see held)", len(s.Held))
+		}
+		return msg
+	}
+	if l := s.Lagging; l != nil && now.Sub(l.Since) > apitype.LagAfter {
+		return fmt.Sprintf("device %s has not applied %d of this device's messages, the oldest written %s ago: is it running? `chatsync devices` shows every device",
+			deviceLabel(l.Name, l.DeviceID), l.Behind, now.Sub(l.Since).Round(time.Minute))
+	}
+	return ""
+}
+
+// deviceLabel names a device for people: its name and short id.
+func deviceLabel(name, id string) string {
+	short := strings.TrimPrefix(strings.ToLower(id), "urn:uuid:")
+	if len(short) > 8 {
+		short = short[:8]
+	}
+	if name == "" {
+		return short
+	}
+	return name + " (" + short + ")"
+}
+
+// lagEvery is how often the lag of the other devices is counted for
+// status (it reads every version this device holds).
+const lagEvery = time.Minute
+
+// lagging returns the other device furthest behind, counted at most once
+// per lagEvery.
+func (e *Engine) lagging() *apitype.Lag {
+	now := e.opts.Now()
+	e.lagMu.Lock()
+	if !e.lagAt.IsZero() && now.Sub(e.lagAt) < lagEvery {
+		defer e.lagMu.Unlock()
+		return e.lag
+	}
+	e.lagAt = now
+	e.lagMu.Unlock()
+	ds, err := e.Devices()
+	var lag *apitype.Lag
+	for _, d := range ds.Devices {
+		if err != nil || d.Self || d.Behind <= 0 || now.Sub(d.LastSeen) > retiredAfter {
+			continue
+		}
+		if lag == nil || d.BehindSince.Before(lag.Since) {
+			lag = &apitype.Lag{DeviceID: d.DeviceID, Name: d.Name, Behind: d.Behind, Since: d.BehindSince}
+		}
+	}
+	e.lagMu.Lock()
+	defer e.lagMu.Unlock()
+	if err == nil {
+		e.lag = lag
+	}
+	return e.lag
 }
 
 func (e *Engine) setState(state, msg string) {
@@ -149,6 +252,9 @@ func (s *Status) pollFailed(now time.Time, err error) {
 
 func (s *Status) pollWorked(now time.Time) {
 	s.LastPoll, s.LastPollError, s.LastPollErrorKind, s.pollFix, s.pollSince = now, "", "", "", time.Time{}
+	if now.After(s.LastGoodPoll) {
+		s.LastGoodPoll = now
+	}
 }
 
 func (s *Status) pushFailed(now time.Time, err error) {
