@@ -5,6 +5,18 @@
 //	POST /v1/sync[?account=A][&wait=1][&timeout=30s]
 //	                                push and poll now; with wait=1 reply once caught up
 //	GET  /v1/events[?account=A]     NDJSON stream of apitype.Event until the daemon stops
+//	GET  /v1/devices[?account=A]    the account's chatsync devices (apitype.Devices); without
+//	                                account= and with several accounts, an array of them
+//	POST /v1/devices/refresh[?account=A]
+//	                                ask the other devices for fresh reports now; 202 and
+//	                                {"refreshed": TIME}: a device whose report is newer answered
+//	POST /v1/verify[?account=A][&repair=1][&progress=1]
+//	                                compare the store with the journal (apitype.VerifyResult);
+//	                                with repair=1 fix what differs; with progress=1 NDJSON lines
+//	                                {"progress": apitype.VerifyProgress} then one {"result": ...}
+//	                                (or {"error": "..."}). It reads the whole journal and may take
+//	                                minutes; hanging up cancels it.
+//	GET  /v1/metrics                Prometheus text format (sync/metrics), as daemon.metrics_listen
 //	GET  /v1/account                the account API actions served
 //	GET  /v1/account/{action}       a read action of the SIP Account API (get_identity, ...)
 //	POST /v1/account/{action}       a write action (add_alias, set_dnd_on, ...)
@@ -60,6 +72,17 @@ type Backend interface {
 	// Subscribe returns a channel of events and a function that stops them
 	// and releases the channel. A slow reader misses events.
 	Subscribe() (<-chan apitype.Event, func())
+	// Devices returns the chatsync devices of the account, or for "" of
+	// the only account (an error when it does not run) or, when there are
+	// several, of every account that runs.
+	Devices(addr string) ([]apitype.Devices, error)
+	// RefreshDevices makes the account (every running one for "") send
+	// its report now and ask the other devices for theirs.
+	RefreshDevices(addr string) error
+	// Verify compares the account's store with the journal and, with
+	// repair, fixes what differs; progress, if not nil, is called as it
+	// goes. ctx ends it.
+	Verify(ctx context.Context, addr string, repair bool, progress func(apitype.VerifyProgress)) (apitype.VerifyResult, error)
 }
 
 // Errors a Backend wraps.
@@ -110,18 +133,22 @@ func New(b Backend, opts Options) *Server {
 	s.handle("GET /v1/status", s.serveStatus)
 	s.handle("POST /v1/sync", s.serveSync)
 	s.handle("GET /v1/events", s.serveEvents)
+	s.handle("GET /v1/devices", s.serveDevices)
+	s.handle("POST /v1/devices/refresh", s.serveRefreshDevices)
+	s.handle("POST /v1/verify", s.serveVerify)
+	s.handle("GET /v1/metrics", s.metricsHandler())
 	s.handle("GET /v1/account", s.serveActions)
 	s.handle("/v1/account/{action}", s.serveAccount)
 	s.handle("/", func(w http.ResponseWriter, r *http.Request) error {
 		switch r.URL.Path {
-		case "/v1/status", "/v1/events", "/v1/account":
+		case "/v1/status", "/v1/events", "/v1/devices", "/v1/metrics", "/v1/account":
 			w.Header().Set("Allow", http.MethodGet)
 			return httpErrorf(http.StatusMethodNotAllowed, "%s %s: use GET", r.Method, r.URL.Path)
-		case "/v1/sync":
+		case "/v1/sync", "/v1/devices/refresh", "/v1/verify":
 			w.Header().Set("Allow", http.MethodPost)
 			return httpErrorf(http.StatusMethodNotAllowed, "%s %s: use POST", r.Method, r.URL.Path)
 		}
-		return httpErrorf(http.StatusNotFound, "no route %s %s: see GET /v1/status, POST /v1/sync, GET /v1/events, /v1/account/{action}", r.Method, r.URL.Path)
+		return httpErrorf(http.StatusNotFound, "no route %s %s: see GET /v1/status, POST /v1/sync, GET /v1/events, GET /v1/devices, POST /v1/devices/refresh, POST /v1/verify, GET /v1/metrics, /v1/account/{action}", r.Method, r.URL.Path)
 	})
 	return s
 }

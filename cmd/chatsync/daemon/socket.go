@@ -219,6 +219,13 @@ func (b backend) Subscribe() (<-chan apitype.Event, func()) {
 	}
 }
 
+func (b backend) Devices(addr string) ([]apitype.Devices, error) { return b.d.Devices(addr) }
+func (b backend) RefreshDevices(addr string) error               { return b.d.RefreshDevices(addr) }
+
+func (b backend) Verify(ctx context.Context, addr string, repair bool, progress func(apitype.VerifyProgress)) (apitype.VerifyResult, error) {
+	return b.d.Verify(ctx, addr, repair, progress)
+}
+
 func event(ev engine.Event) apitype.Event {
 	return apitype.Event{Time: ev.Time, Account: ev.Account, Kind: ev.Kind, Count: ev.Count, Path: ev.Path, Message: ev.Message}
 }
