@@ -1,7 +1,8 @@
 // Package localclient talks to a running chatsync daemon through its
 // control socket (the /v1/ API of sync/localapi). Local programs import it
-// to read the daemon's status, ask for a sync, follow its events and call
-// the SIP Account API with the daemon's credentials.
+// to read the daemon's status, ask for a sync, follow its events, list the
+// account's chatsync devices, verify the store against the journal, read
+// the metrics and call the SIP Account API with the daemon's credentials.
 //
 // It depends only on the standard library and sync/apitype: importing it
 // does not link chatsync's store, crypto or file watcher.
@@ -72,6 +73,8 @@ func (e *NotRunningError) Unwrap() error { return e.Err }
 
 // APIError is an error reply of the daemon.
 type APIError struct {
+	// StatusCode is the reply's HTTP status; 0 for an error that ended a
+	// streamed reply after it had begun (a verify with progress).
 	StatusCode int
 	Message    string
 	// Kind classifies SIP Account API failures ("auth", "server", ...).
@@ -265,4 +268,122 @@ func (c *Client) Account(ctx context.Context, action string, params url.Values, 
 		}
 	}
 	return c.call(ctx, method, "/v1/account/"+url.PathEscape(action), q, out)
+}
+
+// Devices is the reply of GET /v1/devices: the chatsync devices of every
+// account asked for. It encodes to JSON as the daemon sent it: one object
+// when the request named an account or the daemon has one, else an array.
+type Devices struct {
+	Accounts []apitype.Devices
+	// Several is set when the daemon answered with an array.
+	Several bool
+}
+
+// MarshalJSON writes d as the daemon sent it.
+func (d Devices) MarshalJSON() ([]byte, error) {
+	if d.Several || len(d.Accounts) != 1 {
+		list := d.Accounts
+		if list == nil {
+			list = []apitype.Devices{}
+		}
+		return json.Marshal(list)
+	}
+	return json.Marshal(d.Accounts[0])
+}
+
+// Devices returns the chatsync devices of c.AccountAddress, or of every
+// account: each device the journal shows, this one first, with how many
+// of this device's messages it had not applied at its last report.
+func (c *Client) Devices(ctx context.Context) (*Devices, error) {
+	var raw json.RawMessage
+	if err := c.call(ctx, http.MethodGet, "/v1/devices", c.accountQuery(), &raw); err != nil {
+		return nil, err
+	}
+	var d Devices
+	var err error
+	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '[' {
+		d.Several = true
+		err = json.Unmarshal(t, &d.Accounts)
+	} else {
+		var one apitype.Devices
+		err = json.Unmarshal(t, &one)
+		d.Accounts = []apitype.Devices{one}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("GET /v1/devices: bad reply from the daemon: %w", err)
+	}
+	return &d, nil
+}
+
+// RefreshDevices asks the other devices of c.AccountAddress (or of every
+// account) for fresh reports. They answer at their next poll; a device
+// whose SyncDevice.Reported is after the time returned has answered.
+func (c *Client) RefreshDevices(ctx context.Context) (time.Time, error) {
+	var res struct {
+		Refreshed time.Time `json:"refreshed"`
+	}
+	if err := c.call(ctx, http.MethodPost, "/v1/devices/refresh", c.accountQuery(), &res); err != nil {
+		return time.Time{}, err
+	}
+	return res.Refreshed, nil
+}
+
+// Verify compares the store of c.AccountAddress (needed when the daemon
+// has several accounts) with the journal, and with repair fixes what
+// differs. It reads the whole journal and may take minutes: give ctx a
+// deadline that allows for it, or none. progress, if not nil, is called
+// with each progress line the daemon sends.
+func (c *Client) Verify(ctx context.Context, repair bool, progress func(apitype.VerifyProgress)) (*apitype.VerifyResult, error) {
+	q := c.accountQuery()
+	if repair {
+		q.Set("repair", "1")
+	}
+	if progress == nil {
+		var res apitype.VerifyResult
+		if err := c.call(ctx, http.MethodPost, "/v1/verify", q, &res); err != nil {
+			return nil, err
+		}
+		return &res, nil
+	}
+	q.Set("progress", "1")
+	resp, err := c.do(ctx, http.MethodPost, "/v1/verify", q)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var line struct {
+			Progress *apitype.VerifyProgress `json:"progress"`
+			Result   *apitype.VerifyResult   `json:"result"`
+			Error    string                  `json:"error"`
+		}
+		if err := dec.Decode(&line); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF // the daemon stopped before the result
+			}
+			return nil, fmt.Errorf("POST /v1/verify: the reply ended without a result: %w", err)
+		}
+		switch {
+		case line.Error != "":
+			return nil, &APIError{Message: line.Error} // no status: the reply had begun
+		case line.Result != nil:
+			return line.Result, nil
+		case line.Progress != nil:
+			progress(*line.Progress)
+		}
+	}
+}
+
+// Metrics returns the daemon's metrics in the Prometheus text format.
+func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
 }
