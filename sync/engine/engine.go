@@ -307,6 +307,10 @@ type Engine struct {
 	cursor int64
 	// rep is the state of this device's reports (devices.go).
 	rep reporter
+	// calls are functions other goroutines run in the Run goroutine
+	// (inLoop); stopped is closed when Run ends.
+	calls   chan func()
+	stopped chan struct{}
 
 	// lag is the other device furthest behind, counted at lagAt
 	// (status.go), and lagCache the lags last counted, for lagKey
@@ -357,6 +361,8 @@ func New(opts Options) (*Engine, error) {
 		formerIDs:   former,
 		log:         opts.Logger.With("account", opts.Account),
 		kick:        make(chan struct{}, 1),
+		calls:       make(chan func()),
+		stopped:     make(chan struct{}),
 		recheck:     map[string]time.Time{},
 		rejected:    map[string]string{},
 		newAtStart:  map[string]bool{},
@@ -379,6 +385,26 @@ func New(opts Options) (*Engine, error) {
 		e.status.Clone = cloneNotice(clone)
 	}
 	return e, nil
+}
+
+// errNotRunning is an inLoop call to an engine whose Run has not started
+// or has ended.
+var errNotRunning = errors.New("the account is not running")
+
+// inLoop runs fn in the Run goroutine, which owns the store and the
+// loop's state, and waits for it. It fails if ctx ends first or Run is
+// not running.
+func (e *Engine) inLoop(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	select {
+	case e.calls <- func() { defer close(done); fn() }:
+	case <-e.stopped:
+		return errNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-done // once taken, it runs to its end
+	return nil
 }
 
 // SyncNow asks the engine to push and poll at once.
@@ -418,6 +444,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	defer close(e.stopped)
 	defer func() {
 		e.endWait()
 		e.endPut()
@@ -486,6 +513,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.finishWait(ctx, r)
 		case r := <-e.putDone():
 			e.finishPush(ctx, r)
+		case fn := <-e.calls:
+			fn()
 		case <-e.kick:
 			e.mu.Lock()
 			now := e.status.syncRequested

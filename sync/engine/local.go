@@ -378,6 +378,12 @@ func (e *Engine) decide(rec store.FileRecord, canonical []byte, isNew bool, know
 		}
 		canonical = msg.Canonical
 	}
+	e.queuePut(rec, canonical, held, hasHeld)
+}
+
+// queuePut seals the file's content as a new version of its message and
+// queues it, with the file's index entry.
+func (e *Engine) queuePut(rec store.FileRecord, canonical []byte, held store.Version, hasHeld bool) {
 	at := e.sealTime(held, hasHeld)
 	env, err := e.opts.Keyring.Seal(seal.Entry{
 		Op: seal.OpPut, MsgID: rec.MsgID, Account: e.opts.Account, Device: e.device,
@@ -438,6 +444,12 @@ func (e *Engine) vanished(rec store.FileRecord) {
 		}
 		return
 	}
+	e.queueDelete(rec, held, hasHeld)
+}
+
+// queueDelete seals a delete of rec's message and queues it, with the
+// removal of rec's index entry if it has a path.
+func (e *Engine) queueDelete(rec store.FileRecord, held store.Version, hasHeld bool) {
 	at := e.sealTime(held, hasHeld)
 	env, err := e.opts.Keyring.Seal(seal.Entry{
 		Op: seal.OpDelete, MsgID: rec.MsgID, Account: e.opts.Account, Device: e.device, Time: at, Applied: e.cursor,
