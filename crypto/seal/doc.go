@@ -52,7 +52,8 @@
 // that holds the unpadded box:
 //
 //	B = 256, 512, 768, ..., 4096       steps of 256
-//	    8192, 16384, ..., 2097152      powers of two
+//	    5120, 6144, 7168, 8192,        four to each doubling,
+//	    10240, ..., 3670016            a quarter of the power of two below apart
 //	    4194288                        the largest that MaxEnvelopeSize holds after the 13-byte header
 //
 // Every B is a multiple of 4, so the box is exactly 3B/4 bytes (the nonce,
@@ -66,9 +67,10 @@
 // The steps of 256 bytes are for ordinary messages: 1000 chat messages of
 // 1 to 600 bytes of body make three row sizes (781, 1037 and 1293 bytes)
 // where cs2 made 125, and cost 15% more bytes (930 instead of 808 bytes a
-// row on average). Above 4096 bytes, powers of two leave few sizes for the
-// rare large rows and cost less than the row itself. The last bucket takes
-// the rows between 2 MiB and the limit.
+// row on average). Above 4096 bytes, four sizes to each doubling leave
+// few sizes for the rare large rows and cost at most a quarter more: a
+// picture of the default max_message_bytes (512 KiB) stays a row under
+// 1 MiB. The last bucket takes the rows between 3.5 MiB and the limit.
 //
 // An envelope is at most [MaxEnvelopeSize] (4 MiB) bytes; Open refuses
 // larger ones before decoding anything, and Seal never makes one. The

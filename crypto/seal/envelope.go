@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -190,10 +191,16 @@ func (k *Keyring) sealRaw(plain []byte) (string, error) {
 
 // payloadBucket returns the cs3 payload length for a box that needs n
 // bytes of base64: the smallest bucket of at least n bytes. The buckets
-// are 256, 512, ... 4096, then 8192, 16384, ... as far as MaxEnvelopeSize
-// allows, then maxPayloadV3 itself. ok is false if n exceeds maxPayloadV3.
-// Every bucket is a multiple of 4, so its box is 3/4 of it and a whole
-// number of base64 groups.
+// are 256, 512, ... 4096, then four to each doubling (5120, 6144, 7168,
+// 8192, 10240, ...) as far as MaxEnvelopeSize allows, then maxPayloadV3
+// itself. ok is false if n exceeds maxPayloadV3. Every bucket is a
+// multiple of 4, so its box is 3/4 of it and a whole number of base64
+// groups.
+//
+// Four to a doubling, not one: padding a large row costs at most a
+// quarter of it, not up to its size again, so a picture of the default
+// max_message_bytes (512 KiB) stays a row under 1 MiB, which a MariaDB
+// with the old max_allowed_packet still stores.
 func payloadBucket(n int) (bucket int, ok bool) {
 	switch {
 	case n > maxPayloadV3:
@@ -201,9 +208,9 @@ func payloadBucket(n int) (bucket int, ok bool) {
 	case n <= smallBucketsEnd:
 		return max(smallBucketStep, (n+smallBucketStep-1)/smallBucketStep*smallBucketStep), true
 	}
-	b := 2 * smallBucketsEnd
+	b := smallBucketsEnd
 	for b < n {
-		b *= 2
+		b += 1 << (bits.Len(uint(b)) - 1) / 4 // a quarter of the power of two at or below b
 	}
 	return min(b, maxPayloadV3), true
 }

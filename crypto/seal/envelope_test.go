@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/bits"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -116,8 +117,14 @@ func TestEnvelopeHasDocumentedFormat(t *testing.T) {
 		t.Errorf("envelope contains white space")
 	}
 	payload := env[len(prefix):]
-	// The buckets: 256, 512, ... 4096, then powers of two.
-	isBucket := func(n int) bool { return n > 0 && (n <= 4096 && n%256 == 0 || n > 4096 && n&(n-1) == 0) }
+	// The buckets: 256, 512, ... 4096, then four to each doubling.
+	isBucket := func(n int) bool {
+		if n <= 4096 {
+			return n > 0 && n%256 == 0
+		}
+		p := 1 << (bits.Len(uint(n)) - 1)
+		return n%(p/4) == 0
+	}
 	if !isBucket(len(payload)) || strings.Contains(payload, "=") {
 		t.Errorf("payload of %d bytes is not a bucket size without \"=\"", len(payload))
 	}
@@ -370,13 +377,20 @@ func TestPayloadBucketEdges(t *testing.T) {
 		{513, 768},
 		{4095, 4096},
 		{4096, 4096},
-		{4097, 8192},
+		{4097, 5120},
+		{5121, 6144},
+		{7169, 8192},
 		{8192, 8192},
-		{8193, 16384},
+		{8193, 10240},
+		{14337, 16384},
+		{16385, 20480},
+		{512 << 10, 512 << 10},
+		{512<<10 + 1, 640 << 10},
 		{1 << 20, 1 << 20},
-		{1<<20 + 1, 2 << 20},
-		{2 << 20, 2 << 20},
-		{2<<20 + 1, maxPayloadV3},
+		{1<<20 + 1, 1280 << 10},
+		{3 << 20, 3 << 20},
+		{3<<20 + 1, 3584 << 10},
+		{3584<<10 + 1, maxPayloadV3},
 		{maxPayloadV3, maxPayloadV3},
 	} {
 		got, ok := payloadBucket(tc.n)
@@ -399,7 +413,7 @@ func TestSealPadsToTheBucketExactly(t *testing.T) {
 		{256/4*3 - box, 256},     // fills the first bucket exactly
 		{256/4*3 - box + 1, 512}, // one byte more
 		{4096/4*3 - box, 4096},
-		{4096/4*3 - box + 1, 8192},
+		{4096/4*3 - box + 1, 5120},
 		{maxPayloadV3/4*3 - box, maxPayloadV3},
 	} {
 		content, err := padContent(make([]byte, tc.z))
@@ -528,13 +542,13 @@ func TestSealRefusesOversizeEntry(t *testing.T) {
 		payload int
 	}{
 		// Below the limit seals and opens again: 3 MiB of base64 deflate
-		// to about 2.3 MiB, 3 MiB of payload, which is padded to the
-		// last bucket.
-		{"incompressible near the envelope limit", incompressible(3 << 20), maxPayloadV3},
+		// to about 2.3 MiB, 3 MiB of payload and a bit, which is padded
+		// to the 3.5 MiB bucket.
+		{"incompressible near the envelope limit", incompressible(3 << 20), 3584 << 10},
 		// The largest message another device may send (16 MiB of JSON,
 		// the sync engine's maxIncomingBytes) opens if it compressed
 		// into an envelope: about 16 KiB of DEFLATE, 22 KiB of base64.
-		{"16 MiB message", strings.Repeat("x", 16<<20-len(`{"body":""}`)), 32 << 10},
+		{"16 MiB message", strings.Repeat("x", 16<<20-len(`{"body":""}`)), 24 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.Message = json.RawMessage(`{"body":"` + tc.body + `"}`)
