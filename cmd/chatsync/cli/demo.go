@@ -293,7 +293,17 @@ func runDemo(ctx context.Context, g *globals, keep, format string, timeout time.
 		return err
 	}
 	names := map[string]string{a.d.DeviceID(): "A", b.d.DeviceID(): "B"}
-	fmt.Fprintf(out, "3. The journal on the server: %d rows, what it stores is all it knows\n", len(rows))
+	// With the key the rows say what they are: versions of messages, and
+	// the reports each device writes about itself (`chatsync devices`).
+	versions, reports := 0, 0
+	for _, r := range rows {
+		if e, err := kr.Open(r.Data, demoAccount); err == nil && e.Op == seal.OpReport {
+			reports++
+		} else {
+			versions++
+		}
+	}
+	fmt.Fprintf(out, "3. The journal on the server: %d rows (%d message versions, %d device reports), what it stores is all it knows\n", len(rows), versions, reports)
 	fmt.Fprintf(out, "   %-4s %-7s %-20s %s\n", "id", "device", "timestamp", "data")
 	leaks := 0
 	for _, r := range rows {
@@ -410,8 +420,9 @@ store         = %q
 store_format  = %q
 key_file      = %q
 poll_interval = "2s"
+device_name   = "demo device %s"
 `, dev.name, filepath.Join(dev.dir, "state"), filepath.Join(dev.dir, "chatsync.sock"), demoAccount, settingsURL,
-		filepath.Join(dir, "demo.password"), dev.store, dev.format, keyFile)
+		filepath.Join(dir, "demo.password"), dev.store, dev.format, keyFile, dev.name)
 	return writePrivate(dev.config, text)
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -295,17 +296,32 @@ func TestAccountCommands(t *testing.T) {
 			if len(page.Entries) != 0 {
 				t.Errorf("journal get (other devices) = %d rows, want 0", len(page.Entries))
 			}
+			// The device's report (`chatsync devices`) is a row too.
 			td.cliJSON(t, &page, "account", "journal", "get", "--all-devices")
-			if len(page.Entries) != 1 || page.Entries[0].ID != 1 || strings.Contains(page.Entries[0].Data, "secret") || page.Entries[0].Plain != nil {
+			if len(page.Entries) == 0 || page.Entries[0].ID != 1 || page.Entries[0].Plain != nil {
 				t.Fatalf("journal get --all-devices = %+v", page)
 			}
-			td.cliJSON(t, &page, "account", "journal", "get", "--all-devices", "--decrypt")
-			if p := page.Entries[0].Plain; p == nil || p.MsgID != "m1" || !strings.Contains(string(p.Message), "secret hello") {
-				t.Errorf("journal get --decrypt = %+v", page.Entries[0])
+			for _, e := range page.Entries {
+				if strings.Contains(e.Data, "secret") {
+					t.Errorf("row %d holds plaintext: %s", e.ID, e.Data)
+				}
 			}
-			td.cliJSON(t, &page, "account", "journal", "get", "--all-devices", "--after-id", "1")
-			if len(page.Entries) != 0 {
-				t.Errorf("journal get --after-id 1 = %d rows", len(page.Entries))
+			rows := len(page.Entries)
+			td.cliJSON(t, &page, "account", "journal", "get", "--all-devices", "--decrypt")
+			var m1 *apitype.JournalPlain
+			var lastID int64
+			for _, e := range page.Entries {
+				if e.Plain != nil && e.Plain.MsgID == "m1" {
+					m1 = e.Plain
+				}
+				lastID = max(lastID, e.ID)
+			}
+			if len(page.Entries) != rows || m1 == nil || m1.Op != "put" || !strings.Contains(string(m1.Message), "secret hello") {
+				t.Errorf("journal get --decrypt = %+v", page.Entries)
+			}
+			td.cliJSON(t, &page, "account", "journal", "get", "--all-devices", "--after-id", strconv.FormatInt(lastID-1, 10))
+			if len(page.Entries) != 1 || page.Entries[0].ID != lastID {
+				t.Errorf("journal get --after-id %d = %+v, want row %d alone", lastID-1, page.Entries, lastID)
 			}
 
 			var st apitype.Status
@@ -424,7 +440,7 @@ func TestNoSocket(t *testing.T) {
 	dir := shortDir(t)
 	sock := filepath.Join(dir, "none.sock")
 	var out, errb bytes.Buffer
-	for _, args := range [][]string{{"status"}, {"sync", "--wait"}, {"account", "identity"}} {
+	for _, args := range [][]string{{"status"}, {"sync", "--wait"}, {"account", "identity"}, {"devices"}, {"devices", "--refresh"}, {"verify"}} {
 		out.Reset()
 		errb.Reset()
 		code := run(append([]string{"--socket", sock}, args...), "test", strings.NewReader(""), &out, &errb)
@@ -442,6 +458,7 @@ func TestUsageErrors(t *testing.T) {
 		{"account"}, {"account", "nope"}, {"account", "dnd"}, {"account", "forwarding", "set"},
 		{"account", "forwarding", "set", "FOO=1"}, {"account", "aliases", "add"}, {"status", "extra"},
 		{"account", "journal", "get", "--after-id", "-1"},
+		{"devices", "extra"}, {"devices", "--timeout", "soon"}, {"verify", "extra"}, {"verify", "--repair=maybe"},
 	} {
 		if code, _, errs := td.cli(t, args...); code != 2 {
 			t.Errorf("chatsync %s: exit %d, want 2 (stderr %q)", strings.Join(args, " "), code, errs)

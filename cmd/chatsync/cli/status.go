@@ -30,13 +30,18 @@ age of the oldest unsent entry, backoff, and the message files it refuses to
 replicate, with the reason. While an account catches up with the journal
 it shows the rows and pages read, the messages written and the rate.
 
+It also shows the bytes sent to the server and received since the start,
+and the other device furthest behind this one, if any is.
+
 Exit status, for scripts:
   0  every account runs and is not stalled (idle, catching up, or retrying
      a failure that began less than 10 minutes ago)
   3  an account is paused, cannot start, fails in a way waiting will not
      fix (the server refuses the password, settings_url is not the API),
-     or has failed for 10 minutes or more; one line per such account on
-     stderr, the details on stdout as usual (--json too)
+     has failed for 10 minutes or more, or is stalled: no good poll for 5
+     poll intervals, an entry unsent for 10 minutes, or another device
+     that has not applied this one's messages for a day; one line per such
+     account on stderr, the details on stdout as usual (--json too)
   1  the daemon cannot be asked (not running, no permission)`,
 		Example: "  chatsync status\n  chatsync status --json | jq '.accounts[].outbox_depth'\n  chatsync --account alice@example.com status",
 		Args:    noArgs,
@@ -131,8 +136,15 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 			c := *a.CatchUp
 			fmt.Fprintf(w, "  catching up: %s, for %s\n", catchUpText(c.Pages, c.Rows, c.Written, c.RowsPerSecond(now)), shortDuration(now.Sub(c.Since)))
 		}
+		fmt.Fprintf(w, "  traffic:    %s sent, %s received since start\n", byteSize(a.BytesSent), byteSize(a.BytesReceived))
 		if !a.FailingSince.IsZero() {
 			fmt.Fprintf(w, "  failing:    since %s\n", ago(a.FailingSince, now))
+		}
+		if a.Stalled != "" {
+			fmt.Fprintf(w, "  stalled:    %s\n", oneLine(a.Stalled))
+		}
+		if a.Lagging != nil {
+			fmt.Fprintf(w, "  lagging:    %s\n", lagText(*a.Lagging, now))
 		}
 		if a.PollFailures > 0 {
 			fmt.Fprintf(w, "  receiving:  %d failures in a row, next try %s (sending goes on)\n", a.PollFailures, ago(a.PollBackoffUntil, now))
@@ -199,10 +211,47 @@ func printStatus(w io.Writer, st *apitype.Status, now time.Time) {
 			fmt.Fprintf(w, "  %s\n", oneLine(st.ConfigError))
 		}
 	}
+	if st.ConfigError == "" {
+		for _, p := range st.ConfigProblems {
+			if p.Warning {
+				fmt.Fprintf(w, "\nwarning: %s: %s\n", p.Key, oneLine(p.Message))
+			}
+		}
+	}
 	if st.RestartNeeded != "" {
 		fmt.Fprintf(w, "\nrestart needed: %s\n", st.RestartNeeded)
 	}
 	fmt.Fprintf(w, "\nchatsync %s, device %s, up %s\n", st.Version, st.DeviceID, shortDuration(time.Duration(st.UptimeSeconds*float64(time.Second))))
+}
+
+// lagText says which device is furthest behind this one: "laptop
+// (1a2b3c4d) has not applied 12 of this device's messages since 3 days
+// ago".
+func lagText(l apitype.Lag, now time.Time) string {
+	msgs := "messages"
+	if l.Behind == 1 {
+		msgs = "message"
+	}
+	since := ago(l.Since, now)
+	if d := now.Sub(l.Since); d > 24*time.Hour {
+		since = days(d) + " ago"
+	}
+	return fmt.Sprintf("%s has not applied %d of this device's %s since %s", deviceLabel(apitype.SyncDevice{DeviceID: l.DeviceID, Name: l.Name}), l.Behind, msgs, since)
+}
+
+// byteSize writes n bytes in SI units: "512 B", "12.3 kB", "4.5 MB".
+func byteSize(n int64) string {
+	if n < 1000 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f := float64(n)
+	for _, unit := range []string{"kB", "MB", "GB", "TB"} {
+		f /= 1000
+		if f < 1000 || unit == "TB" {
+			return fmt.Sprintf("%.1f %s", f, unit)
+		}
+	}
+	return ""
 }
 
 // errSuffix marks a failed step; the error itself is left out when the

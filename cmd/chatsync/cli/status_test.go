@@ -68,6 +68,7 @@ func TestStatusProblemAndWaitWontHelp(t *testing.T) {
 		{"paused", apitype.AccountStatus{State: apitype.StatePaused, Error: "the store is gone"}, true, true},
 		{"auth after the request", apitype.AccountStatus{State: apitype.StateBackoff, NeedsFix: "auth", LastPollError: "auth", LastPoll: now}, true, true},
 		{"auth before the request", apitype.AccountStatus{State: apitype.StateBackoff, NeedsFix: "auth", LastPollError: "auth", LastPoll: req.Add(-time.Second)}, true, false},
+		{"stalled by the engine's judgement", apitype.AccountStatus{State: apitype.StateIdle, Stalled: "no good poll for 3m"}, true, false},
 		{"entries under a missing key", apitype.AccountStatus{State: apitype.StateIdle, Unapplied: 4, MissingKeys: []string{"290b1bf8"}, UnappliedHint: "run `chatsync key import`"}, true, false},
 	} {
 		if got := c.s.Problem(now) != ""; got != c.problem {

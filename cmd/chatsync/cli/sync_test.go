@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,11 +28,15 @@ import (
 type device struct {
 	*testDaemon
 	log *lockedBuffer
+	// stop stops the daemon (before the test ends); a second call does
+	// nothing.
+	stop func()
 }
 
 // startDevice runs a daemon for testAccount against settingsURL with the
-// key in keyFile, the password pw, and the messages of msgs in its store.
-func startDevice(t *testing.T, settingsURL, keyFile, pw string, msgs map[string]string) *device {
+// key in keyFile, the password pw, and the messages of msgs in its store;
+// extra lines go at the end of its [[account]] block.
+func startDevice(t *testing.T, settingsURL, keyFile, pw string, msgs map[string]string, extra ...string) *device {
 	t.Helper()
 	dir := shortDir(t)
 	td := &testDaemon{dir: dir, socket: filepath.Join(dir, "s.sock"), config: filepath.Join(dir, "config.toml"), store: filepath.Join(dir, "store")}
@@ -52,6 +57,9 @@ func startDevice(t *testing.T, settingsURL, keyFile, pw string, msgs map[string]
 	}
 	text := fmt.Sprintf("[daemon]\nstate_dir = %q\nsocket = %q\nlog_level = \"info\"\n\n[[account]]\naddress = %q\nsettings_url = %q\npassword_file = %q\nstore = %q\nkey_file = %q\npoll_interval = \"1s\"\n",
 		filepath.Join(dir, "state"), td.socket, testAccount, settingsURL, filepath.Join(dir, "pw"), td.store, keyFile)
+	for _, l := range extra {
+		text += l + "\n"
+	}
 	if err := os.WriteFile(td.config, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -74,14 +82,18 @@ func startDevice(t *testing.T, settingsURL, keyFile, pw string, msgs map[string]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- td.d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Errorf("the daemon did not stop")
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Errorf("the daemon did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
 	waitFor(t, 10*time.Second, "the socket to answer", func() bool {
 		c, err := net.Dial("unix", td.socket)
 		if err == nil {
@@ -89,7 +101,7 @@ func startDevice(t *testing.T, settingsURL, keyFile, pw string, msgs map[string]
 		}
 		return err == nil
 	})
-	return &device{td, log}
+	return &device{td, log, stop}
 }
 
 func newKeyFile(t *testing.T) string {
