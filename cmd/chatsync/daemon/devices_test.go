@@ -5,11 +5,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chatsync/chatsync/sync/accountserver"
 	"github.com/chatsync/chatsync/sync/apitype"
 )
 
@@ -219,5 +222,72 @@ func TestVerifyOfARunningAccountIsInSyncOnceItsMessageIsSent(t *testing.T) {
 	}
 	if len(phases) == 0 {
 		t.Error("no progress reported")
+	}
+}
+
+// TestAStalledAccountIsOnTheEventStreamOnceAndSoIsItsRecovery: the server
+// fails every request, so after 5 poll intervals without a good poll the
+// engine counts the account as stalled. Looking at the status then sends
+// one "stalled" event with the engine's words (more looks send no more);
+// once the server answers again, one "recovered".
+func TestAStalledAccountIsOnTheEventStreamOnceAndSoIsItsRecovery(t *testing.T) {
+	srv, err := accountserver.New(accountserver.Options{DataDir: t.TempDir(), StrictCompat: true, // no held polls
+		Accounts: []accountserver.Account{{Address: "alice@example.com", Password: "pw-alice"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failing atomic.Bool
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	dir := shortTempDir(t)
+	alice := newTestAccount(t, dir, "alice@example.com", "pw-alice")
+	cfgPath := filepath.Join(dir, "config.toml")
+	metricsConfig(t, cfgPath, dir, alice, hs.URL+accountserver.Path, "")
+	rd := startTestDaemon(t, cfgPath)
+	events, unsubscribe := rd.d.Subscribe()
+	defer unsubscribe()
+	waitUntil(t, 15*time.Second, "a good poll", func() bool { a, _ := rd.account(alice.addr); return !a.LastGoodPoll.IsZero() }, rd.log)
+
+	failing.Store(true)
+	var stalled AccountStatus
+	waitUntil(t, 30*time.Second, "the account to stall", func() bool {
+		stalled, _ = rd.account(alice.addr) // each look compares
+		return stalled.Stalled != ""
+	}, rd.log)
+	ev := nextEvent(t, events, apitype.EventStalled)
+	if ev.Account != alice.addr || ev.Message == "" || !strings.Contains(ev.Message, "poll") {
+		t.Errorf("stalled event = %+v, want alice's, saying why", ev)
+	}
+	rd.account(alice.addr)
+	rd.account(alice.addr)
+
+	failing.Store(false)
+	waitUntil(t, 30*time.Second, "the account to recover", func() bool { a, _ := rd.account(alice.addr); return a.Stalled == "" }, rd.log)
+	// The events up to the recovery: no second stalled one.
+	timeout := time.After(15 * time.Second)
+	for recovered := false; !recovered; {
+		select {
+		case ev := <-events:
+			switch ev.Kind {
+			case apitype.EventStalled:
+				t.Errorf("a second stalled event: %+v", ev)
+			case apitype.EventRecovered:
+				recovered = true
+				if ev.Account != alice.addr {
+					t.Errorf("recovered event = %+v, want alice's", ev)
+				}
+			}
+		case <-timeout:
+			t.Fatal("no recovered event within 15s")
+		}
+	}
+	if !strings.Contains(rd.log.String(), "account is stalled") {
+		t.Errorf("the stall is not logged:\n%s", rd.log.String())
 	}
 }
