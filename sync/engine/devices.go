@@ -247,6 +247,12 @@ func (e *Engine) notePeer(pg *pagePlan, row account.JournalEntry, en seal.Entry,
 	if en.Time.After(p.Reported) {
 		p.Report, p.Reported = en.Message, en.Time
 	}
+	if en.Time.After(p.AppliedAt) || en.Time.Equal(p.AppliedAt) {
+		// A report says how far it applied even when that is nothing
+		// yet (a first report beside an empty journal); a message row
+		// says it only when its applied is set.
+		p.Applied, p.AppliedAt = r.Applied, en.Time
+	}
 	if r.Ask && en.Time.After(e.rep.lastAt) && e.opts.Now().Sub(en.Time) < askFresh {
 		e.rep.answer = true // answered once caught up, after this page
 	}

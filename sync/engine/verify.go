@@ -96,7 +96,7 @@ func (e *Engine) verify(ctx context.Context, progress func(apitype.VerifyProgres
 	res.Local = len(local)
 
 	latest := map[string]*journalVersion{}
-	undecryptable := map[int64]bool{}
+	undecryptable, reports := map[int64]bool{}, map[int64]bool{}
 	var undecryptableEx []apitype.VerifyExample
 	var pg pager
 	after, pages := int64(0), int64(0)
@@ -119,6 +119,10 @@ func (e *Engine) verify(ctx context.Context, progress func(apitype.VerifyProgres
 				continue
 			}
 			if en.Op == seal.OpReport {
+				if !reports[row.ID] {
+					reports[row.ID] = true
+					res.Rows++
+				}
 				continue
 			}
 			cur := latest[en.MsgID]
