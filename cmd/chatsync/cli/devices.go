@@ -133,12 +133,17 @@ func waitForReports(ctx context.Context, lc *localclient.Client, t time.Time, as
 }
 
 // unanswered lists the other devices heard from within refreshWithin of
-// t that have not reported since t.
+// t that have not reported since t. A device whose rows this one cannot
+// open, and so has never read a report of, is not waited for: its answer
+// could not be read either.
 func unanswered(accounts []apitype.Devices, t time.Time) []apitype.SyncDevice {
 	var out []apitype.SyncDevice
 	for _, a := range accounts {
 		for _, d := range a.Devices {
 			if d.Self || d.LastSeen.IsZero() || t.Sub(d.LastSeen) > refreshWithin {
+				continue
+			}
+			if d.Reported.IsZero() && len(d.MissingKeys) > 0 {
 				continue
 			}
 			if !d.Reported.After(t) {
@@ -357,13 +362,16 @@ func (p *progressWriter) end() {
 func progressLine(v apitype.VerifyProgress) string {
 	switch v.Phase {
 	case "journal":
-		return fmt.Sprintf("journal: %s rows read (%s pages)", thousands(v.Rows), thousands(v.Pages))
+		return fmt.Sprintf("journal: %s read (%s)", count(int(v.Rows), "row"), count(int(v.Pages), "page"))
 	case "store":
 		if v.Total > 0 {
 			return fmt.Sprintf("store: %s of %s messages compared", thousands(int64(v.Done)), thousands(int64(v.Total)))
 		}
 		return fmt.Sprintf("store: %s messages read", thousands(int64(v.Done)))
 	case "repair":
+		if v.Total == 0 {
+			return "repair: nothing it can fix"
+		}
 		return fmt.Sprintf("repair: %s of %s fixed", thousands(int64(v.Done)), thousands(int64(v.Total)))
 	}
 	return fmt.Sprintf("%s: %s rows, %d of %d", v.Phase, thousands(v.Rows), v.Done, v.Total)
@@ -487,7 +495,7 @@ func printVerify(w io.Writer, r *apitype.VerifyResult) {
 				}
 				keys = append(keys, fmt.Sprintf("%s: %s", name, thousands(int64(r.UndecryptableKeys[id]))))
 			}
-			fmt.Fprintf(w, "  undecryptable by key: %s\n", strings.Join(keys, ", "))
+			fmt.Fprintf(w, "  undecryptable rows by key: %s\n", strings.Join(keys, ", "))
 		}
 		if len(r.Examples) > 0 {
 			fmt.Fprintln(w, "examples:")

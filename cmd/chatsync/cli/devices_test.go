@@ -227,3 +227,24 @@ func TestStatusShowsStalledLaggingAndTraffic(t *testing.T) {
 		t.Errorf("statusProblems = %v, want exit 3 naming the stall", err)
 	}
 }
+
+// TestRefreshWaitsForTheDevicesThatCanAnswer: only other devices heard
+// from in the last 7 days whose reports can be read here are waited for.
+func TestRefreshWaitsForTheDevicesThatCanAnswer(t *testing.T) {
+	asked := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	devs := []apitype.Devices{{Devices: []apitype.SyncDevice{
+		{DeviceID: "self", Self: true, LastSeen: asked},
+		{DeviceID: "answered", LastSeen: asked.Add(time.Second), Reported: asked.Add(time.Second)},
+		{DeviceID: "silent", LastSeen: asked.Add(-time.Hour), Reported: asked.Add(-time.Hour)},
+		{DeviceID: "old-chatsync", LastSeen: asked.Add(-time.Hour)},
+		{DeviceID: "gone", LastSeen: asked.Add(-8 * 24 * time.Hour), Reported: asked.Add(-8 * 24 * time.Hour)},
+		{DeviceID: "other-key", LastSeen: asked.Add(-time.Hour), MissingKeys: []string{"1c28bd88"}},
+	}}}
+	var ids []string
+	for _, d := range unanswered(devs, asked) {
+		ids = append(ids, d.DeviceID)
+	}
+	if got := strings.Join(ids, " "); got != "silent old-chatsync" {
+		t.Errorf("waited for %q, want \"silent old-chatsync\"", got)
+	}
+}
