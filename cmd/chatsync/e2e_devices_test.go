@@ -318,8 +318,8 @@ func TestVerifyFindsEachKindOfDifferenceAndRepairFixesIt(t *testing.T) {
 	if !v.InSync || r.code != 0 || v.MissingHere+v.NeverPushed+v.Differs+v.Undecryptable+v.DeletedHereAliveThere != 0 || len(v.Examples) != 0 {
 		t.Errorf("B, in sync, is not said to be: %s\n%s", differences(v), r)
 	}
-	if v.Rows != 3 || v.Local != 3 || v.Messages != 3 {
-		t.Errorf("verify read %d rows, %d messages, %d local; want 3 of each (the reports are not counted)", v.Rows, v.Messages, v.Local)
+	if v.Rows != 5 || v.Local != 3 || v.Messages != 3 {
+		t.Errorf("verify read %d rows, %d messages, %d local; want 5 rows (3 messages, 2 reports), 3 messages, 3 local", v.Rows, v.Messages, v.Local)
 	}
 
 	backup := filepath.Join(t.TempDir(), "backup")
@@ -411,8 +411,14 @@ func TestVerifyFindsEachKindOfDifferenceAndRepairFixesIt(t *testing.T) {
 	if v.UndecryptableKeys[otherID] != 1 {
 		t.Errorf("undecryptable rows by key %v, want 1 under %s", v.UndecryptableKeys, otherID)
 	}
-	if v.Rows != 5 || v.Local != 4 {
-		t.Errorf("verify read %d rows and %d local messages, want 5 (the backup's 3, the 2 put since; not the reports) and 4", v.Rows, v.Local)
+	nreports := 0
+	for _, r := range openedRows(t, srv, key) {
+		if r.err == nil && r.entry.Op == seal.OpReport {
+			nreports++
+		}
+	}
+	if v.Rows != int64(5+nreports) || v.Local != 4 {
+		t.Errorf("verify read %d rows and %d local messages, want %d (the backup's 3, the 2 put since, the %d reports) and 4", v.Rows, v.Local, 5+nreports, nreports)
 	}
 
 	// The repair fixes all but the row it cannot open.
