@@ -7,6 +7,7 @@ import (
 	"iter"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -90,9 +91,10 @@ func (e *Engine) applyPage(ctx context.Context, q account.JournalQuery, page *ac
 		}
 	}
 	e.readingOn = !complete
-	if e.cutSecond.rows > 0 && len(page.Entries) > 0 {
-		// The page before this one was cut, within one second: said at
-		// warn once a run, not at every page of a catch-up.
+	if e.cutSecond.rows > 0 && slices.ContainsFunc(page.Entries, func(r account.JournalEntry) bool { return r.Timestamp == e.cutSecond.at }) {
+		// The page before this one was cut within one second (this one
+		// holds more of that second): said at warn once a run, not at
+		// every page of a catch-up.
 		level := slog.LevelWarn
 		if e.prog.warnedCut {
 			level = slog.LevelDebug
