@@ -301,9 +301,11 @@ func TestDeviceWithTheWrongKeyHealsOnceTheRightKeyIsImportedWithRealBinaries(t *
 	b.start()
 	a.write("bob/a.json", e2eMsg("from-a@e2e.test", "written on A"))
 	b.write("bob/b.json", e2eMsg("from-b@e2e.test", "written on B under the wrong key"))
-	eventually(t, 60*time.Second, "B to keep A's row for a key it lacks", func() bool {
+	// Each device writes its message and its first report: B keeps A's
+	// two rows for the key it lacks.
+	eventually(t, 60*time.Second, "B to keep A's rows for a key it lacks", func() bool {
 		st, ok := b.status(t)
-		return ok && st.Unapplied == 1 && len(st.MissingKeys) == 1 && len(srv.rows(t)) == 2
+		return ok && st.Unapplied == 2 && len(st.MissingKeys) == 1 && len(srv.rows(t)) == 4
 	}, a, b)
 	st, _ := b.status(t)
 	if i, j := strings.Index(st.UnappliedHint, "key import"), strings.Index(st.UnappliedHint, "key generate"); i < 0 || j >= 0 && j < i {
