@@ -182,7 +182,7 @@ func openedRows(t *testing.T, srv *e2eServer, keyFile string) []openedRow {
 		t.Fatal(err)
 	}
 	var out []openedRow
-	for _, r := range srv.rows(t) {
+	for _, r := range srv.allRows(t) {
 		e, err := kr.Open(r.Data, e2eAccount)
 		out = append(out, openedRow{id: r.ID, uuid: r.UUID, entry: e, err: err})
 	}

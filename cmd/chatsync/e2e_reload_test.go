@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatsync/chatsync/crypto/seal"
 	"github.com/chatsync/chatsync/store/msgdir"
 	"github.com/chatsync/chatsync/sync/account"
 	"github.com/chatsync/chatsync/sync/apitype"
@@ -52,7 +53,9 @@ func startServerWith(t *testing.T, accounts map[string]string) string {
 	return strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
 }
 
-func serverRows(t *testing.T, url, addr, pw string) int {
+// serverRows counts the rows of the account's journal that are messages
+// (not device reports: those that open under keyFile to a report).
+func serverRows(t *testing.T, url, addr, pw, keyFile string) int {
 	t.Helper()
 	c, err := account.New(account.Config{Address: addr, Password: pw, SettingsURL: url})
 	if err != nil {
@@ -62,7 +65,17 @@ func serverRows(t *testing.T, url, addr, pw string) int {
 	if err != nil {
 		return -1
 	}
-	return len(page.Entries)
+	kr, err := seal.LoadKeyring(keyFile)
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, r := range page.Entries {
+		if en, err := kr.Open(r.Data, addr); err != nil || en.Op != seal.OpReport {
+			n++
+		}
+	}
+	return n
 }
 
 // cliStatus runs `chatsync status --json` against the daemon of config.
@@ -92,11 +105,12 @@ func accountStatus(st apitype.Status, addr string) (apitype.AccountStatus, bool)
 func TestEditingTheConfigOfARunningDaemonAddsAnAccountLiveWithTheSamePID(t *testing.T) {
 	const bob, bobPW = "bob@example.com", "bob's password"
 	url := startServerWith(t, map[string]string{e2eAccount: e2ePassword, bob: bobPW})
-	dev := newE2EDevice(t, "A", &e2eServer{url: url}, newKeyFile(t))
+	aliceKey := newKeyFile(t)
+	dev := newE2EDevice(t, "A", &e2eServer{url: url}, aliceKey)
 	dev.start()
 	pid := dev.cmd.Process.Pid
 	dev.write("carol/a1.json", e2eMsg("a1", "from alice"))
-	eventually(t, 30*time.Second, "alice's message on the server", func() bool { return serverRows(t, url, e2eAccount, e2ePassword) == 1 }, dev)
+	eventually(t, 30*time.Second, "alice's message on the server", func() bool { return serverRows(t, url, e2eAccount, e2ePassword, aliceKey) == 1 }, dev)
 	var aliceStarted time.Time
 	eventually(t, 10*time.Second, "status over the socket", func() bool {
 		a, ok := accountStatus(cliStatus(t, dev.config), e2eAccount)
@@ -162,7 +176,7 @@ func TestEditingTheConfigOfARunningDaemonAddsAnAccountLiveWithTheSamePID(t *test
 	if err := msgdir.WriteAtomic(bobStore, "carol/b1.json", data); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "bob's message on the server", func() bool { return serverRows(t, url, bob, bobPW) == 1 }, dev)
+	eventually(t, 15*time.Second, "bob's message on the server", func() bool { return serverRows(t, url, bob, bobPW, bobKey) == 1 }, dev)
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("bob took %s to go live, want within 15s", d)
 	}
