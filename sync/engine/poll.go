@@ -91,9 +91,10 @@ func (e *Engine) applyPage(ctx context.Context, q account.JournalQuery, page *ac
 		}
 	}
 	e.readingOn = !complete
-	if e.cutSecond.rows > 0 && slices.ContainsFunc(page.Entries, func(r account.JournalEntry) bool { return r.Timestamp == e.cutSecond.at }) {
-		// The page before this one was cut within one second (this one
-		// holds more of that second): said at warn once a run, not at
+	if e.cutSecond.rows > 0 && slices.ContainsFunc(page.Entries, e.cutSecond.missed) {
+		// The page before this one was cut within one second, and this
+		// one holds a row of that second it did not, with a lower id: the
+		// server does not page by id. Said at warn once a run, not at
 		// every page of a catch-up.
 		level := slog.LevelWarn
 		if e.prog.warnedCut {
@@ -107,7 +108,11 @@ func (e *Engine) applyPage(ctx context.Context, q account.JournalQuery, page *ac
 	// A server that holds polls is chatsync-server, which pages in id
 	// order: nothing of a second is lost at a page's edge.
 	if !complete && page.Waited == 0 && len(page.Entries) > 1 && minTimestamp(page) == maxTimestamp(page) {
-		e.cutSecond.at, e.cutSecond.rows = maxTimestamp(page), len(page.Entries)
+		e.cutSecond.at, e.cutSecond.rows, e.cutSecond.maxID = maxTimestamp(page), len(page.Entries), page.MaxID()
+		e.cutSecond.ids = map[int64]bool{}
+		for _, r := range page.Entries {
+			e.cutSecond.ids[r.ID] = true
+		}
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].ID < entries[j].ID })
 
@@ -1031,4 +1036,21 @@ func envelopeKeyID(env string) string {
 		return ""
 	}
 	return id
+}
+
+// cutSecond is a page that may have been cut and holds one second only,
+// with the ids it held.
+type cutSecond struct {
+	at    string
+	rows  int
+	maxID int64
+	ids   map[int64]bool
+}
+
+// missed reports whether r is a row of the cut second that the cut page
+// did not hold though its id is lower than the page's highest: the server
+// orders rows of a second in another order than by id, and cut the page
+// among them.
+func (c *cutSecond) missed(r account.JournalEntry) bool {
+	return r.Timestamp == c.at && r.ID < c.maxID && !c.ids[r.ID]
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatsync/chatsync/sync/account"
 	"github.com/chatsync/chatsync/sync/apitype"
 )
 
@@ -77,4 +78,25 @@ func TestAnAccountWhoseServerStopsAnsweringStallsAndRecovers(t *testing.T) {
 	}
 	srv.setWrap(nil)
 	waitFor(t, 20*time.Second, "A running again", func() bool { return a.status().Stalled == "" })
+}
+
+// A page cut within one second is warned of only on evidence: a later
+// page holds a row of that second, which the cut page lacked, with a
+// lower id than the cut page's highest. New rows of the same second, or
+// the cut page's own rows read again, are no evidence.
+func TestACutSecondIsMissedOnlyWhenARowBelowItsHighestIDTurnsUp(t *testing.T) {
+	c := cutSecond{at: "2026-12-01 10:00:00", rows: 2, maxID: 7, ids: map[int64]bool{5: true, 7: true}}
+	for _, tc := range []struct {
+		row  account.JournalEntry
+		want bool
+	}{
+		{account.JournalEntry{ID: 6, Timestamp: c.at}, true},
+		{account.JournalEntry{ID: 5, Timestamp: c.at}, false}, // read again
+		{account.JournalEntry{ID: 8, Timestamp: c.at}, false}, // written since, in the same second
+		{account.JournalEntry{ID: 6, Timestamp: "2026-12-01 10:00:01"}, false},
+	} {
+		if got := c.missed(tc.row); got != tc.want {
+			t.Errorf("missed(id %d at %s) = %v, want %v", tc.row.ID, tc.row.Timestamp, got, tc.want)
+		}
+	}
 }
