@@ -118,15 +118,19 @@ func (db *DB) ForgetPeer(acct, device string) error {
 // Lag is how many of this device's versions another device had not
 // applied: those after its applied journal id, or sealed under a key it
 // does not hold; Since is when the oldest of them was written.
+// Unconfirmed of them were written after it said so: it may have them by
+// now.
 type Lag struct {
-	Behind int
-	Since  time.Time
+	Behind      int
+	Since       time.Time
+	Unconfirmed int
 }
 
 // LagOf is what OwnLag is asked about one device: the journal id it said
-// it had applied and, if it said, the key ids it holds.
+// it had applied, when, and, if it said, the key ids it holds.
 type LagOf struct {
 	Applied int64
+	Said    time.Time
 	KeyIDs  []string // nil: not said
 }
 
@@ -153,6 +157,9 @@ func (db *DB) OwnLag(acct string, of []LagOf) ([]Lag, error) {
 					out[i].Behind++
 					if out[i].Since.IsZero() || rec.Time.Before(out[i].Since) {
 						out[i].Since = rec.Time
+					}
+					if rec.Time.After(o.Said) {
+						out[i].Unconfirmed++
 					}
 				}
 			}

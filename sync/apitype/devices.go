@@ -33,6 +33,11 @@ type SyncDevice struct {
 	Behind int `json:"behind"`
 	// BehindSince is when the oldest of those versions was written.
 	BehindSince time.Time `json:"behind_since,omitzero"`
+	// Unconfirmed of those were written after it last said how far it
+	// had applied (AppliedAt): it may well have them by now. A running
+	// device says so again within an hour of applying them (its report),
+	// or as soon as it is asked (`chatsync devices --refresh`).
+	Unconfirmed int `json:"unconfirmed,omitempty"`
 	Self        bool      `json:"self"`
 
 	// Applied is the journal id up to which it had applied the journal,

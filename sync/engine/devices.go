@@ -366,7 +366,7 @@ func (e *Engine) Devices() (apitype.Devices, error) {
 		}
 		out.Devices = append(out.Devices, d)
 		if !p.AppliedAt.IsZero() {
-			of = append(of, store.LagOf{Applied: p.Applied, KeyIDs: keys})
+			of = append(of, store.LagOf{Applied: p.Applied, Said: p.AppliedAt, KeyIDs: keys})
 			known = append(known, len(out.Devices)-1)
 		}
 	}
@@ -376,7 +376,7 @@ func (e *Engine) Devices() (apitype.Devices, error) {
 	}
 	for i, l := range lags {
 		d := &out.Devices[known[i]]
-		d.Behind, d.BehindSince = l.Behind, l.Since
+		d.Behind, d.BehindSince, d.Unconfirmed = l.Behind, l.Since, l.Unconfirmed
 	}
 	slices.SortStableFunc(out.Devices[1:], func(a, b apitype.SyncDevice) int { return b.LastSeen.Compare(a.LastSeen) })
 	return out, nil

@@ -119,6 +119,9 @@ var (
 	dBehind = desc("device_behind",
 		"Versions of this device's messages another device had not applied when it last said; absent when it never said.",
 		lAccount, lDevice, lName)
+	dUnconfirmed = desc("device_unconfirmed",
+		"Of chatsync_device_behind, the versions written after the device last said how far it had applied: it may have them by now.",
+		lAccount, lDevice, lName)
 	dLastSeen = desc("device_last_seen_timestamp_seconds",
 		"When another device last wrote a row or a report, by its clock, in seconds since the epoch.",
 		lAccount, lDevice, lName)
@@ -156,7 +159,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		dInfo, dStart, dConfigError, dState, dProblem, dStalled, dOutboxDepth, dOutboxAge,
 		dHeld, dPushed, dReceived, dSkipped, dUnapplied, dRejected, dLastPush, dLastPoll,
-		dBackoff, dFailures, dSent, dRecv, dCursor, dListening, dBehind, dLastSeen,
+		dBackoff, dFailures, dSent, dRecv, dCursor, dListening, dBehind, dUnconfirmed, dLastSeen,
 	} {
 		ch <- d
 	}
@@ -244,6 +247,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			// stay counts of versions; absent() finds such devices.
 			if d.Behind >= 0 {
 				gauge(dBehind, float64(d.Behind), ds.Account, d.DeviceID, name)
+				gauge(dUnconfirmed, float64(d.Unconfirmed), ds.Account, d.DeviceID, name)
 			}
 			if !d.LastSeen.IsZero() {
 				gauge(dLastSeen, seconds(d.LastSeen), ds.Account, d.DeviceID, name)

@@ -111,7 +111,7 @@ func fullSource() *fakeSource {
 			Account: "alice@example.com",
 			Devices: []apitype.SyncDevice{
 				{DeviceID: self, Name: "laptop", Behind: 0, LastSeen: now, Self: true},
-				{DeviceID: phone, Name: "phone", Behind: 5, LastSeen: phoneSeen},
+				{DeviceID: phone, Name: "phone", Behind: 5, Unconfirmed: 2, LastSeen: phoneSeen},
 				{DeviceID: tablet, Name: "tablet", Behind: -1, LastSeen: tabletSeen},
 			},
 		}, {
@@ -327,6 +327,9 @@ func TestDeviceMetricsLeaveOutSelfAndUnknownLag(t *testing.T) {
 	if v := value(t, fams, "chatsync_device_behind", gauge, acct(a, "device", phone, "name", "phone")); v != 5 {
 		t.Errorf("phone behind = %v, want 5", v)
 	}
+	if v := value(t, fams, "chatsync_device_unconfirmed", gauge, acct(a, "device", phone, "name", "phone")); v != 2 {
+		t.Errorf("phone unconfirmed = %v, want 2", v)
+	}
 	if v := value(t, fams, "chatsync_device_last_seen_timestamp_seconds", gauge, acct(a, "device", phone, "name", "phone")); v != unix(phoneSeen) {
 		t.Errorf("phone last seen = %v, want %v", v, unix(phoneSeen))
 	}
@@ -490,7 +493,7 @@ func TestEveryChatsyncMetricHasHelpAndAnAccountOrIsDaemonWide(t *testing.T) {
 			}
 		}
 	}
-	if n != 24 {
-		t.Errorf("%d chatsync_ families served, want 24", n)
+	if n != 25 {
+		t.Errorf("%d chatsync_ families served, want 25", n)
 	}
 }

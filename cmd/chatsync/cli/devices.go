@@ -59,6 +59,7 @@ config has several accounts and --account is not given.`,
 			ctx, cancel := context.WithTimeout(c.Context(), 30*time.Second)
 			defer cancel()
 			var devs *localclient.Devices
+			var silent []apitype.SyncDevice
 			if refresh {
 				t, err := lc.RefreshDevices(ctx)
 				if err != nil {
@@ -66,7 +67,6 @@ config has several accounts and --account is not given.`,
 				}
 				wctx, wcancel := context.WithTimeout(c.Context(), timeout)
 				defer wcancel()
-				var silent []apitype.SyncDevice
 				devs, silent, err = waitForReports(wctx, lc, t, func(n int) {
 					if !asJSON {
 						fmt.Fprintf(g.stderr, "asked %d other device(s) for a fresh report; waiting up to %s for their next poll\n", n, timeout)
@@ -86,7 +86,7 @@ config has several accounts and --account is not given.`,
 			if asJSON {
 				return printJSON(g.stdout, devs)
 			}
-			printSyncDevices(g.stdout, devs.Accounts, time.Now())
+			printSyncDevices(g.stdout, devs.Accounts, silent, time.Now())
 			return nil
 		},
 	}
@@ -187,8 +187,14 @@ func deviceLabel(d apitype.SyncDevice) string {
 	return name + " (" + shortID(d.DeviceID) + ")"
 }
 
-// printSyncDevices writes one line per chatsync device, this one first, aligned.
-func printSyncDevices(w io.Writer, accounts []apitype.Devices, now time.Time) {
+// printSyncDevices writes one line per chatsync device, this one first,
+// aligned; silent are the devices that did not answer a refresh just
+// made.
+func printSyncDevices(w io.Writer, accounts []apitype.Devices, silent []apitype.SyncDevice, now time.Time) {
+	quiet := map[string]bool{}
+	for _, d := range silent {
+		quiet[d.DeviceID] = true
+	}
 	for i, a := range accounts {
 		if i > 0 {
 			fmt.Fprintln(w)
@@ -201,7 +207,8 @@ func printSyncDevices(w io.Writer, accounts []apitype.Devices, now time.Time) {
 		fmt.Fprintf(w, "%s: %d chatsync device%s\n", a.Account, n, plural)
 		var rows [][]string
 		for _, d := range a.Devices {
-			rows = append(rows, []string{orDash(d.Name), shortID(d.DeviceID), orDash(d.Version), heard(d, now), keysText(d.KeyIDs), devicePoint(d, now)})
+			noAnswer := quiet[d.DeviceID] || !a.Refreshed.IsZero() && a.Refreshed.After(d.Reported) && now.Sub(a.Refreshed) > answerWithin
+			rows = append(rows, []string{orDash(d.Name), shortID(d.DeviceID), orDash(d.Version), heard(d, now), keysText(d.KeyIDs), devicePoint(d, noAnswer, now)})
 		}
 		printTable(w, "  ", rows)
 	}
@@ -240,9 +247,22 @@ func keysText(ids []string) string {
 	return "keys " + strings.Join(ids, ",")
 }
 
+// answerWithin is how long after a refresh a running device has
+// answered it (at its next poll), and reportDue how long after it applied
+// something it says so by itself (the engine's ReportInterval and a
+// margin).
+const (
+	answerWithin = 2 * time.Minute
+	reportDue    = 65 * time.Minute
+)
+
 // devicePoint says how far behind this device another one is, and which
-// of its rows this device cannot open.
-func devicePoint(d apitype.SyncDevice, now time.Time) string {
+// of its rows this device cannot open. Versions written after the device
+// last said how far it had applied (Unconfirmed) are not taken for
+// missing there while it may still say so: a running device reports
+// within reportDue, or at once when asked. noAnswer marks a device that
+// did not answer a refresh.
+func devicePoint(d apitype.SyncDevice, noAnswer bool, now time.Time) string {
 	var parts []string
 	switch {
 	case d.Self:
@@ -250,9 +270,14 @@ func devicePoint(d apitype.SyncDevice, now time.Time) string {
 		parts = append(parts, "behind: unknown (no report)")
 	case d.Behind == 0:
 		parts = append(parts, "up to date")
+	case d.Behind == d.Unconfirmed && !noAnswer && now.Sub(d.AppliedAt) < reportDue:
+		parts = append(parts, fmt.Sprintf("up to date as of %s; %d newer not confirmed yet", ago(d.AppliedAt, now), d.Unconfirmed))
 	default:
 		s := strconv.Itoa(d.Behind) + " behind"
-		if !d.AppliedAt.IsZero() && now.Sub(d.AppliedAt) > time.Minute {
+		switch {
+		case noAnswer:
+			s += ", did not answer a refresh: not running?"
+		case !d.AppliedAt.IsZero() && now.Sub(d.AppliedAt) > time.Minute:
 			s += ", as of its report " + ago(d.AppliedAt, now)
 		}
 		parts = append(parts, s)

@@ -96,21 +96,31 @@ func TestDevicesListsThisDeviceFirstAndAnswersARefresh(t *testing.T) {
 }
 
 // TestDevicesHumanLineSaysHowFarBehindEachDeviceIs pins the words of each
-// case: up to date, behind as of an older report, unknown, a key this
-// device lacks, and a device not heard from for days.
+// case: up to date; behind as of an older report; newer versions not
+// confirmed yet by a device that said how far it was a moment ago; the
+// same from a device that did not answer a refresh, or has been quiet for
+// longer than its reports allow; unknown; a key this device lacks; a
+// device not heard from for days.
 func TestDevicesHumanLineSaysHowFarBehindEachDeviceIs(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	var out bytes.Buffer
+	silent := apitype.SyncDevice{DeviceID: "urn:uuid:33334444-0000-4000-8000-000000000000", Name: "tablet", Version: "0.3.0", KeyIDs: []string{"290b1bf8"}, Behind: 2, Unconfirmed: 2, LastSeen: now.Add(-30 * time.Second), AppliedAt: now.Add(-30 * time.Second)}
 	printSyncDevices(&out, []apitype.Devices{{Account: "alice@example.com", Devices: []apitype.SyncDevice{
 		{DeviceID: "urn:uuid:1a2b3c4d-0000-4000-8000-000000000000", Name: "desk", Version: "0.3.0", KeyIDs: []string{"290b1bf8"}, Self: true, LastSeen: now},
 		{DeviceID: "urn:uuid:5e6f7a8b-0000-4000-8000-000000000000", Name: "laptop", Version: "0.3.0", KeyIDs: []string{"290b1bf8"}, LastSeen: now.Add(-2 * time.Minute), AppliedAt: now.Add(-2 * time.Minute)},
 		{DeviceID: "urn:uuid:9c0d1e2f-0000-4000-8000-000000000000", Name: "phone", Version: "0.3.0", KeyIDs: []string{"290b1bf8", "77aa88bb"}, Behind: 3, LastSeen: now.Add(-40 * time.Minute), AppliedAt: now.Add(-40 * time.Minute)},
+		{DeviceID: "urn:uuid:11112222-0000-4000-8000-000000000000", Name: "watch", Version: "0.3.0", KeyIDs: []string{"290b1bf8"}, Behind: 3, Unconfirmed: 3, LastSeen: now.Add(-4 * time.Second), AppliedAt: now.Add(-4 * time.Second)},
+		silent,
+		{DeviceID: "urn:uuid:55556666-0000-4000-8000-000000000000", Name: "tv", Version: "0.3.0", KeyIDs: []string{"290b1bf8"}, Behind: 1, Unconfirmed: 1, LastSeen: now.Add(-2 * time.Hour), AppliedAt: now.Add(-2 * time.Hour)},
 		{DeviceID: "urn:uuid:aabbccdd-0000-4000-8000-000000000000", Version: "", KeyIDs: []string{"11112222"}, Behind: -1, LastSeen: now.Add(-12*24*time.Hour - time.Hour), MissingKeys: []string{"11112222"}},
-	}}}, now)
-	want := `alice@example.com: 4 chatsync devices
+	}}}, []apitype.SyncDevice{silent}, now)
+	want := `alice@example.com: 7 chatsync devices
   desk    1a2b3c4d  0.3.0  (this device)               keys 290b1bf8
   laptop  5e6f7a8b  0.3.0  2m ago                      keys 290b1bf8           up to date
   phone   9c0d1e2f  0.3.0  40m ago                     keys 290b1bf8,77aa88bb  3 behind, as of its report 40m ago
+  watch   11112222  0.3.0  4s ago                      keys 290b1bf8           up to date as of 4s ago; 3 newer not confirmed yet
+  tablet  33334444  0.3.0  30s ago                     keys 290b1bf8           2 behind, did not answer a refresh: not running?
+  tv      55556666  0.3.0  2h ago                      keys 290b1bf8           1 behind, as of its report 2h ago
   -       aabbccdd  -      not heard from for 12 days  keys 11112222           behind: unknown (no report); sealed under a key this device lacks: 11112222
 `
 	if out.String() != want {
