@@ -37,8 +37,8 @@ type SyncDevice struct {
 	// had applied (AppliedAt): it may well have them by now. A running
 	// device says so again within an hour of applying them (its report),
 	// or as soon as it is asked (`chatsync devices --refresh`).
-	Unconfirmed int `json:"unconfirmed,omitempty"`
-	Self        bool      `json:"self"`
+	Unconfirmed int  `json:"unconfirmed,omitempty"`
+	Self        bool `json:"self"`
 
 	// Applied is the journal id up to which it had applied the journal,
 	// and AppliedAt when it said so (its report, or a row it wrote).

@@ -237,7 +237,7 @@ type Engine struct {
 	// cutSecond is the last page, if it may have been cut and holds one
 	// second only: once the next page shows it was cut, that is warned
 	// of (a server that orders by timestamp misses rows there).
-	cutSecond cutSecond
+	cutSecond    cutSecond
 	storeMissing bool
 	published    struct{ waiting int }
 	// pushRetry and pollRetry are the two kinds of network work's
