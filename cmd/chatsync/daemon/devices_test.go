@@ -53,6 +53,24 @@ func TestStallWatchSendsOneEventWhenAnAccountStallsAndOneWhenItRecovers(t *testi
 
 // metricsConfig writes a config of one account with metrics_listen set to
 // addr (left out when "").
+// aliceConfig is where aliceDaemon's config is, to write it again.
+type aliceConfig struct {
+	dir, path string
+	srv       *testServer
+}
+
+// aliceDaemon starts a daemon with one account, alice, on a server of its
+// own, serving metrics on metricsListen ("" for none).
+func aliceDaemon(t *testing.T, metricsListen string) (*runningDaemon, testAccount, aliceConfig) {
+	t.Helper()
+	srv := newTestServer(t, map[string]string{"alice@example.com": "pw-alice"})
+	dir := shortTempDir(t)
+	alice := newTestAccount(t, dir, "alice@example.com", "pw-alice")
+	cfgPath := filepath.Join(dir, "config.toml")
+	metricsConfig(t, cfgPath, dir, alice, srv.url, metricsListen)
+	return startTestDaemon(t, cfgPath), alice, aliceConfig{dir, cfgPath, srv}
+}
+
 func metricsConfig(t *testing.T, path, dir string, a testAccount, url, addr string) {
 	t.Helper()
 	head := daemonTable(dir, "info")
@@ -86,12 +104,8 @@ func scrape(addr string) (int, string, error) {
 }
 
 func TestMetricsListenServesPrometheusMovesOnReloadAndAFailureIsNotFatal(t *testing.T) {
-	srv := newTestServer(t, map[string]string{"alice@example.com": "pw-alice"})
-	dir := shortTempDir(t)
-	alice := newTestAccount(t, dir, "alice@example.com", "pw-alice")
-	cfgPath := filepath.Join(dir, "config.toml")
-	metricsConfig(t, cfgPath, dir, alice, srv.url, "127.0.0.1:0")
-	rd := startTestDaemon(t, cfgPath)
+	rd, alice, cfg := aliceDaemon(t, "127.0.0.1:0")
+	dir, cfgPath, srv := cfg.dir, cfg.path, cfg.srv
 	waitUntil(t, 10*time.Second, "the metrics listener", func() bool { return rd.d.MetricsAddr() != "" }, rd.log)
 	first := rd.d.MetricsAddr()
 	if host, _, _ := net.SplitHostPort(first); host != "127.0.0.1" {
@@ -168,12 +182,7 @@ func TestMetricsListenServesPrometheusMovesOnReloadAndAFailureIsNotFatal(t *test
 // (this device, first in Devices, says them), and status counts the bytes
 // of the account's requests.
 func TestDevicesNamesThisDeviceAsConfiguredAndCountsTraffic(t *testing.T) {
-	srv := newTestServer(t, map[string]string{"alice@example.com": "pw-alice"})
-	dir := shortTempDir(t)
-	alice := newTestAccount(t, dir, "alice@example.com", "pw-alice")
-	cfgPath := filepath.Join(dir, "config.toml")
-	metricsConfig(t, cfgPath, dir, alice, srv.url, "")
-	rd := startTestDaemon(t, cfgPath)
+	rd, alice, _ := aliceDaemon(t, "")
 	alice.write(t, "carol/a1.json", "a1", "hello")
 	sent(t, rd, alice.addr, 1)
 
@@ -202,12 +211,7 @@ func TestDevicesNamesThisDeviceAsConfiguredAndCountsTraffic(t *testing.T) {
 // TestVerifyOfARunningAccountIsInSyncOnceItsMessageIsSent runs the engine's
 // verify through the daemon: after a push, store and journal agree.
 func TestVerifyOfARunningAccountIsInSyncOnceItsMessageIsSent(t *testing.T) {
-	srv := newTestServer(t, map[string]string{"alice@example.com": "pw-alice"})
-	dir := shortTempDir(t)
-	alice := newTestAccount(t, dir, "alice@example.com", "pw-alice")
-	cfgPath := filepath.Join(dir, "config.toml")
-	metricsConfig(t, cfgPath, dir, alice, srv.url, "")
-	rd := startTestDaemon(t, cfgPath)
+	rd, alice, _ := aliceDaemon(t, "")
 	alice.write(t, "carol/a1.json", "a1", "hello")
 	sent(t, rd, alice.addr, 1)
 	var phases []string
