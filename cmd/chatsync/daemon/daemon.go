@@ -280,6 +280,9 @@ func (d *Daemon) status() []AccountStatus {
 	for _, a := range d.opts.Config.Accounts {
 		r := d.accounts[a.Address]
 		if r == nil {
+			// Configured, its engine not made yet (the daemon or a reload
+			// is starting it): say so rather than leave it out.
+			out = append(out, AccountStatus{Status: engine.Status{AccountStatus: apitype.AccountStatus{Account: a.Address, State: apitype.StateStarting}}})
 			continue
 		}
 		if r.eng == nil {
