@@ -121,7 +121,8 @@ type Options struct {
 // top of a bbolt file. It is an http.Handler and safe for concurrent use.
 type Server struct {
 	opts     Options
-	db       *bolt.DB
+	db       *bolt.DB     // account state, and the journal unless another store is given
+	journal  journalStore // see journalStore
 	nonceKey string
 	accounts map[string]*Account // by address
 	domains  map[string]bool
@@ -205,6 +206,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("accountserver: %s: %w", dbPath, err)
 	}
 	s.db = db
+	s.journal = &boltJournal{db: db, now: s.now, shuffle: s.shuffle}
 	return s, nil
 }
 
@@ -212,7 +214,9 @@ func New(opts Options) (*Server, error) {
 // do nothing. Requests still running fail.
 func (s *Server) Close() error {
 	s.EndWaits()
-	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	s.closeOnce.Do(func() {
+		s.closeErr = errors.Join(s.journal.close(), s.db.Close())
+	})
 	return s.closeErr
 }
 
