@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -103,6 +104,21 @@ type Options struct {
 	// (HaltOnErrorBody) instead of JSON.
 	HaltOnError bool
 
+	// JournalMySQL, if set, keeps the journal in CDRTool's client_journal
+	// table in this MySQL/MariaDB database (created if missing, never
+	// altered; see ClientJournalDDL and ParseJournalURL) instead of the
+	// bbolt file. Several servers may share it; see mysqlJournal for why
+	// their readers never skip a row. The account state of the write
+	// actions stays in the bbolt file of DataDir, per server.
+	JournalMySQL *mysql.Config
+	// MySQLLockTimeout is how long a put waits for its account's named
+	// lock; 0 means DefaultMySQLLockTimeout.
+	MySQLLockTimeout time.Duration
+	// MySQLUnordered turns off what keeps the MySQL journal's cursor from
+	// skipping (the named lock of puts and the horizon of gets). Only for
+	// the test that shows the cursor then skips.
+	MySQLUnordered bool
+
 	// Now is the clock for journal timestamps, nonces and monthly usage;
 	// nil means time.Now. Tests set it to put many rows into one second or
 	// to expire nonces.
@@ -155,6 +171,7 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
 	}
+	givenNow := opts.Now
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -207,6 +224,16 @@ func New(opts Options) (*Server, error) {
 	}
 	s.db = db
 	s.journal = &boltJournal{db: db, now: s.now, shuffle: s.shuffle}
+	if opts.JournalMySQL != nil {
+		// With a clock of its own (tests), timestamps come from it;
+		// otherwise from the database's NOW(), as CDRTool's.
+		j, err := openMySQLJournal(opts.JournalMySQL, givenNow, opts.MySQLLockTimeout, opts.MySQLUnordered, s.log)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("accountserver: %w", err)
+		}
+		s.journal = j
+	}
 	return s, nil
 }
 
