@@ -104,12 +104,17 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 		"like MariaDB's max_allowed_packet (suffixes as for --page-bytes-limit; 0: no limit)")
 	haltOnError := fs.Bool("halt-on-error", false, "with --max-row-bytes: stop the put at that element instead (the rows before it are stored)\n"+
 		"and reply with the MySQL error text, like PHP with Halt_On_Error=yes")
+	journal := fs.String("journal", "bbolt", "where the journal is kept: bbolt (the file in --data) or `mysql://USER@HOST:PORT/DB[?tls=true|skip-verify|preferred]`,\n"+
+		"CDRTool's client_journal table (created if missing, never altered); the password comes from\n"+
+		"--journal-password-file or $CHATSYNC_JOURNAL_PASSWORD, never from the command line")
+	journalPasswordFile := fs.String("journal-password-file", "", "`file` holding the MySQL password of --journal (trailing newline ignored)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: chatsync-server --listen ADDR --data DIR --accounts FILE [--tls-cert F --tls-key F] [--strict-compat] [--max-body BYTES]\n"+
 			"                       [--page-bytes-limit N] [--page-rows N] [--shuffle-same-second [--shuffle-seed N]]\n"+
-			"                       [--ignore-after-id] [--max-row-bytes N [--halt-on-error]]")
+			"                       [--ignore-after-id] [--max-row-bytes N [--halt-on-error]]\n"+
+			"                       [--journal mysql://USER@HOST:PORT/DB [--journal-password-file F]]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -163,6 +168,33 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 		IgnoreAfterID:     *ignoreAfterID,
 		MaxRowBytes:       int(maxRow.n),
 		HaltOnError:       *haltOnError,
+	}
+	switch {
+	case *journal == "bbolt":
+		if *journalPasswordFile != "" {
+			return nil, usageError{"--journal-password-file goes with --journal mysql://..."}
+		}
+	case strings.HasPrefix(*journal, "mysql://"):
+		password, ok := os.LookupEnv("CHATSYNC_JOURNAL_PASSWORD")
+		if *journalPasswordFile != "" {
+			b, err := os.ReadFile(*journalPasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("--journal-password-file: %w", err)
+			}
+			password, ok = strings.TrimRight(string(b), "\r\n"), true
+		}
+		if !ok {
+			return nil, usageError{"--journal mysql://... needs a password: --journal-password-file FILE or CHATSYNC_JOURNAL_PASSWORD"}
+		}
+		c, err := accountserver.ParseJournalURL(*journal, password)
+		if err != nil {
+			return nil, usageError{"--journal: " + err.Error()}
+		}
+		cfg.opts.JournalMySQL = c
+		// Only for the test that shows what the lock and horizon prevent.
+		cfg.opts.MySQLUnordered = os.Getenv("CHATSYNC_TEST_JOURNAL_UNORDERED") == "1"
+	default:
+		return nil, usageError{fmt.Sprintf("--journal %q: want bbolt or mysql://USER@HOST:PORT/DB", *journal)}
 	}
 	if *strict {
 		if !given["page-bytes-limit"] {

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/icholy/digest"
+
+	"github.com/chatsync/chatsync/internal/mariadbtest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mariadbtest.Stop()
+	os.Exit(code)
+}
+
+func TestJournalFlags(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "pw")
+	os.WriteFile(pwFile, []byte("s3cret\n"), 0o600)
+	base := []string{"--data", "d", "--accounts", "a.toml"}
+	cfg, err := parseFlags(append(slices.Clone(base), "--journal", "mysql://chat@db.example:3307/cdrtool?tls=skip-verify", "--journal-password-file", pwFile), io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.opts.JournalMySQL
+	if c == nil || c.User != "chat" || c.Passwd != "s3cret" || c.Addr != "db.example:3307" || c.DBName != "cdrtool" || c.TLSConfig != "skip-verify" {
+		t.Errorf("config %+v", c)
+	}
+	t.Setenv("CHATSYNC_JOURNAL_PASSWORD", "fromenv")
+	cfg, err = parseFlags(append(slices.Clone(base), "--journal", "mysql://chat@db.example/cdrtool"), io.Discard, io.Discard)
+	if err != nil || cfg.opts.JournalMySQL.Passwd != "fromenv" || cfg.opts.JournalMySQL.Addr != "db.example:3306" {
+		t.Errorf("env password: %v %+v", err, cfg)
+	}
+	for _, tc := range []struct{ journal, want string }{
+		{"mysql://chat:pw@db/cdrtool", "holds a password"},
+		{"mysql://db/cdrtool", "want mysql://USER@HOST:PORT/DB"},
+		{"mysql://chat@db/", "want mysql://USER@HOST:PORT/DB"},
+		{"mysql://chat@db/x?tls=bogus", "bogus"},
+		{"mysql://chat@db/x?foo=1", `unknown parameter "foo"`},
+		{"postgres://chat@db/x", "want bbolt or mysql://"},
+	} {
+		_, err := parseFlags(append(slices.Clone(base), "--journal", tc.journal), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.journal, err, tc.want)
+		}
+	}
+	os.Unsetenv("CHATSYNC_JOURNAL_PASSWORD")
+	if _, err := parseFlags(append(slices.Clone(base), "--journal", "mysql://chat@db/x"), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "needs a password") {
+		t.Errorf("no password: %v", err)
+	}
+}
+
+// buildServer builds the chatsync-server binary once per test.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "chatsync-server")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestMySQLJournalConcurrentWritersNeverSkip runs three chatsync-server
+// processes on one MariaDB database; nine writers put batches for one
+// account through them while two readers page with after_id = the highest
+// id they have seen. Every reader must see every row exactly once, in id
+// order. The same load with the lock and horizon turned off
+// (CHATSYNC_TEST_JOURNAL_UNORDERED=1) must make a reader skip rows: that
+// is what proves the test able to fail.
+func TestMySQLJournalConcurrentWritersNeverSkip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs three servers on MariaDB")
+	}
+	bin := buildServer(t)
+	t.Run("ordered", func(t *testing.T) {
+		missed, total := concurrentJournalRun(t, bin, false)
+		if missed > 0 {
+			t.Errorf("readers skipped %d of %d rows", missed, total)
+		}
+	})
+	t.Run("unordered", func(t *testing.T) {
+		for round := 1; round <= 3; round++ {
+			missed, total := concurrentJournalRun(t, bin, true)
+			t.Logf("round %d without lock and horizon: readers skipped %d of %d row sightings", round, missed, total)
+			if missed > 0 {
+				return
+			}
+		}
+		t.Errorf("without the lock and horizon no reader skipped a row: this test cannot tell")
+	})
+}
+
+// concurrentJournalRun runs one round and returns how many (reader, row)
+// pairs were missed and how many rows were put. It fails t on duplicates
+// or pages out of id order.
+func concurrentJournalRun(t *testing.T, bin string, unordered bool) (missed, total int) {
+	d := mariadbtest.New(t)
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	accounts := filepath.Join(dir, "accounts.toml")
+	os.WriteFile(pw, []byte(d.Password+"\n"), 0o600)
+	os.WriteFile(accounts, []byte("[[account]]\naddress  = \"alice@example.com\"\npassword = \"secret\"\n"), 0o600)
+	if unordered {
+		t.Setenv("CHATSYNC_TEST_JOURNAL_UNORDERED", "1")
+	} else {
+		t.Setenv("CHATSYNC_TEST_JOURNAL_UNORDERED", "0")
+	}
+	journal := fmt.Sprintf("mysql://%s@%s/%s", d.User, d.Addr(), d.Name)
+	var bases []string
+	for i := range 3 {
+		// Started one after the other: the first creates the table.
+		base, stop := startBinary(t, bin, "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, fmt.Sprint("data", i)),
+			"--accounts", accounts, "--journal", journal, "--journal-password-file", pw)
+		t.Cleanup(stop)
+		bases = append(bases, base)
+	}
+	const writers, puts, batch = 9, 12, 8
+	client := func() *http.Client {
+		return &http.Client{Transport: &digest.Transport{Username: "alice", Password: "secret"}, Timeout: 30 * time.Second}
+	}
+	call := func(c *http.Client, base string, q, form url.Values) (string, error) {
+		q.Set("realm", "example.com")
+		var resp *http.Response
+		var err error
+		if form != nil {
+			resp, err = c.PostForm(base+"?"+q.Encode(), form)
+		} else {
+			resp, err = c.Get(base + "?" + q.Encode())
+		}
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
+		}
+		return string(b), err
+	}
+	var (
+		mu      sync.Mutex
+		put     = map[uint64]bool{}
+		wg      sync.WaitGroup
+		writing sync.WaitGroup
+	)
+	for w := range writers {
+		writing.Add(1)
+		go func() {
+			defer writing.Done()
+			c := client()
+			base := bases[w%len(bases)]
+			for p := range puts {
+				var els []string
+				for i := range batch {
+					els = append(els, fmt.Sprintf(`{"id":%d,"data":"w%d-p%d-%d"}`, i, w, p, i))
+				}
+				body, err := call(c, base, url.Values{"action": {"put_journal_entries"}},
+					url.Values{"uuid": {fmt.Sprint("writer", w)}, "data": {"[" + strings.Join(els, ",") + "]"}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var r struct {
+					Results []struct {
+						JournalID *string `json:"journal_id"`
+					} `json:"results"`
+				}
+				if err := json.Unmarshal([]byte(body), &r); err != nil || len(r.Results) != batch {
+					t.Errorf("put: %v %s", err, body)
+					return
+				}
+				mu.Lock()
+				for _, res := range r.Results {
+					if res.JournalID == nil {
+						t.Errorf("put: a row not stored: %s", body)
+						continue
+					}
+					id, _ := strconv.ParseUint(*res.JournalID, 10, 64)
+					put[id] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { writing.Wait(); close(done) }()
+	seen := make([][]uint64, 2)
+	for r := range seen {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := client()
+			base := bases[(r+1)%len(bases)]
+			var after uint64
+			finished := false
+			for {
+				select {
+				case <-done:
+					finished = true
+				default:
+				}
+				body, err := call(c, base, url.Values{"action": {"get_journal_entries"}, "after_id": {fmt.Sprint(after)}, "limit": {"37"}}, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var page struct {
+					Results []struct {
+						ID string `json:"id"`
+					} `json:"results"`
+				}
+				if err := json.Unmarshal([]byte(body), &page); err != nil {
+					t.Errorf("get: %v %.200s", err, body)
+					return
+				}
+				for _, row := range page.Results {
+					id, _ := strconv.ParseUint(row.ID, 10, 64)
+					if id <= after {
+						t.Errorf("reader %d: id %d after %d: not in id order or twice", r, id, after)
+					}
+					after = max(after, id)
+					seen[r] = append(seen[r], id)
+				}
+				// After the writers are done, read until an empty page.
+				if finished && len(page.Results) == 0 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	total = len(put)
+	if total != writers*puts*batch {
+		t.Errorf("%d rows put, want %d", total, writers*puts*batch)
+	}
+	for r, ids := range seen {
+		got := map[uint64]int{}
+		for _, id := range ids {
+			got[id]++
+			if !put[id] {
+				t.Errorf("reader %d saw id %d that no writer put", r, id)
+			}
+		}
+		for id := range put {
+			switch got[id] {
+			case 0:
+				missed++
+			case 1:
+			default:
+				t.Errorf("reader %d saw id %d %d times", r, id, got[id])
+			}
+		}
+	}
+	return missed, total
+}
