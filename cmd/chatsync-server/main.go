@@ -191,8 +191,12 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 			return nil, usageError{"--journal: " + err.Error()}
 		}
 		cfg.opts.JournalMySQL = c
-		// Only for the test that shows what the lock and horizon prevent.
-		cfg.opts.MySQLUnordered = os.Getenv("CHATSYNC_TEST_JOURNAL_UNORDERED") == "1"
+		// Only for the tests that show what the lock and the horizon
+		// prevent: a list of what to turn off, "lock,horizon".
+		for _, off := range strings.Split(os.Getenv("CHATSYNC_TEST_JOURNAL_OFF"), ",") {
+			cfg.opts.MySQLNoLock = cfg.opts.MySQLNoLock || off == "lock"
+			cfg.opts.MySQLNoHorizon = cfg.opts.MySQLNoHorizon || off == "horizon"
+		}
 	default:
 		return nil, usageError{fmt.Sprintf("--journal %q: want bbolt or mysql://USER@HOST:PORT/DB", *journal)}
 	}

@@ -124,9 +124,9 @@ type mysqlJournal struct {
 	db          *sql.DB
 	now         func() time.Time // nil: the database's NOW()
 	lockTimeout time.Duration
-	// unordered turns off the named lock and the horizon, for the test
-	// that shows the cursor then skips.
-	unordered bool
+	// noLock and noHorizon turn off the named lock and the horizon, for
+	// the tests that show what each prevents.
+	noLock, noHorizon bool
 }
 
 // mysqlLockName is the named lock of account (at most 64 characters, the
@@ -140,7 +140,7 @@ func mysqlLockName(account string) string {
 	return n
 }
 
-func openMySQLJournal(c *mysql.Config, now func() time.Time, lockTimeout time.Duration, unordered bool, log *slog.Logger) (*mysqlJournal, error) {
+func openMySQLJournal(c *mysql.Config, now func() time.Time, lockTimeout time.Duration, noLock, noHorizon bool, log *slog.Logger) (*mysqlJournal, error) {
 	c = c.Clone()
 	if c.Params == nil {
 		c.Params = map[string]string{}
@@ -176,7 +176,7 @@ func openMySQLJournal(c *mysql.Config, now func() time.Time, lockTimeout time.Du
 	if lockTimeout <= 0 {
 		lockTimeout = DefaultMySQLLockTimeout
 	}
-	return &mysqlJournal{db: db, now: now, lockTimeout: lockTimeout, unordered: unordered}, nil
+	return &mysqlJournal{db: db, now: now, lockTimeout: lockTimeout, noLock: noLock, noHorizon: noHorizon}, nil
 }
 
 func (j *mysqlJournal) pollInterval() time.Duration { return MySQLPollInterval }
@@ -196,7 +196,7 @@ func (j *mysqlJournal) put(account, uuid, ip string, data []string) (ids []uint6
 		return nil, err
 	}
 	defer conn.Close()
-	if !j.unordered {
+	if !j.noLock {
 		var got sql.NullInt64
 		secs := strconv.FormatFloat(j.lockTimeout.Seconds(), 'f', 3, 64)
 		if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, "+secs+")", mysqlLockName(account)).Scan(&got); err != nil {
@@ -295,7 +295,7 @@ func (j *mysqlJournal) query(q journalQuery) ([]Entry, error) {
 		return nil, err
 	}
 	rows.Close()
-	if j.unordered || len(out) == 0 {
+	if j.noHorizon || len(out) == 0 {
 		return out, nil
 	}
 	// The horizon (see mysqlJournal): the same range, uncommitted rows too.

@@ -120,7 +120,7 @@ func TestMySQLJournalHorizon(t *testing.T) {
 // the page holds the later row, and a cursor at its id never sees the
 // earlier one.
 func TestMySQLJournalUnorderedSkips(t *testing.T) {
-	e, db := cdrtoolEnv(t, func(o *Options) { o.MySQLUnordered = true })
+	e, db := cdrtoolEnv(t, func(o *Options) { o.MySQLNoHorizon = true })
 	tx, err := db.Begin()
 	if err != nil {
 		t.Fatal(err)

@@ -114,10 +114,10 @@ type Options struct {
 	// MySQLLockTimeout is how long a put waits for its account's named
 	// lock; 0 means DefaultMySQLLockTimeout.
 	MySQLLockTimeout time.Duration
-	// MySQLUnordered turns off what keeps the MySQL journal's cursor from
-	// skipping (the named lock of puts and the horizon of gets). Only for
-	// the test that shows the cursor then skips.
-	MySQLUnordered bool
+	// MySQLNoLock and MySQLNoHorizon turn off what keeps the MySQL
+	// journal's cursor from skipping: the named lock of puts, the horizon
+	// of gets. Only for the tests that show the cursor then skips.
+	MySQLNoLock, MySQLNoHorizon bool
 
 	// Now is the clock for journal timestamps, nonces and monthly usage;
 	// nil means time.Now. Tests set it to put many rows into one second or
@@ -227,7 +227,7 @@ func New(opts Options) (*Server, error) {
 	if opts.JournalMySQL != nil {
 		// With a clock of its own (tests), timestamps come from it;
 		// otherwise from the database's NOW(), as CDRTool's.
-		j, err := openMySQLJournal(opts.JournalMySQL, givenNow, opts.MySQLLockTimeout, opts.MySQLUnordered, s.log)
+		j, err := openMySQLJournal(opts.JournalMySQL, givenNow, opts.MySQLLockTimeout, opts.MySQLNoLock, opts.MySQLNoHorizon, s.log)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("accountserver: %w", err)
