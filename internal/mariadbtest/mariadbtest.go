@@ -202,7 +202,7 @@ func start() *server {
 			"--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=2",
 			"--max-connections=500", "--log-error="+filepath.Join(dir, "mariadbd.err"))
 		s.cmd.Stdout, s.cmd.Stderr = log, log
-		s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		s.cmd.SysProcAttr = sysProcAttr()
 		if err := s.cmd.Start(); err != nil {
 			s.err = err
 			return s
