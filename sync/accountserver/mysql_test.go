@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +175,55 @@ func TestMySQLJournalExplain(t *testing.T) {
 			}
 		}
 		rows.Close()
+	}
+}
+
+// BenchmarkJournalPut puts batches of 100 rows of 1 kB through HTTP, from
+// 4 clients at once, on each store; rows/s is reported.
+func BenchmarkJournalPut(b *testing.B) {
+	for _, be := range []struct {
+		name string
+		env  envMaker
+	}{{"bbolt", newEnv}, {"mysql", newMySQLEnv}} {
+		b.Run(be.name, func(b *testing.B) {
+			e := be.env(b, nil)
+			var els []string
+			for i := range 100 {
+				els = append(els, `{"id":`+strconv.Itoa(i)+`,"data":"`+strings.Repeat("x", 1000)+`"}`)
+			}
+			data := "[" + strings.Join(els, ",") + "]"
+			b.ResetTimer()
+			b.SetParallelism(2) // 2 × GOMAXPROCS (2 here) clients
+			b.RunParallel(func(pb *testing.PB) {
+				c := e.client("alice", "secret")
+				for pb.Next() {
+					e.as(c, "example.com", "put_journal_entries", "form:uuid", "A", "form:data", data)
+				}
+			})
+			b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
+
+// BenchmarkJournalGet reads pages of 500 rows of 1 kB on each store.
+func BenchmarkJournalGet(b *testing.B) {
+	for _, be := range []struct {
+		name string
+		env  envMaker
+	}{{"bbolt", newEnv}, {"mysql", newMySQLEnv}} {
+		b.Run(be.name, func(b *testing.B) {
+			e := be.env(b, nil)
+			var els []string
+			for i := range 500 {
+				els = append(els, `{"id":`+strconv.Itoa(i)+`,"data":"`+strings.Repeat("x", 1000)+`"}`)
+			}
+			e.alice("put_journal_entries", "form:uuid", "A", "form:data", "["+strings.Join(els, ",")+"]")
+			c := e.client("alice", "secret")
+			b.ResetTimer()
+			for range b.N {
+				e.as(c, "example.com", "get_journal_entries", "limit", "500")
+			}
+			b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "rows/s")
+		})
 	}
 }
