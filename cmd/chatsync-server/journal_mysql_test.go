@@ -1,9 +1,16 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/url"
 	"os"
@@ -58,10 +65,45 @@ func TestJournalFlags(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.journal, err, tc.want)
 		}
 	}
+	// A CA file registers the driver's TLS configuration "custom".
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, selfSignedPEM(t), 0o600)
+	cfg, err = parseFlags(append(slices.Clone(base), "--journal", "mysql://chat@db.example/cdrtool", "--journal-tls-ca", ca), io.Discard, io.Discard)
+	if err != nil || cfg.opts.JournalMySQL.TLSConfig != "custom" {
+		t.Errorf("--journal-tls-ca: %v %+v", err, cfg)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--journal", "mysql://chat@db/x?tls=skip-verify", "--journal-tls-ca", ca}, "--journal-tls-ca goes with ?tls=custom"},
+		{[]string{"--journal", "mysql://chat@db/x", "--journal-tls-ca", pwFile}, "no PEM certificate"},
+		{[]string{"--journal-tls-ca", ca}, "go with --journal mysql://"},
+	} {
+		_, err := parseFlags(append(slices.Clone(base), tc.args...), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want %q", tc.args, err, tc.want)
+		}
+	}
 	os.Unsetenv("CHATSYNC_JOURNAL_PASSWORD")
 	if _, err := parseFlags(append(slices.Clone(base), "--journal", "mysql://chat@db/x"), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "needs a password") {
 		t.Errorf("no password: %v", err)
 	}
+}
+
+func selfSignedPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // buildServer builds the chatsync-server binary once per test.

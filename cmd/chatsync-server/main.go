@@ -34,6 +34,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,6 +49,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/chatsync/chatsync/sync/accountserver"
 )
@@ -108,13 +111,14 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 		"CDRTool's client_journal table (created if missing, never altered); the password comes from\n"+
 		"--journal-password-file or $CHATSYNC_JOURNAL_PASSWORD, never from the command line")
 	journalPasswordFile := fs.String("journal-password-file", "", "`file` holding the MySQL password of --journal (trailing newline ignored)")
+	journalTLSCA := fs.String("journal-tls-ca", "", "verify the MySQL server of --journal against the CA certificates in this PEM `file` (sets ?tls=custom)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: chatsync-server --listen ADDR --data DIR --accounts FILE [--tls-cert F --tls-key F] [--strict-compat] [--max-body BYTES]\n"+
 			"                       [--page-bytes-limit N] [--page-rows N] [--shuffle-same-second [--shuffle-seed N]]\n"+
 			"                       [--ignore-after-id] [--max-row-bytes N [--halt-on-error]]\n"+
-			"                       [--journal mysql://USER@HOST:PORT/DB [--journal-password-file F]]")
+			"                       [--journal mysql://USER@HOST:PORT/DB [--journal-password-file F] [--journal-tls-ca F]]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -171,8 +175,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 	}
 	switch {
 	case *journal == "bbolt":
-		if *journalPasswordFile != "" {
-			return nil, usageError{"--journal-password-file goes with --journal mysql://..."}
+		if *journalPasswordFile != "" || *journalTLSCA != "" {
+			return nil, usageError{"--journal-password-file and --journal-tls-ca go with --journal mysql://..."}
 		}
 	case strings.HasPrefix(*journal, "mysql://"):
 		password, ok := os.LookupEnv("CHATSYNC_JOURNAL_PASSWORD")
@@ -186,9 +190,28 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 		if !ok {
 			return nil, usageError{"--journal mysql://... needs a password: --journal-password-file FILE or CHATSYNC_JOURNAL_PASSWORD"}
 		}
+		if *journalTLSCA != "" {
+			pem, err := os.ReadFile(*journalTLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("--journal-tls-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, usageError{fmt.Sprintf("--journal-tls-ca %s: no PEM certificate in it", *journalTLSCA)}
+			}
+			if err := mysql.RegisterTLSConfig("custom", &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}); err != nil {
+				return nil, err
+			}
+		}
 		c, err := accountserver.ParseJournalURL(*journal, password)
 		if err != nil {
 			return nil, usageError{"--journal: " + err.Error()}
+		}
+		if *journalTLSCA != "" {
+			if c.TLSConfig != "" && c.TLSConfig != "custom" {
+				return nil, usageError{fmt.Sprintf("--journal-tls-ca goes with ?tls=custom (or no tls parameter), not tls=%s", c.TLSConfig)}
+			}
+			c.TLSConfig = "custom"
 		}
 		cfg.opts.JournalMySQL = c
 		// Only for the tests that show what the lock and the horizon
