@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,7 +122,9 @@ func buildServer(t *testing.T) string {
 // account through them while two readers page with after_id = the highest
 // id they have seen. Every reader must see every row exactly once, in id
 // order: with the lock and the horizon, and with the lock alone (all rows
-// are chatsync-server's). The same load with both turned off
+// are chatsync-server's), and when one of the servers is killed with
+// SIGKILL mid-way (its sessions' transactions roll back, their named locks
+// are released, and the other two go on). The same load with both turned off
 // (CHATSYNC_TEST_JOURNAL_OFF=lock,horizon) must make a reader skip rows:
 // that is what proves the test able to fail. The horizon alone (what
 // protects readers from rows of writers that take no lock, like CDRTool)
@@ -133,19 +136,32 @@ func TestMySQLJournalConcurrentWritersNeverSkip(t *testing.T) {
 	bin := buildServer(t)
 	for _, off := range []string{"", "horizon"} {
 		t.Run("off="+off, func(t *testing.T) {
-			missed, total := concurrentJournalRun(t, bin, off)
+			missed, total := concurrentJournalRun(t, bin, off, false)
 			if missed > 0 {
 				t.Errorf("readers skipped %d of %d rows", missed, total)
 			}
 		})
 	}
 	t.Run("off=lock", func(t *testing.T) {
-		missed, total := concurrentJournalRun(t, bin, "lock")
+		missed, total := concurrentJournalRun(t, bin, "lock", false)
 		t.Logf("the horizon alone: readers skipped %d of %d row sightings", missed, 2*total)
+	})
+	// kill -9 of the first server while its writers put: its open
+	// transactions roll back and its named locks go with its sessions, so
+	// the other two go on, and their readers still skip nothing.
+	t.Run("kill", func(t *testing.T) {
+		missed, total := concurrentJournalRun(t, bin, "", true)
+		t.Logf("with the first server killed: %d of %d rows acknowledged", total, 9*12*8)
+		if total == 9*12*8 {
+			t.Errorf("the kill came after the writers were done")
+		}
+		if missed > 0 {
+			t.Errorf("readers skipped %d of %d acknowledged rows", missed, total)
+		}
 	})
 	t.Run("off=lock,horizon", func(t *testing.T) {
 		for round := 1; round <= 3; round++ {
-			missed, total := concurrentJournalRun(t, bin, "lock,horizon")
+			missed, total := concurrentJournalRun(t, bin, "lock,horizon", false)
 			t.Logf("round %d without lock and horizon: readers skipped %d of %d row sightings", round, missed, 2*total)
 			if missed > 0 {
 				return
@@ -157,8 +173,10 @@ func TestMySQLJournalConcurrentWritersNeverSkip(t *testing.T) {
 
 // concurrentJournalRun runs one round and returns how many (reader, row)
 // pairs were missed and how many rows were put. It fails t on duplicates
-// or pages out of id order.
-func concurrentJournalRun(t *testing.T, bin string, off string) (missed, total int) {
+// or pages out of id order. With kill, the first server (which no reader
+// uses) gets SIGKILL while its writers put: they stop at their first
+// error, and the readers may see rows whose put was never answered.
+func concurrentJournalRun(t *testing.T, bin string, off string, kill bool) (missed, total int) {
 	d := mariadbtest.New(t)
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "pw")
@@ -168,12 +186,23 @@ func concurrentJournalRun(t *testing.T, bin string, off string) (missed, total i
 	t.Setenv("CHATSYNC_TEST_JOURNAL_OFF", off)
 	journal := fmt.Sprintf("mysql://%s@%s/%s", d.User, d.Addr(), d.Name)
 	var bases []string
+	var first *exec.Cmd
 	for i := range 3 {
 		// Started one after the other: the first creates the table.
-		base, stop := startBinary(t, bin, "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, fmt.Sprint("data", i)),
+		base, stop, cmd := startBinaryProc(t, bin, "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, fmt.Sprint("data", i)),
 			"--accounts", accounts, "--journal", journal, "--journal-password-file", pw)
-		t.Cleanup(stop)
+		if i == 0 {
+			first = cmd
+		}
+		if i > 0 || !kill {
+			t.Cleanup(stop)
+		}
 		bases = append(bases, base)
+	}
+	var killOnce sync.Once
+	var acked0 atomic.Int32 // puts answered by the first server
+	if kill {
+		t.Cleanup(func() { first.Process.Kill(); first.Wait() })
 	}
 	const writers, puts, batch = 9, 12, 8
 	client := func() *http.Client {
@@ -218,7 +247,9 @@ func concurrentJournalRun(t *testing.T, bin string, off string) (missed, total i
 				body, err := call(c, base, url.Values{"action": {"put_journal_entries"}},
 					url.Values{"uuid": {fmt.Sprint("writer", w)}, "data": {"[" + strings.Join(els, ",") + "]"}})
 				if err != nil {
-					t.Error(err)
+					if !(kill && w%len(bases) == 0) {
+						t.Error(err)
+					}
 					return
 				}
 				var r struct {
@@ -229,6 +260,10 @@ func concurrentJournalRun(t *testing.T, bin string, off string) (missed, total i
 				if err := json.Unmarshal([]byte(body), &r); err != nil || len(r.Results) != batch {
 					t.Errorf("put: %v %s", err, body)
 					return
+				}
+				if kill && w%len(bases) == 0 && acked0.Add(1) == 3 {
+					// Mid-way: 3 of its 36 puts are answered.
+					killOnce.Do(func() { first.Process.Kill() })
 				}
 				mu.Lock()
 				for _, res := range r.Results {
@@ -291,14 +326,14 @@ func concurrentJournalRun(t *testing.T, bin string, off string) (missed, total i
 	}
 	wg.Wait()
 	total = len(put)
-	if total != writers*puts*batch {
+	if !kill && total != writers*puts*batch {
 		t.Errorf("%d rows put, want %d", total, writers*puts*batch)
 	}
 	for r, ids := range seen {
 		got := map[uint64]int{}
 		for _, id := range ids {
 			got[id]++
-			if !put[id] {
+			if !put[id] && !kill {
 				t.Errorf("reader %d saw id %d that no writer put", r, id)
 			}
 		}
