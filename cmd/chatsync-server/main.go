@@ -214,12 +214,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 			c.TLSConfig = "custom"
 		}
 		cfg.opts.JournalMySQL = c
-		// Only for the tests that show what the lock and the horizon
-		// prevent: a list of what to turn off, "lock,horizon".
-		for _, off := range strings.Split(os.Getenv("CHATSYNC_TEST_JOURNAL_OFF"), ",") {
-			cfg.opts.MySQLNoLock = cfg.opts.MySQLNoLock || off == "lock"
-			cfg.opts.MySQLNoHorizon = cfg.opts.MySQLNoHorizon || off == "horizon"
-		}
+		journalTestSwitches(&cfg.opts)
 	default:
 		return nil, usageError{fmt.Sprintf("--journal %q: want bbolt or mysql://USER@HOST:PORT/DB", *journal)}
 	}
