@@ -34,6 +34,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,6 +49,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/chatsync/chatsync/sync/accountserver"
 )
@@ -104,12 +107,18 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 		"like MariaDB's max_allowed_packet (suffixes as for --page-bytes-limit; 0: no limit)")
 	haltOnError := fs.Bool("halt-on-error", false, "with --max-row-bytes: stop the put at that element instead (the rows before it are stored)\n"+
 		"and reply with the MySQL error text, like PHP with Halt_On_Error=yes")
+	journal := fs.String("journal", "bbolt", "where the journal is kept: bbolt (the file in --data) or `mysql://USER@HOST:PORT/DB[?tls=true|skip-verify|preferred]`,\n"+
+		"CDRTool's client_journal table (created if missing, never altered); the password comes from\n"+
+		"--journal-password-file or $CHATSYNC_JOURNAL_PASSWORD, never from the command line")
+	journalPasswordFile := fs.String("journal-password-file", "", "`file` holding the MySQL password of --journal (trailing newline ignored)")
+	journalTLSCA := fs.String("journal-tls-ca", "", "verify the MySQL server of --journal against the CA certificates in this PEM `file` (sets ?tls=custom)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: chatsync-server --listen ADDR --data DIR --accounts FILE [--tls-cert F --tls-key F] [--strict-compat] [--max-body BYTES]\n"+
 			"                       [--page-bytes-limit N] [--page-rows N] [--shuffle-same-second [--shuffle-seed N]]\n"+
-			"                       [--ignore-after-id] [--max-row-bytes N [--halt-on-error]]")
+			"                       [--ignore-after-id] [--max-row-bytes N [--halt-on-error]]\n"+
+			"                       [--journal mysql://USER@HOST:PORT/DB [--journal-password-file F] [--journal-tls-ca F]]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -163,6 +172,51 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 		IgnoreAfterID:     *ignoreAfterID,
 		MaxRowBytes:       int(maxRow.n),
 		HaltOnError:       *haltOnError,
+	}
+	switch {
+	case *journal == "bbolt":
+		if *journalPasswordFile != "" || *journalTLSCA != "" {
+			return nil, usageError{"--journal-password-file and --journal-tls-ca go with --journal mysql://..."}
+		}
+	case strings.HasPrefix(*journal, "mysql://"):
+		password, ok := os.LookupEnv("CHATSYNC_JOURNAL_PASSWORD")
+		if *journalPasswordFile != "" {
+			b, err := os.ReadFile(*journalPasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("--journal-password-file: %w", err)
+			}
+			password, ok = strings.TrimRight(string(b), "\r\n"), true
+		}
+		if !ok {
+			return nil, usageError{"--journal mysql://... needs a password: --journal-password-file FILE or CHATSYNC_JOURNAL_PASSWORD"}
+		}
+		if *journalTLSCA != "" {
+			pem, err := os.ReadFile(*journalTLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("--journal-tls-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, usageError{fmt.Sprintf("--journal-tls-ca %s: no PEM certificate in it", *journalTLSCA)}
+			}
+			if err := mysql.RegisterTLSConfig("custom", &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}); err != nil {
+				return nil, err
+			}
+		}
+		c, err := accountserver.ParseJournalURL(*journal, password)
+		if err != nil {
+			return nil, usageError{"--journal: " + err.Error()}
+		}
+		if *journalTLSCA != "" {
+			if c.TLSConfig != "" && c.TLSConfig != "custom" {
+				return nil, usageError{fmt.Sprintf("--journal-tls-ca goes with ?tls=custom (or no tls parameter), not tls=%s", c.TLSConfig)}
+			}
+			c.TLSConfig = "custom"
+		}
+		cfg.opts.JournalMySQL = c
+		journalTestSwitches(&cfg.opts)
+	default:
+		return nil, usageError{fmt.Sprintf("--journal %q: want bbolt or mysql://USER@HOST:PORT/DB", *journal)}
 	}
 	if *strict {
 		if !given["page-bytes-limit"] {

@@ -89,6 +89,13 @@ func TestBinary(t *testing.T) {
 // settings URL and a function that SIGTERMs it and checks it exits 0.
 func startBinary(t *testing.T, bin string, args ...string) (string, func()) {
 	t.Helper()
+	base, stop, _ := startBinaryProc(t, bin, args...)
+	return base, stop
+}
+
+// startBinaryProc is startBinary that also returns the process.
+func startBinaryProc(t *testing.T, bin string, args ...string) (string, func(), *exec.Cmd) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -145,7 +152,7 @@ func startBinary(t *testing.T, bin string, args ...string) (string, func()) {
 		if strings.Contains(stderr.String(), "secret") || strings.Contains(stderr.String(), "hello") {
 			t.Errorf("stderr leaks a password or journal data:\n%s", stderr.String())
 		}
-	}
+	}, cmd
 }
 
 func TestFlagErrors(t *testing.T) {

@@ -53,7 +53,9 @@ func page(t testing.TB, r reply) []pageRow {
 	return p.Results
 }
 
-func TestPageBytesLimit(t *testing.T) {
+func TestPageBytesLimit(t *testing.T) { eachBackend(t, tPageBytesLimit) }
+
+func tPageBytesLimit(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, nil)
 	e.putN("A", strings.Repeat("x", 1000), 10)
 	full := e.alice("get_journal_entries")
@@ -81,7 +83,9 @@ func TestPageBytesLimit(t *testing.T) {
 	wantBody(t, e.alice("get_journal_entries", "after_id", "10"), 200, getBody())
 }
 
-func TestPageRows(t *testing.T) {
+func TestPageRows(t *testing.T) { eachBackend(t, tPageRows) }
+
+func tPageRows(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, func(o *Options) { o.PageRows = 300 })
 	e.putN("A", "r", 1000)
 	wantIDs(t, e.alice("get_journal_entries"), seq(1, 300))
@@ -191,7 +195,9 @@ func TestShuffleSameSecond(t *testing.T) {
 	}
 }
 
-func TestIgnoreAfterID(t *testing.T) {
+func TestIgnoreAfterID(t *testing.T) { eachBackend(t, tIgnoreAfterID) }
+
+func tIgnoreAfterID(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, func(o *Options) { o.IgnoreAfterID = true; o.PageRows = 4 })
 	e.putN("A", "a", 3) // ids 1-3
 	e.clock.Add(time.Second)
@@ -202,7 +208,9 @@ func TestIgnoreAfterID(t *testing.T) {
 	wantIDs(t, e.alice("get_journal_entries", "after_id", "6", "after_timestamp", ts0), seq(4, 6))
 }
 
-func TestMaxRowBytes(t *testing.T) {
+func TestMaxRowBytes(t *testing.T) { eachBackend(t, tMaxRowBytes) }
+
+func tMaxRowBytes(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, func(o *Options) { o.MaxRowBytes = 10 })
 	batch := `[{"id":"a","data":"short"},{"id":"b","data":"eleven byte"},{"id":"c","data":"ten bytes!"},{"id":"d","data":"` + strings.Repeat("x", 100) + `"}]`
 	wantBody(t, e.alice("put_journal_entries", "form:uuid", "A", "form:data", batch), 200,
@@ -210,7 +218,9 @@ func TestMaxRowBytes(t *testing.T) {
 	wantBody(t, e.alice("get_journal_entries"), 200, getBody(rowJSON(1, "A", "short"), rowJSON(2, "A", "ten bytes!")))
 }
 
-func TestHaltOnError(t *testing.T) {
+func TestHaltOnError(t *testing.T) { eachBackend(t, tHaltOnError) }
+
+func tHaltOnError(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, func(o *Options) { o.MaxRowBytes = 10; o.HaltOnError = true })
 	batch := `[{"id":"a","data":"short"},{"id":"b","data":"ten bytes!"},{"id":"c","data":"eleven byte"},{"id":"d","data":"ok"}]`
 	wantBody(t, e.alice("put_journal_entries", "form:uuid", "A", "form:data", batch), 200,

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatsync/chatsync/internal/mariadbtest"
 	"github.com/icholy/digest"
 )
 
@@ -321,4 +322,27 @@ func (e *env) raw(query, auth string) reply {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return reply{resp.StatusCode, string(b), resp.Header}
+}
+
+// envMaker is newEnv, or newEnv on another journal store.
+type envMaker func(t testing.TB, mod func(*Options)) *env
+
+// eachBackend runs test on each journal store: bbolt, and the MySQL
+// journal on a fresh database of the tests' MariaDB (skipped when MariaDB
+// is not installed, unless CHATSYNC_REQUIRE_MARIADB=1).
+func eachBackend(t *testing.T, test func(t *testing.T, newEnv envMaker)) {
+	t.Run("bbolt", func(t *testing.T) { test(t, newEnv) })
+	t.Run("mysql", func(t *testing.T) { test(t, newMySQLEnv) })
+}
+
+// newMySQLEnv is newEnv with the journal on a fresh MariaDB database.
+func newMySQLEnv(t testing.TB, mod func(*Options)) *env {
+	t.Helper()
+	d := mariadbtest.New(t)
+	return newEnv(t, func(o *Options) {
+		o.JournalMySQL = d.Config()
+		if mod != nil {
+			mod(o)
+		}
+	})
 }

@@ -143,10 +143,10 @@ func parseWait(v string) time.Duration {
 // device that has just pushed learns at once that nothing else came. It
 // also returns when wait has passed, at EndWaits, or (to a client that is
 // gone) when ctx ends. hold is called once the server holds the request.
-// With wait 0 it is queryJournal.
+// With wait 0 it is journal.query.
 func (s *Server) waitJournal(ctx context.Context, hold func(), q journalQuery, wait time.Duration) ([]Entry, error) {
 	if wait <= 0 {
-		return s.queryJournal(q)
+		return s.journal.query(q)
 	}
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
@@ -155,21 +155,38 @@ func (s *Server) waitJournal(ctx context.Context, hold func(), q journalQuery, w
 	// Taken before the query, so a put that commits after the query has
 	// closed this channel and is not missed.
 	put := s.putSignal(q.account)
-	rows, err := s.queryJournal(q)
+	rows, err := s.journal.query(q)
 	if err != nil || len(rows) > 0 {
 		return rows, err
 	}
 	hold()
-	select {
-	case <-put:
-	case <-ctx.Done():
-		return rows, nil // nobody reads the reply
-	case <-timer.C:
-	case <-s.ending:
+	// Rows put through another server process on the same database send
+	// no signal here: a store shared between processes is polled.
+	var poll <-chan time.Time
+	if d := s.journal.pollInterval(); d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		poll = t.C
+	}
+	for {
+		select {
+		case <-put:
+		case <-ctx.Done():
+			return rows, nil // nobody reads the reply
+		case <-timer.C:
+		case <-s.ending:
+		case <-poll:
+			rows, err := s.journal.query(q)
+			if err != nil || len(rows) > 0 {
+				return rows, err
+			}
+			continue
+		}
+		break
 	}
 	// A put may have landed just as the wait ended: answer what a plain
 	// get answers now.
-	return s.queryJournal(q)
+	return s.journal.query(q)
 }
 
 // HeldHeader is sent, with WaitHeader, when get_journal_entries begins to
@@ -318,7 +335,10 @@ func (q *request) putJournalEntries() {
 		q.s.log.Warn("journal put: a row over the max row bytes is not stored", "account", q.acct.Address,
 			"skipped", n, "halted", halted, "max_row_bytes", q.s.opts.MaxRowBytes)
 	}
-	jids, err := q.s.putRows(q.acct.Address, uuid, q.ip, values)
+	jids, err := q.s.journal.put(q.acct.Address, uuid, q.ip, values)
+	if err == nil && len(values) > 0 {
+		q.s.notifyPut(q.acct.Address)
+	}
 	if err != nil {
 		// A failed INSERT shows as journal_id null under success:true.
 		q.s.log.Error("journal put failed", "account", q.acct.Address, "rows", len(values), "err", err)
@@ -390,7 +410,7 @@ func (q *request) deleteJournalEntries() {
 		}
 		ids = append(ids, phpIntval(s))
 	}
-	if err := q.s.deleteRows(q.acct.Address, ids); err != nil {
+	if err := q.s.journal.delete(q.acct.Address, ids); err != nil {
 		q.s.log.Error("journal delete failed", "account", q.acct.Address, "err", err)
 		q.ok(struct {
 			ErrorMessage string `json:"error_message"`

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -103,6 +104,21 @@ type Options struct {
 	// (HaltOnErrorBody) instead of JSON.
 	HaltOnError bool
 
+	// JournalMySQL, if set, keeps the journal in CDRTool's client_journal
+	// table in this MySQL/MariaDB database (created if missing, never
+	// altered; see ClientJournalDDL and ParseJournalURL) instead of the
+	// bbolt file. Several servers may share it; see mysqlJournal for why
+	// their readers never skip a row. The account state of the write
+	// actions stays in the bbolt file of DataDir, per server.
+	JournalMySQL *mysql.Config
+	// MySQLLockTimeout is how long a put waits for its account's named
+	// lock; 0 means DefaultMySQLLockTimeout.
+	MySQLLockTimeout time.Duration
+	// MySQLNoLock and MySQLNoHorizon turn off what keeps the MySQL
+	// journal's cursor from skipping: the named lock of puts, the horizon
+	// of gets. Only for the tests that show the cursor then skips.
+	MySQLNoLock, MySQLNoHorizon bool
+
 	// Now is the clock for journal timestamps, nonces and monthly usage;
 	// nil means time.Now. Tests set it to put many rows into one second or
 	// to expire nonces.
@@ -121,7 +137,8 @@ type Options struct {
 // top of a bbolt file. It is an http.Handler and safe for concurrent use.
 type Server struct {
 	opts     Options
-	db       *bolt.DB
+	db       *bolt.DB     // account state, and the journal unless another store is given
+	journal  journalStore // see journalStore
 	nonceKey string
 	accounts map[string]*Account // by address
 	domains  map[string]bool
@@ -154,6 +171,7 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
 	}
+	givenNow := opts.Now
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -205,6 +223,17 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("accountserver: %s: %w", dbPath, err)
 	}
 	s.db = db
+	s.journal = &boltJournal{db: db, now: s.now, shuffle: s.shuffle}
+	if opts.JournalMySQL != nil {
+		// With a clock of its own (tests), timestamps come from it;
+		// otherwise from the database's NOW(), as CDRTool's.
+		j, err := openMySQLJournal(opts.JournalMySQL, givenNow, opts.MySQLLockTimeout, opts.MySQLNoLock, opts.MySQLNoHorizon, s.log)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("accountserver: %w", err)
+		}
+		s.journal = j
+	}
 	return s, nil
 }
 
@@ -212,7 +241,9 @@ func New(opts Options) (*Server, error) {
 // do nothing. Requests still running fail.
 func (s *Server) Close() error {
 	s.EndWaits()
-	s.closeOnce.Do(func() { s.closeErr = s.db.Close() })
+	s.closeOnce.Do(func() {
+		s.closeErr = errors.Join(s.journal.close(), s.db.Close())
+	})
 	return s.closeErr
 }
 

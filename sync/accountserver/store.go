@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -112,12 +113,47 @@ type journalQuery struct {
 	shuffle bool
 }
 
-// queryJournal walks the account's rows from after_id+1 in id order. Rows
+// journalStore keeps the journal: the bbolt file (boltJournal, the
+// default) or CDRTool's client_journal table in MySQL/MariaDB
+// (mysqlJournal). The account state of the write actions (aliases,
+// forwarding, temporary rule, privacy) stays in the bbolt file with either
+// store: it is per server, not shared between server processes.
+type journalStore interface {
+	// query returns a get_journal_entries page, in id order.
+	query(q journalQuery) ([]Entry, error)
+	// put stores the rows of one put_journal_entries request for account
+	// and returns their ids, in order.
+	put(account, uuid, ip string, data []string) ([]uint64, error)
+	// delete removes the account's rows with these ids; others are
+	// ignored.
+	delete(account string, ids []int64) error
+	// entries returns every row of account, in id order (for tests).
+	entries(account string) ([]Entry, error)
+	// pollInterval is how often a held get re-reads the journal to see
+	// rows put through other server processes; 0 means only this
+	// process writes (the in-process put signal is enough).
+	pollInterval() time.Duration
+	// close releases what the store holds (not the bbolt file, which the
+	// Server closes).
+	close() error
+}
+
+// boltJournal is the journal in the bbolt file, in the journal bucket.
+type boltJournal struct {
+	db      *bolt.DB
+	now     func() time.Time
+	shuffle func(n int, swap func(i, j int))
+}
+
+func (j *boltJournal) pollInterval() time.Duration { return 0 }
+func (j *boltJournal) close() error                { return nil }
+
+// query walks the account's rows from after_id+1 in id order. Rows
 // get non-decreasing timestamps (see putRows), so id order is the
 // timestamp order of the real ORDER BY timestamp, and a page never needs
 // more than limit rows in memory (with q.shuffle, plus the ids of the
 // rest of its last second).
-func (s *Server) queryJournal(q journalQuery) ([]Entry, error) {
+func (s *boltJournal) query(q journalQuery) ([]Entry, error) {
 	out := []Entry{}
 	if q.limit <= 0 {
 		return out, nil
@@ -202,7 +238,7 @@ func (s *Server) queryJournal(q journalQuery) ([]Entry, error) {
 // drawLastSecond replaces the rows of out's last second by as many rows
 // drawn at random from them and rest (the ids of that second's other
 // matching rows), reading the rows drawn from rest from b.
-func (s *Server) drawLastSecond(b *bolt.Bucket, out []Entry, rest []uint64, match func(k, v []byte) (Entry, []byte, bool, error)) error {
+func (s *boltJournal) drawLastSecond(b *bolt.Bucket, out []Entry, rest []uint64, match func(k, v []byte) (Entry, []byte, bool, error)) error {
 	first := len(out) - 1
 	for first > 0 && out[first-1].Timestamp == out[len(out)-1].Timestamp {
 		first--
@@ -243,13 +279,12 @@ func (s *Server) shuffle(n int, swap func(i, j int)) {
 	s.rng.Shuffle(n, swap)
 }
 
-// putRows inserts rows for one account in one transaction (one fsync) and
+// put inserts rows for one account in one transaction (one fsync) and
 // returns their ids. Ids come from one global sequence, like MySQL's
 // auto_increment. The timestamp is now, but never earlier than the newest
 // timestamp already handed out, so timestamps are non-decreasing in id
-// order even if the clock steps back. Once committed, it wakes the
-// account's long polls (notifyPut).
-func (s *Server) putRows(account, uuid, ip string, data []string) ([]uint64, error) {
+// order even if the clock steps back.
+func (s *boltJournal) put(account, uuid, ip string, data []string) ([]uint64, error) {
 	ids := make([]uint64, 0, len(data))
 	if len(data) == 0 {
 		return ids, nil
@@ -284,13 +319,12 @@ func (s *Server) putRows(account, uuid, ip string, data []string) ([]uint64, err
 	if err != nil {
 		return nil, err
 	}
-	s.notifyPut(account)
 	return ids, nil
 }
 
-// deleteRows removes the account's rows with the given ids; ids of other
+// delete removes the account's rows with the given ids; ids of other
 // accounts and unknown ids are ignored.
-func (s *Server) deleteRows(account string, ids []int64) error {
+func (s *boltJournal) delete(account string, ids []int64) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJournal).Bucket([]byte(account))
 		if b == nil {
@@ -311,6 +345,10 @@ func (s *Server) deleteRows(account string, ids []int64) error {
 // Entries returns every journal row stored for account, in id order. It is
 // meant for tests that assert on what the server holds.
 func (s *Server) Entries(account string) ([]Entry, error) {
+	return s.journal.entries(account)
+}
+
+func (s *boltJournal) entries(account string) ([]Entry, error) {
 	var out []Entry
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJournal).Bucket([]byte(strings.ToLower(account)))

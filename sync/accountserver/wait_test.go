@@ -103,6 +103,10 @@ func noReplyYet(t *testing.T, what string, ch <-chan asyncReply) {
 }
 
 func TestWaitHeldGetReturnsRowPutByAnotherDeviceLikeAPlainGet(t *testing.T) {
+	eachBackend(t, tWaitHeldGetReturnsRowPutByAnotherDeviceLikeAPlainGet)
+}
+
+func tWaitHeldGetReturnsRowPutByAnotherDeviceLikeAPlainGet(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, nil)
 	e.put("A", `[{"id":"m1","data":"mine"}]`) // id 1: this device's own row
 	ch := e.getAsync(t.Context(), "except_uuid", "A", "wait", "30")
@@ -126,6 +130,10 @@ func TestWaitHeldGetReturnsRowPutByAnotherDeviceLikeAPlainGet(t *testing.T) {
 }
 
 func TestWaitWithRowsToReturnAnswersAtOnce(t *testing.T) {
+	eachBackend(t, tWaitWithRowsToReturnAnswersAtOnce)
+}
+
+func tWaitWithRowsToReturnAnswersAtOnce(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, nil)
 	e.put("B", `[{"id":"t1","data":"theirs"}]`)
 	ctx, cancel := context.WithTimeout(t.Context(), patience) // far below the 60 s asked for
@@ -145,6 +153,10 @@ func TestWaitWithRowsToReturnAnswersAtOnce(t *testing.T) {
 }
 
 func TestWaitEndsEmptyAtAPutOfItsOwnDeviceAndHoldsThroughAnotherAccountsPut(t *testing.T) {
+	eachBackend(t, tWaitEndsEmptyAtAPutOfItsOwnDeviceAndHoldsThroughAnotherAccountsPut)
+}
+
+func tWaitEndsEmptyAtAPutOfItsOwnDeviceAndHoldsThroughAnotherAccountsPut(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, nil)
 	ch := e.getAsync(t.Context(), "except_uuid", "A", "wait", "60")
 	e.held(t, 1)
@@ -172,6 +184,10 @@ func TestWaitEndsEmptyAtAPutOfItsOwnDeviceAndHoldsThroughAnotherAccountsPut(t *t
 }
 
 func TestWaitHeaderOnlyWhenTheWaitIsHonoured(t *testing.T) {
+	eachBackend(t, tWaitHeaderOnlyWhenTheWaitIsHonoured)
+}
+
+func tWaitHeaderOnlyWhenTheWaitIsHonoured(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, nil)
 	e.put("B", `[{"id":"t1","data":"theirs"}]`) // rows to return: every get answers at once
 	plain := e.alice("get_journal_entries")
@@ -191,6 +207,10 @@ func TestWaitHeaderOnlyWhenTheWaitIsHonoured(t *testing.T) {
 }
 
 func TestWaitIsIgnoredUnderStrictCompat(t *testing.T) {
+	eachBackend(t, tWaitIsIgnoredUnderStrictCompat)
+}
+
+func tWaitIsIgnoredUnderStrictCompat(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, func(o *Options) { o.StrictCompat = true })
 	ctx, cancel := context.WithTimeout(t.Context(), patience) // far below the 30 s asked for
 	defer cancel()
@@ -216,6 +236,10 @@ func TestWaitUnauthenticatedIsChallengedAtOnce(t *testing.T) {
 }
 
 func TestWaitEndsOnTheServerWhenTheClientGoesAway(t *testing.T) {
+	eachBackend(t, tWaitEndsOnTheServerWhenTheClientGoesAway)
+}
+
+func tWaitEndsOnTheServerWhenTheClientGoesAway(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	ch := e.getAsync(ctx, "wait", "60")
@@ -228,6 +252,10 @@ func TestWaitEndsOnTheServerWhenTheClientGoesAway(t *testing.T) {
 }
 
 func TestEndWaitsAnswersHeldGetsAndLetsTheHTTPServerClose(t *testing.T) {
+	eachBackend(t, tEndWaitsAnswersHeldGetsAndLetsTheHTTPServerClose)
+}
+
+func tEndWaitsAnswersHeldGetsAndLetsTheHTTPServerClose(t *testing.T, newEnv envMaker) {
 	e := newEnv(t, nil)
 	ch := e.getAsync(t.Context(), "wait", "60")
 	e.held(t, 1)
