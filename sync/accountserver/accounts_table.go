@@ -16,10 +16,10 @@ import (
 // AccountsTableDDL is the accounts table of Options.AccountsTable, in the
 // MySQL journal's database. It is created only if missing and never
 // altered. The columns hold what an [[account]] of accounts.toml holds:
-// password is the clear-text SIP password ('' when the account has only a
+// password is the clear-text SIP password (empty when the account has only a
 // web password or an HA1), web_password and ha1 are NULL when unset, and
 // seed is a JSON object with the other keys of accounts.toml under the
-// same names (email, first, aliases, history, voicemail, …), NULL or ''
+// same names (email, first, aliases, history, voicemail, …), NULL or empty
 // for none.
 const AccountsTableDDL = "CREATE TABLE IF NOT EXISTS `chatsync_accounts` (\n" +
 	"  `address` varchar(128) NOT NULL,\n" +

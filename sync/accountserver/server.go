@@ -209,12 +209,12 @@ func New(opts Options) (*Server, error) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	s := &Server{
-		rng:      mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		opts:     opts,
-		log:      opts.Logger,
-		done:     make(chan struct{}),
-		puts:     map[string]chan struct{}{},
-		ending:   make(chan struct{}),
+		rng:    mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		opts:   opts,
+		log:    opts.Logger,
+		done:   make(chan struct{}),
+		puts:   map[string]chan struct{}{},
+		ending: make(chan struct{}),
 	}
 	if err := s.SetAccounts(opts.Accounts); err != nil {
 		return nil, fmt.Errorf("accountserver: %w", err)
