@@ -5,6 +5,7 @@
 // Usage:
 //
 //	chatsync-server --listen 127.0.0.1:8080 --data DIR --accounts accounts.toml
+//	                [--journal mysql://USER@HOST:PORT/DB [--accounts-table [--accounts-reload 10s]]]
 //	                [--tls-cert F --tls-key F] [--strict-compat] [--max-body BYTES]
 //	                [--page-bytes-limit N] [--page-rows N]
 //	                [--shuffle-same-second [--shuffle-seed N]] [--ignore-after-id]
@@ -89,7 +90,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "`address` to listen on (port 0 picks a free port)")
 	dataDir := fs.String("data", "", "`directory` for the journal database and nonce key (created if missing)")
-	accountsPath := fs.String("accounts", "", "accounts.toml `file` listing the served accounts")
+	accountsPath := fs.String("accounts", "", "accounts.toml `file` listing the served accounts (the default source of accounts)")
+	accountsTable := fs.Bool("accounts-table", false, "serve the accounts of the table chatsync_accounts in the --journal mysql://... database instead of --accounts\n"+
+		"(created if missing, never altered; re-read every --accounts-reload and on SIGHUP; a bad row is logged and skipped)")
+	accountsReload := fs.Duration("accounts-reload", accountserver.DefaultAccountsReload, "with --accounts-table: re-read the table every `interval`")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate `file` (PEM); serve https with --tls-key")
 	tlsKey := fs.String("tls-key", "", "TLS private key `file` (PEM)")
 	strict := fs.Bool("strict-compat", false, "reproduce the real server's bugs (limit, delete_journal_entries, get_monthly_usage)\nand, unless their flags are given, its page limits: --page-bytes-limit 20M --shuffle-same-second")
@@ -115,7 +119,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: chatsync-server --listen ADDR --data DIR --accounts FILE [--tls-cert F --tls-key F] [--strict-compat] [--max-body BYTES]\n"+
+		fmt.Fprintln(stderr, "usage: chatsync-server --listen ADDR --data DIR (--accounts FILE | --accounts-table) [--tls-cert F --tls-key F] [--strict-compat] [--max-body BYTES]\n"+
 			"                       [--page-bytes-limit N] [--page-rows N] [--shuffle-same-second [--shuffle-seed N]]\n"+
 			"                       [--ignore-after-id] [--max-row-bytes N [--halt-on-error]]\n"+
 			"                       [--journal mysql://USER@HOST:PORT/DB [--journal-password-file F] [--journal-tls-ca F]]")
@@ -137,8 +141,16 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 	if *dataDir == "" {
 		return nil, usageError{"--data is required: give a directory for the journal database, e.g. --data ./server-data"}
 	}
-	if *accountsPath == "" {
-		return nil, usageError{"--accounts is required: give an accounts.toml with at least one [[account]] (address, password)"}
+	switch {
+	case *accountsTable && *accountsPath != "":
+		return nil, usageError{"--accounts and --accounts-table exclude each other: the accounts come from the file or from the table"}
+	case *accountsTable && !strings.HasPrefix(*journal, "mysql://"):
+		return nil, usageError{"--accounts-table reads chatsync_accounts in the journal's database: it needs --journal mysql://USER@HOST:PORT/DB"}
+	case *accountsPath == "" && !*accountsTable:
+		return nil, usageError{"--accounts is required: give an accounts.toml with at least one [[account]] (address, password), or --accounts-table"}
+	}
+	if *accountsReload <= 0 {
+		return nil, usageError{fmt.Sprintf("--accounts-reload %v: want a positive interval, e.g. 10s", *accountsReload)}
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return nil, usageError{"--tls-cert and --tls-key go together: give both, or neither for plain http"}
@@ -172,6 +184,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*serverConfig, error) 
 		IgnoreAfterID:     *ignoreAfterID,
 		MaxRowBytes:       int(maxRow.n),
 		HaltOnError:       *haltOnError,
+		AccountsTable:     *accountsTable,
+	}
+	if *accountsTable {
+		cfg.opts.AccountsReload = *accountsReload
 	}
 	switch {
 	case *journal == "bbolt":
@@ -282,18 +298,28 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 
-	accounts, err := accountserver.LoadAccounts(cfg.accountsPath)
-	if err != nil {
-		return fmt.Errorf("accounts: %w", err)
-	}
 	opts := cfg.opts
-	opts.Accounts = accounts
+	if !opts.AccountsTable {
+		accounts, err := accountserver.LoadAccounts(cfg.accountsPath)
+		if err != nil {
+			return fmt.Errorf("accounts: %w", err)
+		}
+		opts.Accounts = accounts
+	}
 	opts.Logger = log
 	srv, err := accountserver.New(opts)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	// SIGHUP re-reads the accounts table at once (as the reload loop does
+	// every --accounts-reload); caught from before the "listening on" line.
+	var hup chan os.Signal
+	if opts.AccountsTable {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
@@ -320,13 +346,29 @@ func run(args []string, stdout, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(stdout, "listening on %s://%s%s\n", scheme, ln.Addr(), accountserver.Path)
-	log.Info("serving", "addr", ln.Addr().String(), "accounts", len(accounts), "strict_compat", opts.StrictCompat, "data", opts.DataDir,
+	log.Info("serving", "addr", ln.Addr().String(), "accounts", len(srv.Accounts()), "accounts_table", opts.AccountsTable, "strict_compat", opts.StrictCompat, "data", opts.DataDir,
 		"page_rows", opts.PageRows, "page_bytes_limit", opts.PageBytesLimit, "shuffle_same_second", opts.ShuffleSameSecond,
 		"ignore_after_id", opts.IgnoreAfterID, "max_row_bytes", opts.MaxRowBytes, "halt_on_error", opts.HaltOnError)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	context.AfterFunc(ctx, stop) // a second signal kills the process the default way
+	if hup != nil {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					if err := srv.ReloadAccounts(); err != nil {
+						log.Warn("SIGHUP: accounts table not reloaded; serving the accounts read before", "err", err)
+					} else {
+						log.Info("SIGHUP: accounts table reloaded", "accounts", len(srv.Accounts()))
+					}
+				}
+			}
+		}()
+	}
 	if err := serve(ctx, hs, srv, ln, cfg.tlsCert != "", log); err != nil {
 		return err
 	}

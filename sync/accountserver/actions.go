@@ -189,7 +189,7 @@ func (q *request) addAlias() {
 		return
 	}
 	alias := u + "@" + q.acct.domain()
-	if q.s.accounts[alias] != nil {
+	if q.s.accts.Load().accounts[alias] != nil {
 		q.ok(result{false, "Error (SipPort): Alias " + alias + " already exists"})
 		return
 	}

@@ -172,11 +172,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, p params) 
 	if !found {
 		domain = realm
 	}
-	if !s.domains[domain] {
+	set := s.accts.Load()
+	if !set.domains[domain] {
 		writeText(w, http.StatusOK, "error: no domainFilter available in ngnpro_engines.inc")
 		return nil, authReplied
 	}
-	acct := s.accounts[strings.ToLower(user)+"@"+domain]
+	acct := set.accounts[strings.ToLower(user)+"@"+domain]
 	if acct == nil {
 		s.log.Info("login failed: no such account", "realm", realm, "domain", domain)
 		s.challenge(w, realm, true, false)

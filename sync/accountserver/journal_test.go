@@ -289,7 +289,7 @@ func tPersistence(t *testing.T, newEnv envMaker) {
 	wantBody(t, e.alice("get_aliases"), 200, `["alice.l@example.com","extra@example.com","wonder@example.com"]`)
 	wantBody(t, e.alice("get_call_forwarding"), 200, `{"FUNC":"carol@example.com","FNOL":null,"FBUS":"bob@example.com","FNOA":"<voice-mailbox>","FUNV":null}`)
 	wantBody(t, e.alice("get_accept_rules"), 200, `{"persistent":{"31":{"start":"09:00","stop":"17:00","groups":["everybody"]}},"temporary":{"groups":["nobody"],"duration":30},"groups":["coworkers"]}`)
-	st, err := e.srv.state(e.srv.accounts["alice@example.com"])
+	st, err := e.srv.state(e.srv.accts.Load().accounts["alice@example.com"])
 	if err != nil || !st.Privacy {
 		t.Errorf("privacy not kept: %v %v", st.Privacy, err)
 	}

@@ -51,8 +51,18 @@ type Options struct {
 	// DataDir holds the bbolt database and the nonce key. It is created
 	// (mode 0700) if missing. Required.
 	DataDir string
-	// Accounts are the served accounts (see LoadAccounts). Required.
+	// Accounts are the served accounts (see LoadAccounts). Required
+	// unless AccountsTable is set.
 	Accounts []Account
+	// AccountsTable, with JournalMySQL, serves the accounts of the
+	// chatsync_accounts table in the journal's database instead of
+	// Accounts (see AccountsTableDDL, created if missing, never altered).
+	// The table is re-read every AccountsReload and by ReloadAccounts; a
+	// bad row is logged with its address and skipped.
+	AccountsTable bool
+	// AccountsReload is how often AccountsTable is re-read; 0 means
+	// DefaultAccountsReload.
+	AccountsReload time.Duration
 	// StrictCompat reproduces the real server's bugs where the default
 	// implements the intended behaviour: limit < 5000 returns no rows,
 	// delete_journal_entries deletes nothing, get_monthly_usage fails.
@@ -140,8 +150,11 @@ type Server struct {
 	db       *bolt.DB     // account state, and the journal unless another store is given
 	journal  journalStore // see journalStore
 	nonceKey string
-	accounts map[string]*Account // by address
-	domains  map[string]bool
+	accts    atomic.Pointer[accountSet] // swapped whole by SetAccounts
+	acctsTab *accountsTable             // nil: accounts from Options.Accounts
+	reloadMu sync.Mutex                 // one table reload at a time
+	done     chan struct{}              // closed by Close: ends the reload loop
+	loopDone chan struct{}              // closed when the reload loop has ended
 	log      *slog.Logger
 
 	rngMu sync.Mutex
@@ -165,7 +178,17 @@ func New(opts Options) (*Server, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("accountserver: no data directory given")
 	}
-	if len(opts.Accounts) == 0 {
+	if opts.AccountsTable {
+		if opts.JournalMySQL == nil {
+			return nil, errors.New("accountserver: the accounts table is in the MySQL journal's database: set JournalMySQL")
+		}
+		if len(opts.Accounts) > 0 {
+			return nil, errors.New("accountserver: give Accounts or AccountsTable, not both")
+		}
+		if opts.AccountsReload <= 0 {
+			opts.AccountsReload = DefaultAccountsReload
+		}
+	} else if len(opts.Accounts) == 0 {
 		return nil, errors.New("accountserver: no accounts given")
 	}
 	if opts.MaxBody <= 0 {
@@ -186,21 +209,15 @@ func New(opts Options) (*Server, error) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	s := &Server{
-		rng:      mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		opts:     opts,
-		accounts: map[string]*Account{},
-		domains:  map[string]bool{},
-		log:      opts.Logger,
-		puts:     map[string]chan struct{}{},
-		ending:   make(chan struct{}),
+		rng:    mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		opts:   opts,
+		log:    opts.Logger,
+		done:   make(chan struct{}),
+		puts:   map[string]chan struct{}{},
+		ending: make(chan struct{}),
 	}
-	for i := range opts.Accounts {
-		a := opts.Accounts[i] // copy: the server owns its accounts
-		if err := a.normalize(); err != nil {
-			return nil, fmt.Errorf("accountserver: account %s: %w", a.Address, err)
-		}
-		s.accounts[a.Address] = &a
-		s.domains[a.domain()] = true
+	if err := s.SetAccounts(opts.Accounts); err != nil {
+		return nil, fmt.Errorf("accountserver: %w", err)
 	}
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("accountserver: %w", err)
@@ -233,6 +250,22 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("accountserver: %w", err)
 		}
 		s.journal = j
+		if opts.AccountsTable {
+			t, err := openAccountsTable(j.db)
+			if err != nil {
+				j.close()
+				db.Close()
+				return nil, fmt.Errorf("accountserver: %w", err)
+			}
+			s.acctsTab = t
+			if err := s.ReloadAccounts(); err != nil {
+				j.close()
+				db.Close()
+				return nil, fmt.Errorf("accountserver: %w", err)
+			}
+			s.loopDone = make(chan struct{})
+			go s.reloadLoop()
+		}
 	}
 	return s, nil
 }
@@ -242,6 +275,10 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Close() error {
 	s.EndWaits()
 	s.closeOnce.Do(func() {
+		close(s.done)
+		if s.loopDone != nil {
+			<-s.loopDone
+		}
 		s.closeErr = errors.Join(s.journal.close(), s.db.Close())
 	})
 	return s.closeErr
