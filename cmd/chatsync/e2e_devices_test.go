@@ -139,6 +139,17 @@ func TestDevicesShowsAStoppedDeviceBehindByTheRightCountAndUpToDateAfterItStarts
 	}
 	eventually(t, 30*time.Second, "A and B to hold 8 messages", func() bool { return converged(t, 8, a, b) }, a, b)
 
+	// A device's files are written before the page's state (its peers
+	// with them) commits: the lists are read once they show the page.
+	lagOf := func(owner, other *e2eDevice, want int) func() bool {
+		return func() bool {
+			devs, _ := owner.devices()
+			e, ok := entry(devs, ids[other])
+			return ok && e.Behind == want
+		}
+	}
+	eventually(t, 30*time.Second, "A to see B's rows after A's", lagOf(a, b, 0), a, b)
+	eventually(t, 30*time.Second, "B to see C 2 behind", lagOf(b, c, 2), a, b)
 	devs, r = a.devices()
 	t.Logf("A, with C stopped:\n%s", r.stdout)
 	behind(t, a, devs, c, ids[c], 3) // A's 4 versions but the first
