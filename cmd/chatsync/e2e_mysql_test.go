@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -155,9 +156,28 @@ func TestDaemonsReplicateThroughTwoServerProcessesOnOneMariaDBThroughKillNine(t 
 		return okA && okB && sa.OutboxDepth == 0 && sb.OutboxDepth == 0
 	}
 
-	// 1. Both write in bursts.
+	// 1. Both write in bursts, and the first bursts reach both stores.
 	bursts(10, nil)
-	eventually(t, 40*time.Second, "both outboxes empty after the first bursts", outboxesEmpty, a, b)
+	eventually(t, 40*time.Second, "the first bursts in both stores and both outboxes empty", func() bool {
+		am, _ := a.messages()
+		bm, _ := b.messages()
+		return len(am) == len(want) && len(bm) == len(want) && outboxesEmpty()
+	}, a, b)
+	// A's device uuid, from its rows, to count what the kill rolls back.
+	kr, err := seal.LoadKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aUUID := ""
+	for _, r := range s1.allRows(t) {
+		if en, err := kr.Open(r.Data, e2eAccount); err == nil && en.Op != seal.OpReport && strings.HasPrefix(en.MsgID, "A-") {
+			aUUID = r.UUID
+			break
+		}
+	}
+	if aUUID == "" {
+		t.Fatal("no row of A's in the journal after the first bursts")
+	}
 
 	// 2. kill -9 of server 1 in the middle of a put of A: a burst on A
 	// (B quiet), and the kill as soon as the account's journal lock is
@@ -179,15 +199,27 @@ func TestDaemonsReplicateThroughTwoServerProcessesOnOneMariaDBThroughKillNine(t 
 	killed := make(chan seen, 1)
 	go func() {
 		deadline := time.Now().Add(10 * time.Second)
+		// The kill comes once the lock is held and the holder has
+		// inserted rows that are not committed: the dirty count has grown
+		// since the lock was taken.
 		var s seen
+		var holder sql.NullInt64
+		base := -1
 		for time.Now().Before(deadline) {
 			if err := conn.QueryRowContext(context.Background(),
-				"SELECT IS_USED_LOCK(?), (SELECT COUNT(*) FROM client_journal WHERE account = ?)", lockName, e2eAccount).Scan(&s.holder, &s.dirty); err != nil {
+				"SELECT IS_USED_LOCK(?), (SELECT COUNT(*) FROM client_journal WHERE account = ? AND uuid = ?)", lockName, e2eAccount, aUUID).Scan(&s.holder, &s.dirty); err != nil {
 				break
 			}
-			if s.holder.Valid {
-				break
+			switch {
+			case !s.holder.Valid:
+				base = -1
+			case s.holder != holder || base < 0:
+				base = s.dirty
+			case s.dirty > base:
+				deadline = time.Time{} // inserts under way: kill now
+				continue
 			}
+			holder = s.holder
 			time.Sleep(time.Millisecond)
 		}
 		s1.cmd.Process.Signal(syscall.SIGKILL)
@@ -204,14 +236,14 @@ func TestDaemonsReplicateThroughTwoServerProcessesOnOneMariaDBThroughKillNine(t 
 		return db.QueryRow("SELECT IS_USED_LOCK(?)", lockName).Scan(&holder) == nil && !holder.Valid
 	})
 	var committed int
-	if err := db.QueryRow("SELECT COUNT(*) FROM client_journal WHERE account = ?", e2eAccount).Scan(&committed); err != nil {
+	if err := db.QueryRow("SELECT COUNT(*) FROM client_journal WHERE account = ? AND uuid = ?", e2eAccount, aUUID).Scan(&committed); err != nil {
 		t.Fatal(err)
 	}
 	if k.holder.Valid {
-		t.Logf("SIGKILLed server 1 at %s with a put's transaction open (lock held by connection %d): %d rows visible to a dirty read, %d committed after the kill (%d rolled back)",
+		t.Logf("SIGKILLed server 1 at %s with a put's transaction open (lock held by connection %d): %d rows of A's visible to a dirty read, %d committed after the kill (%d rolled back)",
 			killedAt.Round(time.Millisecond), k.holder.Int64, k.dirty, committed, k.dirty-committed)
 	} else {
-		t.Logf("SIGKILLed server 1 at %s without catching a put in flight (%d rows committed)", killedAt.Round(time.Millisecond), committed)
+		t.Logf("SIGKILLed server 1 at %s without catching a put in flight (%d rows of A's committed)", killedAt.Round(time.Millisecond), committed)
 	}
 	write(a, 50) // while server 1 is down: A backs off and retries
 	time.Sleep(500 * time.Millisecond)
@@ -302,10 +334,6 @@ func TestDaemonsReplicateThroughTwoServerProcessesOnOneMariaDBThroughKillNine(t 
 	if !same(rows1, inTable) || !same(rows2, inTable) {
 		t.Errorf("server 1 serves %d rows, server 2 %d, the table holds %d: not the same journal", len(rows1), len(rows2), len(inTable))
 	}
-	kr, err := seal.LoadKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	versions, perMsg := map[string]int{}, map[string]int{}
 	messageRows := 0
 	for _, r := range rows1 {
@@ -351,6 +379,11 @@ func TestDaemonsReplicateThroughTwoServerProcessesOnOneMariaDBThroughKillNine(t 
 		if st.OutboxDepth != 0 || len(st.Held) != 0 || len(st.Rejected) != 0 || len(st.Skipped) != 0 {
 			t.Errorf("%s: outbox %d, held %v, rejected %v, skipped %v; want all empty", dev.name, st.OutboxDepth, st.Held, st.Rejected, st.Skipped)
 		}
+	}
+	for _, dev := range []*e2eDevice{a, b} {
+		log := dev.log()
+		t.Logf("%s's log: reconciled a batch in flight: %v; waited before sending missing entries again: %v", dev.name,
+			strings.Contains(log, "reconciled the batch that was in flight"), strings.Contains(log, "waiting before sending them again"))
 	}
 	t.Logf("%d messages (%d from A, %d from B), %d journal rows in all (reports included), %s",
 		total, counts[a], counts[b], len(inTable), time.Since(began).Round(time.Millisecond))
