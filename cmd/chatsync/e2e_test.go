@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/chatsync/chatsync/crypto/seal"
+	"github.com/chatsync/chatsync/internal/mariadbtest"
 	"github.com/chatsync/chatsync/store/msgdir"
 	"github.com/chatsync/chatsync/sync/account"
 )
@@ -57,6 +58,7 @@ func TestMain(m *testing.M) {
 		}
 		return m.Run()
 	}()
+	mariadbtest.Stop() // the MariaDB of the MySQL-journal test, if it started one
 	os.Exit(code)
 }
 
