@@ -218,39 +218,7 @@ func TestSIGKILLedWriterUnderRandomFaultsLosesAndDuplicatesNothing(t *testing.T)
 	}
 
 	// The server holds every message once: no version twice.
-	kr, err := seal.LoadKeyring(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rows []account.JournalEntry // the messages' rows
-	versions := map[string]int{}
-	perMsg := map[string]int{}
-	for _, r := range srv.allRows(t) {
-		en, err := kr.Open(r.Data, e2eAccount)
-		if err != nil {
-			t.Fatalf("journal row %d does not open: %v", r.ID, err)
-		}
-		if en.Op == seal.OpReport {
-			continue // a device's report, not a message
-		}
-		rows = append(rows, r)
-		sum := sha256.Sum256(en.Message)
-		versions[en.MsgID+"/"+string(en.Op)+"/"+fmt.Sprintf("%x", sum[:8])]++
-		perMsg[en.MsgID]++
-	}
-	var dups []string
-	for v, n := range versions {
-		if n > 1 {
-			dups = append(dups, fmt.Sprintf("%s ×%d", v, n))
-		}
-	}
-	sort.Strings(dups)
-	if len(dups) > 0 {
-		t.Errorf("the server holds %d duplicated versions (seed %d): %v", len(dups), seed, dups[:min(len(dups), 10)])
-	}
-	if len(perMsg) != total || len(rows) != total {
-		t.Errorf("the server holds %d rows for %d messages, want %d and %d", len(rows), len(perMsg), total, total)
-	}
+	eachVersionOnce(t, srv.allRows(t), key, total, fmt.Sprintf("seed %d", seed))
 	for _, d := range []*e2eDevice{a, b} {
 		st, _ := d.status(t)
 		if st.OutboxDepth != 0 || len(st.Rejected) != 0 || len(st.Skipped) != 0 {
@@ -272,4 +240,46 @@ func countFiles(t *testing.T, dir string) int {
 		return nil
 	})
 	return n
+}
+
+// eachVersionOnce checks that rows, a journal with its devices' reports,
+// hold total messages, each version of each once, and no other row: no
+// row was stored twice (exactly once through crashes and faults). what
+// names the run in the errors (its seed, say). It returns the rows of each
+// message.
+func eachVersionOnce(t *testing.T, rows []account.JournalEntry, keyFile string, total int, what string) map[string]int {
+	t.Helper()
+	kr, err := seal.LoadKeyring(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions, perMsg := map[string]int{}, map[string]int{}
+	messageRows := 0
+	for _, r := range rows {
+		en, err := kr.Open(r.Data, e2eAccount)
+		if err != nil {
+			t.Fatalf("journal row %d does not open: %v", r.ID, err)
+		}
+		if en.Op == seal.OpReport {
+			continue // a device's report, not a message
+		}
+		messageRows++
+		sum := sha256.Sum256(en.Message)
+		versions[en.MsgID+"/"+string(en.Op)+"/"+fmt.Sprintf("%x", sum[:8])]++
+		perMsg[en.MsgID]++
+	}
+	var dups []string
+	for v, n := range versions {
+		if n > 1 {
+			dups = append(dups, fmt.Sprintf("%s ×%d", v, n))
+		}
+	}
+	sort.Strings(dups)
+	if len(dups) > 0 {
+		t.Errorf("the journal holds %d duplicated versions (%s): %v", len(dups), what, dups[:min(len(dups), 10)])
+	}
+	if len(perMsg) != total || messageRows != total {
+		t.Errorf("the journal holds %d message rows for %d messages, want %d and %d (%s)", messageRows, len(perMsg), total, total, what)
+	}
+	return perMsg
 }

@@ -9,14 +9,12 @@ package main_test
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -334,34 +332,7 @@ func TestDaemonsReplicateThroughTwoServerProcessesOnOneMariaDBThroughKillNine(t 
 	if !same(rows1, inTable) || !same(rows2, inTable) {
 		t.Errorf("server 1 serves %d rows, server 2 %d, the table holds %d: not the same journal", len(rows1), len(rows2), len(inTable))
 	}
-	versions, perMsg := map[string]int{}, map[string]int{}
-	messageRows := 0
-	for _, r := range rows1 {
-		en, err := kr.Open(r.Data, e2eAccount)
-		if err != nil {
-			t.Fatalf("journal row %d does not open: %v", r.ID, err)
-		}
-		if en.Op == seal.OpReport {
-			continue // a device's report, not a message
-		}
-		messageRows++
-		sum := sha256.Sum256(en.Message)
-		versions[en.MsgID+"/"+string(en.Op)+"/"+fmt.Sprintf("%x", sum[:8])]++
-		perMsg[en.MsgID]++
-	}
-	var dups []string
-	for v, n := range versions {
-		if n > 1 {
-			dups = append(dups, fmt.Sprintf("%s ×%d", v, n))
-		}
-	}
-	sort.Strings(dups)
-	if len(dups) > 0 {
-		t.Errorf("the journal holds %d duplicated versions (seed %d): %v", len(dups), seed, dups[:min(len(dups), 10)])
-	}
-	if len(perMsg) != total || messageRows != total {
-		t.Errorf("the journal holds %d message rows for %d messages, want %d and %d", messageRows, len(perMsg), total, total)
-	}
+	perMsg := eachVersionOnce(t, rows1, key, total, fmt.Sprintf("seed %d", seed))
 	for id := range want {
 		if perMsg[id] != 1 {
 			t.Errorf("the journal holds %d rows of %s, want 1", perMsg[id], id)
