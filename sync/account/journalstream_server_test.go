@@ -36,15 +36,7 @@ type pageRig struct {
 
 func newPageRig(t *testing.T) *pageRig {
 	t.Helper()
-	accts, err := accountserver.ParseAccounts([]byte(seedTOML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := accountserver.New(accountserver.Options{DataDir: t.TempDir(), Accounts: accts, Now: (&fakeClock{t: start}).Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := newSeededServer(t)
 	p := &pageRig{}
 	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("action") != "get_journal_entries" {
@@ -240,4 +232,21 @@ func TestServerJournalPageCutMidBodyIsRetryableTransportError(t *testing.T) {
 	if err != nil || len(page.Entries) != len(es) {
 		t.Fatalf("after the cuts: %v", err)
 	}
+}
+
+// newSeededServer is an accountserver with the seed accounts and a fixed
+// clock, closed at the test's end: the server behind the rigs that
+// look at the wire.
+func newSeededServer(t *testing.T) *accountserver.Server {
+	t.Helper()
+	accts, err := accountserver.ParseAccounts([]byte(seedTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := accountserver.New(accountserver.Options{DataDir: t.TempDir(), Accounts: accts, Now: (&fakeClock{t: start}).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }

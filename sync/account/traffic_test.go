@@ -37,15 +37,7 @@ type wireRig struct {
 
 func newWireRig(t *testing.T) *wireRig {
 	t.Helper()
-	accts, err := accountserver.ParseAccounts([]byte(seedTOML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := accountserver.New(accountserver.Options{DataDir: t.TempDir(), Accounts: accts, Now: (&fakeClock{t: start}).Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := newSeededServer(t)
 	w := &wireRig{}
 	hs := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)

@@ -281,20 +281,10 @@ func (j *mysqlJournal) query(q journalQuery) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var e Entry
-		var data []byte
-		if err := rows.Scan(&e.ID, &e.Timestamp, &e.Account, &e.UUID, &e.IPAddress, &data); err != nil {
-			return nil, err
-		}
-		e.Data = string(data)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+	out, err = scanEntries(rows, out)
+	if err != nil {
 		return nil, err
 	}
-	rows.Close()
 	if j.noHorizon || len(out) == 0 {
 		return out, nil
 	}
@@ -352,8 +342,13 @@ func (j *mysqlJournal) entries(account string) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	return scanEntries(rows, nil)
+}
+
+// scanEntries appends the rows of a page query (getQuery) to out, and
+// closes them.
+func scanEntries(rows *sql.Rows, out []Entry) ([]Entry, error) {
 	defer rows.Close()
-	var out []Entry
 	for rows.Next() {
 		var e Entry
 		var data []byte
